@@ -1,0 +1,3 @@
+from mlops_template.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,126 @@
+"""`python -m mlops_template <command>`: the single entry point for make, DVC, CI and Docker."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from mlops_template.config import DEFAULT_PARAMS, load_params
+from mlops_template.errors import GateRejected, UserError
+
+log = logging.getLogger("mlops_template")
+COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], object], Callable[[argparse.ArgumentParser], None]]] = {}
+
+
+def command(name: str, help: str, arguments: Callable[[argparse.ArgumentParser], None] = lambda p: None):
+    """Register a sub-command; its function receives the parsed arguments."""
+
+    def register(function: Callable[[argparse.Namespace], object]):
+        COMMANDS[name] = (help, function, arguments)
+        return function
+
+    return register
+
+
+def _sample_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output", type=Path, help="CSV to write (default: data.path)")
+    parser.add_argument("--rows", type=int, help="row count (default: data.sample.rows)")
+    parser.add_argument("--seed", type=int, help="seed (default: data.sample.seed)")
+    parser.add_argument("--drift", type=float, help="0..1, shift the distributions (default: data.sample.drift)")
+    parser.add_argument("--if-missing", action="store_true", help="do nothing when the output file exists")
+
+
+@command("sample", "write the deterministic sample dataset (the embedded default data)", _sample_args)
+def _sample(args: argparse.Namespace) -> None:
+    from mlops_template.sample import write_sample
+
+    config = load_params(args.params).data
+    output = args.output or config.path
+    if args.if_missing and output.exists():
+        log.info("sample: %s exists, keeping it", output)
+        return
+    drift = config.sample.drift if args.drift is None else args.drift
+    rows = config.sample.rows if args.rows is None else args.rows
+    if not 0.0 <= drift <= 1.0 or rows <= 0:
+        raise UserError("--drift must be within 0..1 and --rows positive")
+    path = write_sample(output, rows, config.sample.seed if args.seed is None else args.seed, drift)
+    log.info("sample: %d rows (drift %.2f) -> %s", rows, drift, path)
+
+
+@command("prep", "stage prep: validate, clean and split the raw CSV")
+def _prep(args: argparse.Namespace) -> None:
+    from mlops_template import prep
+
+    prep.run(load_params(args.params))
+
+
+@command("train", "stage train: fit the model and write the candidate bundle")
+def _train(args: argparse.Namespace) -> None:
+    from mlops_template import train
+
+    train.run(load_params(args.params))
+
+
+@command("evaluate", "stage evaluate: metrics and plots on the test split")
+def _evaluate(args: argparse.Namespace) -> None:
+    from mlops_template import evaluate
+
+    evaluate.run(load_params(args.params))
+
+
+def _gate_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--baseline", help="a metrics JSON file or a git ref (e.g. main) to compare against")
+
+
+@command("gate", "judge the metrics (thresholds, baseline); write the verdict; exit 1 if REJECTED", _gate_args)
+def _gate(args: argparse.Namespace) -> None:
+    from mlops_template import gate
+
+    gate.run(load_params(args.params), baseline=args.baseline or os.environ.get("GATE_BASELINE") or None)
+
+
+@command("metrics", "print the latest metrics as a markdown table")
+def _metrics(args: argparse.Namespace) -> None:
+    from mlops_template.evaluate import metrics_table, read_metrics
+
+    print(metrics_table(read_metrics(load_params(args.params).evaluate.metrics_path)))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m mlops_template", description=__doc__)
+    parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help="params file (default: params.yaml)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+    for name, (help_text, function, arguments) in COMMANDS.items():
+        child = sub.add_parser(name, help=help_text, description=help_text)
+        arguments(child)
+        child.set_defaults(run=function)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+    try:
+        args.run(args)
+    except (UserError, GateRejected) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - last resort: one line for people, traceback with -v
+        if args.verbose:
+            raise
+        print(f"internal error: {type(exc).__name__}: {exc} (rerun with -v for the traceback)", file=sys.stderr)
+        return 3
+    return 0

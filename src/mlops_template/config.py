@@ -1,0 +1,154 @@
+"""Typed view of params.yaml: the only module that reads it, and the place its mistakes are caught."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mlops_template.errors import UserError
+
+DEFAULT_PARAMS = Path("params.yaml")
+Task = Literal["binary", "multiclass", "regression"]
+
+
+class Section(BaseModel):
+    """A params.yaml section: unknown keys are errors, not silently ignored typos."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SampleConfig(Section):
+    rows: int = Field(10_000, gt=0)
+    seed: int = 42
+    drift: float = Field(0.0, ge=0.0, le=1.0)
+
+
+class DataConfig(Section):
+    path: Path = Path("data/loans.csv")
+    sample: SampleConfig = SampleConfig()
+
+
+class SchemaConfig(Section):
+    target: str
+    task: Task
+    positive_class: str | int | None = None
+    drop: list[str] = []
+    numeric: list[str] | None = None
+    categorical: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SchemaConfig:
+        if self.positive_class is not None and self.task != "binary":
+            raise ValueError("positive_class only applies to task: binary; remove it")
+        listed = (self.numeric or []) + (self.categorical or [])
+        clash = sorted({self.target, *self.drop} & set(listed))
+        if clash:
+            raise ValueError(f"columns {clash} are listed as features but are the target or dropped")
+        both = sorted(set(self.numeric or []) & set(self.categorical or []))
+        if both:
+            raise ValueError(f"columns {both} are listed as both numeric and categorical")
+        return self
+
+
+class PrepConfig(Section):
+    test_size: float = Field(0.2, gt=0.0, lt=1.0)
+    seed: int = 42
+    output_dir: Path = Path("artifacts/prepared")
+
+
+EstimatorName = Literal["logistic_regression", "ridge", "random_forest", "hist_gradient_boosting"]
+
+
+class TrainConfig(Section):
+    estimator: EstimatorName = "hist_gradient_boosting"
+    seed: int = 42
+    output_dir: Path = Path("artifacts/candidate")
+    logistic_regression: dict[str, Any] = {}
+    ridge: dict[str, Any] = {}
+    random_forest: dict[str, Any] = {}
+    hist_gradient_boosting: dict[str, Any] = {}
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return dict(getattr(self, self.estimator))
+
+
+class EvaluateConfig(Section):
+    metrics_path: Path = Path("reports/metrics.json")
+    plots_dir: Path = Path("reports/plots")
+    importance_rows: int = Field(2000, gt=0)
+    curve_points: int = Field(200, ge=10)
+
+
+class Threshold(Section):
+    metric: str
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> Threshold:
+        if (self.min is None) == (self.max is None):
+            raise ValueError(f"threshold for {self.metric!r} needs exactly one of min or max")
+        return self
+
+
+class GateConfig(Section):
+    bundle_dir: Path = Path("artifacts/model")
+    report_path: Path = Path("reports/gate.md")
+    thresholds: list[Threshold] = []
+    tolerance: dict[str, float] = {"default": 0.01}
+
+    def tolerance_for(self, metric: str) -> float:
+        return self.tolerance.get(metric, self.tolerance.get("default", 0.0))
+
+
+class Params(Section):
+    """The whole of params.yaml. Later features add their own sections here."""
+
+    data: DataConfig = DataConfig()
+    schema_: SchemaConfig = Field(alias="schema")
+    prep: PrepConfig = PrepConfig()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    gate: GateConfig = GateConfig()
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _estimator_fits_task(self) -> Params:
+        from mlops_template.models import check_estimator_params
+
+        check_estimator_params(self.schema_.task, self.train)
+        return self
+
+
+def _describe(error: ValidationError, source: Path) -> str:
+    lines = [f"{source}: invalid parameters"]
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key; check its spelling against README 'params.yaml reference'"
+        elif "input" in item and item["type"] != "missing":
+            message += f" (got {item['input']!r})"
+        lines.append(f"  - {where}: {message}")
+    return "\n".join(lines)
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
+    """Read and validate params.yaml; every mistake becomes a UserError naming the key and the fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: file not found; run from the project root or pass --params")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: expected a mapping of sections (data, schema, prep, ...)")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        raise UserError(_describe(exc, path)) from None

@@ -1,0 +1,204 @@
+"""Load the raw CSV, validate it against the configured (or inferred) schema, clean and split it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from mlops_template.config import SchemaConfig
+from mlops_template.errors import UserError
+
+MAX_ROWS_SHOWN = 5
+NUMERIC_SHARE = 0.95  # a text column whose values are this numeric is a numeric column with typos
+ID_LIKE_UNIQUE = 0.5  # a categorical with more distinct values per row than this is an identifier
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The resolved contract between data and model: which columns, of which type."""
+
+    target: str
+    task: str
+    numeric: list[str]
+    categorical: list[str]
+    classes: list[str] | None = None
+
+    @property
+    def features(self) -> list[str]:
+        return self.numeric + self.categorical
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _lines(index: pd.Index) -> str:
+    """CSV line numbers (header is line 1) of the first offending rows."""
+    shown = [str(int(i) + 2) for i in index[:MAX_ROWS_SHOWN]]
+    more = f" and {len(index) - MAX_ROWS_SHOWN} more" if len(index) > MAX_ROWS_SHOWN else ""
+    return ", ".join(shown) + more
+
+
+def read_csv(path: str | Path) -> pd.DataFrame:
+    """Read a CSV with every column as text or number as pandas infers; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(
+            f"{path}: file not found; run `make data` (DVC remote or embedded sample) "
+            "or point data.path in params.yaml at your CSV"
+        )
+    try:
+        frame = pd.read_csv(path, skipinitialspace=True, na_values=["", "NA", "NaN", "null"])
+    except pd.errors.EmptyDataError:
+        raise UserError(f"{path}: the file is empty; it needs a header line and data rows") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not a readable CSV ({exc}); save it as UTF-8 comma-separated") from None
+    if frame.empty:
+        raise UserError(f"{path}: has a header but no data rows")
+    return frame
+
+
+def _numeric_errors(column: pd.Series) -> pd.Index:
+    parsed = pd.to_numeric(column, errors="coerce")
+    return column.index[column.notna() & parsed.isna()]
+
+
+def _coerce_numeric(frame: pd.DataFrame, name: str, path: Path) -> None:
+    bad = _numeric_errors(frame[name])
+    if len(bad):
+        examples = ", ".join(repr(v) for v in frame.loc[bad[:MAX_ROWS_SHOWN], name])
+        raise UserError(
+            f"{path}: column {name!r} is numeric but has text at line(s) {_lines(bad)} ({examples}); "
+            "fix or blank those cells, or list the column under schema.categorical in params.yaml"
+        )
+    frame[name] = pd.to_numeric(frame[name]).astype("float64")
+
+
+def _infer_types(frame: pd.DataFrame, candidates: list[str], path: Path) -> tuple[list[str], list[str]]:
+    numeric, categorical = [], []
+    for name in candidates:
+        column = frame[name]
+        if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+            numeric.append(name)
+            continue
+        present = column.dropna()
+        parsed = pd.to_numeric(present, errors="coerce")
+        if len(present) and parsed.notna().mean() >= NUMERIC_SHARE:
+            _coerce_numeric(frame, name, path)  # raises: mostly numbers, a few typos
+        if present.nunique() > max(50, ID_LIKE_UNIQUE * len(present)):
+            raise UserError(
+                f"{path}: column {name!r} looks like an identifier ({present.nunique()} distinct values "
+                f"in {len(present)} rows); add it to schema.drop in params.yaml"
+            )
+        categorical.append(name)
+    return numeric, categorical
+
+
+def resolve_schema(frame: pd.DataFrame, config: SchemaConfig, path: Path) -> Schema:
+    """Check the configured columns exist and fill in the feature types that are not listed."""
+    columns = list(frame.columns)
+    missing = [c for c in [config.target, *(config.numeric or []), *(config.categorical or [])] if c not in columns]
+    if missing:
+        raise UserError(
+            f"{path}: column(s) {missing} from params.yaml (schema) not found; "
+            f"the file has {columns}. Fix schema.target / schema.numeric / schema.categorical"
+        )
+    unknown_drop = [c for c in config.drop if c not in columns]
+    if unknown_drop:
+        raise UserError(f"{path}: schema.drop lists {unknown_drop}, not in the file's columns {columns}")
+    listed = set(config.numeric or []) | set(config.categorical or [])
+    rest = [c for c in columns if c not in listed and c != config.target and c not in config.drop]
+    explicit = config.numeric is not None and config.categorical is not None
+    inferred_num, inferred_cat = ([], []) if explicit else _infer_types(frame, rest, path)
+    numeric = (config.numeric if config.numeric is not None else []) + inferred_num
+    categorical = (config.categorical if config.categorical is not None else []) + inferred_cat
+    if not numeric and not categorical:
+        raise UserError(f"{path}: no feature columns left after schema.drop and the target")
+    return Schema(target=config.target, task=config.task, numeric=numeric, categorical=categorical)
+
+
+def clean(frame: pd.DataFrame, schema: Schema, path: Path) -> pd.DataFrame:
+    """Types per the schema, no rows without a target; the target validated for the task."""
+    frame = frame[schema.features + [schema.target]].copy()
+    for name in schema.numeric:
+        _coerce_numeric(frame, name, path)
+        inf = frame.index[np.isinf(frame[name])]
+        if len(inf):
+            raise UserError(f"{path}: column {name!r} has infinite values at line(s) {_lines(inf)}")
+    for name in schema.categorical:
+        frame[name] = frame[name].map(_label, na_action="ignore").astype(object)
+    frame = frame[frame[schema.target].notna()]
+    if frame.empty:
+        raise UserError(f"{path}: the target column {schema.target!r} is empty in every row")
+    target = frame[schema.target]
+    if schema.task == "regression":
+        bad = _numeric_errors(target)
+        if len(bad):
+            raise UserError(
+                f"{path}: target {schema.target!r} must be numeric for task regression; "
+                f"text at line(s) {_lines(bad)}. Fix the rows or set schema.task to binary/multiclass"
+            )
+        frame[schema.target] = pd.to_numeric(target).astype("float64")
+        return frame
+    labels = target.map(_label)
+    frame[schema.target] = labels
+    return frame
+
+
+def _label(value: object) -> str:
+    """Class labels as text, so 1, 1.0 and "1" are the same class everywhere (CSV, JSON, API)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip()
+
+
+def check_classes(frame: pd.DataFrame, schema: Schema, config: SchemaConfig, path: Path) -> list[str]:
+    """Classes in a stable order; for binary the positive class last, as sklearn expects."""
+    counts = frame[schema.target].value_counts()
+    classes = sorted(counts.index)
+    if len(classes) < 2:
+        raise UserError(
+            f"{path}: target {schema.target!r} has a single class {classes}; a classifier needs at least "
+            "two. Check the data, or set schema.task: regression for a numeric target"
+        )
+    if schema.task == "binary":
+        if len(classes) != 2:
+            raise UserError(
+                f"{path}: target {schema.target!r} has {len(classes)} classes {classes[:10]} but "
+                "schema.task is binary; set schema.task: multiclass"
+            )
+        if config.positive_class is not None:
+            positive = _label(config.positive_class)
+            if positive not in classes:
+                raise UserError(f"{path}: schema.positive_class {positive!r} is not one of {classes}")
+            classes = [c for c in classes if c != positive] + [positive]
+    rare = counts[counts < 2]
+    if len(rare):
+        raise UserError(
+            f"{path}: class(es) {list(rare.index)} of {schema.target!r} appear only once; "
+            "a stratified split needs at least two rows per class"
+        )
+    return classes
+
+
+def load_dataset(path: str | Path, config: SchemaConfig) -> tuple[pd.DataFrame, Schema]:
+    """Read, validate and clean the raw CSV; returns the frame and its resolved schema."""
+    path = Path(path)
+    frame = read_csv(path)
+    schema = resolve_schema(frame, config, path)
+    frame = clean(frame, schema, path)
+    if schema.task != "regression":
+        classes = check_classes(frame, schema, config, path)
+        schema = Schema(**{**schema.to_dict(), "classes": classes})
+    return frame.reset_index(drop=True), schema
+
+
+def split(frame: pd.DataFrame, schema: Schema, test_size: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    stratify = None if schema.task == "regression" else frame[schema.target]
+    try:
+        return train_test_split(frame, test_size=test_size, random_state=seed, stratify=stratify)
+    except ValueError as exc:
+        raise UserError(f"cannot split {len(frame)} rows with prep.test_size={test_size}: {exc}") from None
