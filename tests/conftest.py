@@ -26,3 +26,49 @@ def require_tool(name: str, hint: str = "") -> str:
 @pytest.fixture
 def root() -> Path:
     return ROOT
+
+
+def write_params(directory: Path, **sections: dict) -> Path:
+    """params.yaml in `directory`: the project's own, with whole sections or keys overridden."""
+    import yaml
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, values in sections.items():
+        params[section] = {**params.get(section, {}), **values} if isinstance(values, dict) else values
+    path = directory / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A temporary project directory (cwd) with the default params and a small sample dataset."""
+    from mlops_template.sample import write_sample
+
+    monkeypatch.chdir(tmp_path)
+    write_params(tmp_path)
+    write_sample(tmp_path / "data" / "loans.csv", rows=3000, seed=1)
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project directory where the whole pipeline already ran once (shared, treat as read-only)."""
+    from mlops_template import evaluate, gate, prep, train
+    from mlops_template.config import load_params
+    from mlops_template.sample import write_sample
+
+    directory = tmp_path_factory.mktemp("trained")
+    old = Path.cwd()
+    os.chdir(directory)
+    try:
+        write_params(directory)
+        write_sample(directory / "data" / "loans.csv", rows=4000, seed=3)
+        params = load_params()
+        prep.run(params)
+        train.run(params)
+        evaluate.run(params)
+        gate.run(params)
+    finally:
+        os.chdir(old)
+    return directory

@@ -70,7 +70,9 @@ def dump_json(data: Any) -> str:
     return json.dumps(data, indent=2, sort_keys=False, default=str) + "\n"
 
 
-def save_bundle(directory: str | Path, model: Any, metadata: dict[str, Any], extra_files: dict[str, Path] | None = None) -> Path:
+def save_bundle(
+    directory: str | Path, model: Any, metadata: dict[str, Any], extra_files: dict[str, Path] | None = None
+) -> Path:
     """Write model + extra files + metadata (with their checksums) to `directory`, atomically."""
     directory = Path(directory)
     with atomic_dir(directory) as tmp:

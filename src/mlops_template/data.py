@@ -122,7 +122,7 @@ def resolve_schema(frame: pd.DataFrame, config: SchemaConfig, path: Path) -> Sch
 
 def clean(frame: pd.DataFrame, schema: Schema, path: Path) -> pd.DataFrame:
     """Types per the schema, no rows without a target; the target validated for the task."""
-    frame = frame[schema.features + [schema.target]].copy()
+    frame = frame[[*schema.features, schema.target]].copy()
     for name in schema.numeric:
         _coerce_numeric(frame, name, path)
         inf = frame.index[np.isinf(frame[name])]

@@ -67,10 +67,10 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return json.loads(frame.to_json(orient="records", double_precision=6))
 
 
-def classification_plots(y: pd.Series, proba: np.ndarray, predicted: np.ndarray, positive: str | None, points: int) -> dict[str, Any]:
-    plots: dict[str, Any] = {
-        "confusion.json": _records(pd.DataFrame({"actual": y.to_numpy(), "predicted": predicted}))
-    }
+def classification_plots(
+    y: pd.Series, proba: np.ndarray, predicted: np.ndarray, positive: str | None, points: int
+) -> dict[str, Any]:
+    plots: dict[str, Any] = {"confusion.json": _records(pd.DataFrame({"actual": y.to_numpy(), "predicted": predicted}))}
     if positive is not None:
         truth = (y == positive).to_numpy()
         fpr, tpr, _ = skm.roc_curve(truth, proba)
@@ -96,15 +96,15 @@ def feature_importance(model: Any, x: pd.DataFrame, y: pd.Series, task: str, row
     """Permutation importance on raw features (model-agnostic), on a bounded sample of the test split."""
     sample = x.sample(min(rows, len(x)), random_state=seed)
     scoring = "r2" if task == "regression" else "accuracy"
-    result = permutation_importance(
-        model, sample, y.loc[sample.index], scoring=scoring, n_repeats=3, random_state=seed
-    )
+    result = permutation_importance(model, sample, y.loc[sample.index], scoring=scoring, n_repeats=3, random_state=seed)
     return pd.DataFrame({"feature": x.columns, "importance": result.importances_mean}).sort_values(
         "importance", ascending=False
     )
 
 
-def compute(model: Any, metadata: dict[str, Any], x: pd.DataFrame, y: pd.Series, params: Params) -> tuple[dict[str, float], dict[str, Any]]:
+def compute(
+    model: Any, metadata: dict[str, Any], x: pd.DataFrame, y: pd.Series, params: Params
+) -> tuple[dict[str, float], dict[str, Any]]:
     """Metrics and plot data for a fitted model on a labelled frame."""
     task, points = metadata["task"], params.evaluate.curve_points
     if task == "regression":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -40,11 +41,16 @@ def baseline_metrics(baseline: str, metrics_path: Path) -> tuple[dict[str, float
     candidate = Path(baseline)
     if candidate.is_file():
         return read_metrics(candidate), str(candidate)
-    verify = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{baseline}^{{commit}}"],
-                            capture_output=True, text=True)
+    verify = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{baseline}^{{commit}}"], capture_output=True, text=True
+    )
     if verify.returncode != 0:
-        raise UserError(f"baseline {baseline!r} is neither a metrics file nor a git ref (try `git fetch origin {baseline}`)")
-    shown = subprocess.run(["git", "show", f"{baseline}:{metrics_path.as_posix()}"], capture_output=True, text=True)
+        raise UserError(
+            f"baseline {baseline!r} is neither a metrics file nor a git ref (try `git fetch origin {baseline}`)"
+        )
+    # "./" makes git resolve the path from the working directory, so absolute paths work too
+    relative = Path(os.path.relpath(metrics_path)).as_posix()
+    shown = subprocess.run(["git", "show", f"{baseline}:./{relative}"], capture_output=True, text=True)
     if shown.returncode != 0:
         log.warning("gate: %s has no %s yet; comparing against thresholds only", baseline, metrics_path)
         return None, baseline
@@ -55,8 +61,12 @@ def _bound(threshold: Threshold) -> str:
     return f"≥ {threshold.min:g}" if threshold.min is not None else f"≤ {threshold.max:g}"
 
 
-def judge(metrics: dict[str, float], thresholds: list[Threshold], baseline: dict[str, float] | None,
-          tolerance: dict[str, float] | None = None) -> list[Row]:
+def judge(
+    metrics: dict[str, float],
+    thresholds: list[Threshold],
+    baseline: dict[str, float] | None,
+    tolerance: dict[str, float] | None = None,
+) -> list[Row]:
     """One row per metric; gated metrics must meet their bound and not fall behind the baseline."""
     tolerance = tolerance or {}
     unknown = [t.metric for t in thresholds if t.metric not in metrics]
@@ -117,8 +127,13 @@ def run(params: Params, baseline: str | None = None) -> str:
     verdict = REJECTED if failed else VALIDATED
     report = markdown(rows, verdict, label)
     write_text(params.gate.report_path, report)
-    gate = {"verdict": verdict, "checked_at": now(), "baseline": label, "failed": failed,
-            "thresholds": [t.model_dump(exclude_none=True) for t in params.gate.thresholds]}
+    gate = {
+        "verdict": verdict,
+        "checked_at": now(),
+        "baseline": label,
+        "failed": failed,
+        "thresholds": [t.model_dump(exclude_none=True) for t in params.gate.thresholds],
+    }
     record_verdict(params.train.output_dir, params.gate.bundle_dir, metrics, gate)
     print(report)
     if failed:

@@ -36,9 +36,7 @@ def make_estimator(task: str, name: str, hyperparameters: dict[str, Any], seed: 
     """Build the estimator; raise ValueError naming the params.yaml key when a value is wrong."""
     choices = registry(task)
     if name not in choices:
-        raise ValueError(
-            f"train.estimator: {name!r} does not fit task {task!r}; choose one of {sorted(choices)}"
-        )
+        raise ValueError(f"train.estimator: {name!r} does not fit task {task!r}; choose one of {sorted(choices)}")
     estimator = choices[name]()
     try:
         estimator.set_params(**hyperparameters)

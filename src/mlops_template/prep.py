@@ -32,7 +32,11 @@ def run(params: Params) -> Path:
         (tmp / SCHEMA_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     log.info(
         "prep: %d train / %d test rows, %d numeric + %d categorical features -> %s",
-        len(train), len(test), len(schema.numeric), len(schema.categorical), params.prep.output_dir,
+        len(train),
+        len(test),
+        len(schema.numeric),
+        len(schema.categorical),
+        params.prep.output_dir,
     )
     return params.prep.output_dir
 

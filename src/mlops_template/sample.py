@@ -52,7 +52,7 @@ def approval_logit(frame: pd.DataFrame, true_credit: np.ndarray, rng: np.random.
 
 def make_chunk(start: int, n: int, seed: int, drift: float) -> pd.DataFrame:
     """Rows start..start+n-1 of the dataset (a chunk is always generated from its own seed)."""
-    rng = np.random.default_rng([seed, start // CHUNK_ROWS, int(round(drift * 1000))])
+    rng = np.random.default_rng([seed, start // CHUNK_ROWS, round(drift * 1000)])
     graduate = rng.random(n) < 0.78 - 0.1 * drift
     married = rng.random(n) < 0.65
     self_employed = rng.random(n) < 0.14 + 0.1 * drift
@@ -67,9 +67,7 @@ def make_chunk(start: int, n: int, seed: int, drift: float) -> pd.DataFrame:
             "loan_id": [f"LP{i:08d}" for i in range(start, start + n)],
             "gender": _with_missing(rng, _pick(rng, n, ["Male", "Female"], [0.81, 0.19]), 0.02),
             "married": _with_missing(rng, np.where(married, "Yes", "No"), 0.005),
-            "dependents": _with_missing(
-                rng, _pick(rng, n, ["0", "1", "2", "3+"], [0.58, 0.17, 0.17, 0.08]), 0.025
-            ),
+            "dependents": _with_missing(rng, _pick(rng, n, ["0", "1", "2", "3+"], [0.58, 0.17, 0.17, 0.08]), 0.025),
             "education": np.where(graduate, "Graduate", "Not Graduate"),
             "self_employed": _with_missing(rng, np.where(self_employed, "Yes", "No"), 0.05),
             "applicant_income": applicant,

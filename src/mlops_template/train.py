@@ -55,9 +55,7 @@ def example_row(frame: pd.DataFrame, schema: Schema) -> dict[str, Any]:
 
 def run(params: Params) -> Path:
     frame, schema, info = load_prepared(params.prep.output_dir, "train")
-    estimator = make_estimator(
-        schema.task, params.train.estimator, params.train.hyperparameters(), params.train.seed
-    )
+    estimator = make_estimator(schema.task, params.train.estimator, params.train.hyperparameters(), params.train.seed)
     pipeline = model_pipeline(schema, estimator)
     pipeline.fit(frame[schema.features], frame[schema.target])
     classes = [str(c) for c in getattr(pipeline, "classes_", [])] or None
@@ -76,8 +74,11 @@ def run(params: Params) -> Path:
         },
         "params": {
             "schema": params.schema_.model_dump(),
-            "train": {"estimator": params.train.estimator, "seed": params.train.seed,
-                      "hyperparameters": params.train.hyperparameters()},
+            "train": {
+                "estimator": params.train.estimator,
+                "seed": params.train.seed,
+                "hyperparameters": params.train.hyperparameters(),
+            },
         },
         "git_commit": git_commit(),
         "trained_at": now(),
