@@ -49,12 +49,12 @@ plots: $(STAMP) ## render the DVC plots to reports/plots-html/index.html (REV=ma
 	dvc plots $(if $(REV),diff $(REV),show) --out reports/plots-html
 
 lint: $(STAMP) ## ruff lint and format check
-	ruff check src tests
-	ruff format --check src tests
+	ruff check src tests tools
+	ruff format --check src tests tools
 
 format: $(STAMP) ## apply ruff fixes and formatting
-	ruff check --fix src tests
-	ruff format src tests
+	ruff check --fix src tests tools
+	ruff format src tests tools
 
 test: lint ## lint + the whole test suite, JUnit (reports/junit.xml) and coverage (fails under 85%)
 	@mkdir -p reports
@@ -64,7 +64,7 @@ test-fast: $(STAMP) ## unit tests only (no DVC, no servers)
 	pytest tests/unit -q
 
 bench-pipeline: $(STAMP) ## time prep/train/evaluate at 10k, 100k and 1M rows -> reports/bench-pipeline.json
-	$(CLI) bench-pipeline
+	python tools/bench_pipeline.py
 
 clean: ## remove pipeline outputs and caches (keeps .venv and data/)
 	rm -rf artifacts reports/junit.xml reports/coverage.xml .pytest_cache .ruff_cache .coverage .coverage.*
