@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import xml.etree.ElementTree as ET  # noqa: N817 - the usual alias; inputs are our own test reports
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from mlops_template.errors import UserError
@@ -28,8 +28,13 @@ def junit_markdown(path: Path) -> str:
     seconds = sum(float(s.get("time", 0)) for s in suites)
     passed = totals["tests"] - totals["failures"] - totals["errors"] - totals["skipped"]
     icon = "❌" if totals["failures"] or totals["errors"] else "✅"
-    lines = [f"### {icon} Tests", "", "| passed | failed | errors | skipped | time |", "|---:|---:|---:|---:|---:|",
-             f"| {passed} | {totals['failures']} | {totals['errors']} | {totals['skipped']} | {seconds:.1f} s |"]
+    lines = [
+        f"### {icon} Tests",
+        "",
+        "| passed | failed | errors | skipped | time |",
+        "|---:|---:|---:|---:|---:|",
+        f"| {passed} | {totals['failures']} | {totals['errors']} | {totals['skipped']} | {seconds:.1f} s |",
+    ]
     broken = [(case, bad) for case in root.iter("testcase") for bad in case if bad.tag in {"failure", "error"}]
     if broken:
         lines += ["", "| test | message |", "|---|---|"]
@@ -44,7 +49,7 @@ def junit_markdown(path: Path) -> str:
 def coverage_markdown(path: Path, lowest: int = 10) -> str:
     root = _parse(path, "coverage report")
     total = float(root.get("line-rate", 0)) * 100
-    files = sorted(((float(c.get("line-rate", 0)) * 100, c.get("filename", "?")) for c in root.iter("class")))
+    files = sorted((float(c.get("line-rate", 0)) * 100, c.get("filename", "?")) for c in root.iter("class"))
     lines = [f"### Coverage: {total:.1f}%", "", "| file | lines covered |", "|---|---:|"]
     lines += [f"| `{name}` | {rate:.1f}% |" for rate, name in files[:lowest]]
     return "\n".join(lines)

@@ -171,7 +171,9 @@ def _fetch_metrics_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", type=Path, default=Path("reports/production-metrics.json"))
 
 
-@command("fetch-metrics", "write the metrics of the model a service runs (GET /model) for the gate", _fetch_metrics_args)
+@command(
+    "fetch-metrics", "write the metrics of the model a service runs (GET /model) for the gate", _fetch_metrics_args
+)
 def _fetch_metrics(args: argparse.Namespace) -> None:
     from mlops_template.smoke import fetch_metrics
 

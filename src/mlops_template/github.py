@@ -29,18 +29,27 @@ class GitHub:
 
     @classmethod
     def from_env(cls) -> GitHub:
-        return cls(os.environ.get("GITHUB_TOKEN", ""), os.environ.get("GITHUB_REPOSITORY", ""),
-                   os.environ.get("GITHUB_API_URL", "https://api.github.com"))
+        return cls(
+            os.environ.get("GITHUB_TOKEN", ""),
+            os.environ.get("GITHUB_REPOSITORY", ""),
+            os.environ.get("GITHUB_API_URL", "https://api.github.com"),
+        )
 
     def call(self, method: str, path: str, body: dict | None = None) -> Any:
         request = urllib.request.Request(
-            f"{self.api}/repos/{self.repository}{path}", method=method,
+            f"{self.api}/repos/{self.repository}{path}",
+            method=method,
             data=None if body is None else json.dumps(body).encode(),
-            headers={"Authorization": f"Bearer {self.token}", "Accept": "application/vnd.github+json",
-                     "X-GitHub-Api-Version": "2022-11-28", "Content-Type": "application/json",
-                     "User-Agent": "mlops-template-ci"})
+            headers={
+                "Authorization": f"Bearer {self.token}",
+                "Accept": "application/vnd.github+json",
+                "X-GitHub-Api-Version": "2022-11-28",
+                "Content-Type": "application/json",
+                "User-Agent": "mlops-template-ci",
+            },
+        )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - https API URL
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 payload = response.read()
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace")[:300]
@@ -87,7 +96,11 @@ def upsert_issue(gh: GitHub, title: str, text: str, label: str) -> str:
     if open_issues:
         number = open_issues[0]["number"]
         gh.call("PATCH", f"/issues/{number}", {"body": body})
-        gh.call("POST", f"/issues/{number}/comments", {"body": "The check failed again; the description now has the latest report."})
+        gh.call(
+            "POST",
+            f"/issues/{number}/comments",
+            {"body": "The check failed again; the description now has the latest report."},
+        )
         log.info("github: updated issue #%d", number)
         return "updated"
     created = gh.call("POST", "/issues", {"title": title, "body": body, "labels": [label]})

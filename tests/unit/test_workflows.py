@@ -97,7 +97,9 @@ def test_one_version_per_action() -> None:
     seen: dict[str, set[str]] = {}
     for path in WORKFLOWS + ACTIONS:
         for match in filter(None, map(PINNED.match, path.read_text(encoding="utf-8").splitlines())):
-            seen.setdefault(match.group(1).split("/")[0] + "/" + match.group(1).split("/")[1], set()).add(match.group(2))
+            seen.setdefault(match.group(1).split("/")[0] + "/" + match.group(1).split("/")[1], set()).add(
+                match.group(2)
+            )
     assert {name: shas for name, shas in seen.items() if len(shas) > 1} == {}
 
 
@@ -139,7 +141,8 @@ def test_ci_triggers_and_fork_safe_comment() -> None:
 
 def test_cd_builds_once_and_deploys_the_digest_to_staging_then_production() -> None:
     cd = load(ROOT / ".github" / "workflows" / "cd.yml")
-    assert cd["on"]["workflow_run"]["workflows"] == ["CI"] and cd["on"]["workflow_run"]["branches"] == ["main"]
+    assert cd["on"]["workflow_run"]["workflows"] == ["CI"]
+    assert cd["on"]["workflow_run"]["branches"] == ["main"]
     assert "conclusion == 'success'" in cd["jobs"]["build"]["if"]
     assert "steps.build.outputs.digest" in cd["jobs"]["build"]["outputs"]["image"]
     assert cd["jobs"]["staging"]["with"]["environment"] == "staging"
@@ -151,7 +154,8 @@ def test_cd_builds_once_and_deploys_the_digest_to_staging_then_production() -> N
     assert runs[-3:] == ["make deploy", "make smoke-test", "make rollback"]
     assert deploy["steps"][-1]["if"].startswith("${{ failure()")
     auth = next(s for s in deploy["steps"] if "google-github-actions/auth@" in s.get("uses", ""))
-    assert "workload_identity_provider" in auth["with"] and "credentials_json" not in auth["with"]
+    assert "workload_identity_provider" in auth["with"]
+    assert "credentials_json" not in auth["with"]
 
 
 def test_ct_cannot_trigger_itself() -> None:
@@ -179,8 +183,13 @@ def test_other_ci_systems_only_call_make(path: Path) -> None:
     else:
         data = yaml.safe_load(text)
         commands = [c for job in data.values() if isinstance(job, dict) and "script" in job for c in job["script"]]
-        commands += [c for job in data.values() if isinstance(job, dict) for c in job.get("after_script", [])
-                     if not c.startswith("if ")]
+        commands += [
+            c
+            for job in data.values()
+            if isinstance(job, dict)
+            for c in job.get("after_script", [])
+            if not c.startswith("if ")
+        ]
     assert commands
     assert [(c, check_command(c, targets)) for c in commands if check_command(c, targets)] == []
 
