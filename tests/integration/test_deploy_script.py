@@ -1,0 +1,195 @@
+"""deploy/deploy.sh (make deploy / make rollback) with stand-ins for docker, gcloud, kubectl, kustomize and
+curl that record every call: checks what would be sent to Heroku, Cloud Run and GKE, and the rollbacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, require_tool
+
+IMAGE = "ghcr.io/acme/loans:sha-abc123@sha256:" + "d" * 64
+FAKE = r"""#!{python}
+import json, os, sys
+tool, args = os.path.basename(sys.argv[0]), sys.argv[1:]
+with open(os.environ["FAKE_LOG"], "a") as log:
+    log.write(json.dumps([tool, *args]) + "\n")
+if os.environ.get("FAKE_FAIL") == tool + " " + (args[0] if args else ""):
+    sys.exit(1)
+joined = " ".join(args)
+if tool == "docker" and args[:1] == ["inspect"]:
+    ref = args[-1]
+    print("sha256:" + "1" * 64 if "{{{{.Id}}}}" in joined else ref.rsplit(":", 1)[0] + "@sha256:" + "a" * 64)
+elif tool == "gcloud" and "describe" in args:
+    old = "europe-docker.pkg.dev/p/r/old@sha256:" + "0" * 64
+    print("https://loans-xyz.a.run.app" if "status.url" in joined else old)
+elif tool == "kubectl" and args[:2] == ["get", "deployment"]:
+    print("europe-docker.pkg.dev/p/r/old@sha256:" + "0" * 64, end="")
+elif tool == "kubectl" and args[:2] == ["get", "service"]:
+    print("203.0.113.7", end="")
+elif tool == "curl":
+    url = next(a for a in args if a.startswith("http"))
+    method = args[args.index("-X") + 1]
+    if method == "GET" and url.endswith("/releases"):
+        print(json.dumps([{{"id": "release-41"}}]))
+    elif method == "GET":
+        print(json.dumps({{"web_url": "https://loans-1234.herokuapp.com/"}}))
+    else:
+        print("{{}}")
+"""
+
+
+@pytest.fixture
+def fakes(tmp_path: Path) -> dict:
+    require_tool("bash")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "fake"
+    script.write_text(FAKE.format(python=sys.executable))
+    script.chmod(0o755)
+    for tool in ("docker", "gcloud", "kubectl", "kustomize", "curl"):
+        (bin_dir / tool).symlink_to(script)
+    log = tmp_path / "calls.jsonl"
+    env = {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "FAKE_LOG": str(log),
+        "DEPLOY_STATE": str(tmp_path / "state"),
+        "HOME": str(tmp_path),
+        "LB_WAIT_SECONDS": "0",
+    }
+    return {"env": env, "log": log, "state": tmp_path / "state", "tmp": tmp_path}
+
+
+def deploy(fakes: dict, action: str, **settings: str) -> subprocess.CompletedProcess:
+    env = {**fakes["env"], **settings}
+    return subprocess.run(
+        ["bash", str(ROOT / "deploy" / "deploy.sh"), action],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def calls(fakes: dict) -> list[list[str]]:
+    return [json.loads(line) for line in fakes["log"].read_text().splitlines()] if fakes["log"].exists() else []
+
+
+def test_none_deploys_nothing(fakes: dict) -> None:
+    result = deploy(fakes, "deploy", DEPLOY_TARGET="none")
+    assert result.returncode == 0
+    assert "nothing to deploy" in result.stdout
+    assert calls(fakes) == []
+
+
+def test_bad_settings_are_named(fakes: dict) -> None:
+    assert "must be heroku, cloudrun, gke or none" in deploy(fakes, "deploy", DEPLOY_TARGET="aws").stderr
+    unpinned = deploy(fakes, "deploy", DEPLOY_TARGET="heroku", IMAGE="ghcr.io/acme/loans:latest")
+    assert unpinned.returncode == 2
+    assert "pinned by digest" in unpinned.stderr
+    missing = deploy(fakes, "deploy", DEPLOY_TARGET="heroku", IMAGE=IMAGE)
+    assert missing.returncode == 2
+    assert "HEROKU_APP is not set" in missing.stderr
+
+
+def test_heroku_pushes_the_image_and_releases_it_by_image_id(fakes: dict) -> None:
+    settings = {
+        "DEPLOY_TARGET": "heroku",
+        "IMAGE": IMAGE,
+        "HEROKU_APP": "loans",
+        "HEROKU_API_KEY": "k3y",
+        "GITHUB_OUTPUT": str(fakes["tmp"] / "out"),
+    }
+    result = deploy(fakes, "deploy", **settings)
+    assert result.returncode == 0, result.stderr
+    made = calls(fakes)
+    assert ["docker", "pull", IMAGE] in made
+    assert ["docker", "push", "registry.heroku.com/loans/web"] in made
+    patch = next(c for c in made if c[0] == "curl" and "PATCH" in c)
+    assert patch[patch.index("-X") + 2] == "https://api.heroku.com/apps/loans/formation"
+    body = json.loads(patch[patch.index("--data") + 1])
+    assert body == {"updates": [{"type": "web", "docker_image": "sha256:" + "1" * 64}]}
+    assert "Authorization: Bearer k3y" in patch
+    assert (fakes["state"] / "url").read_text().strip() == "https://loans-1234.herokuapp.com"
+    assert "url=https://loans-1234.herokuapp.com" in (fakes["tmp"] / "out").read_text()
+    assert deploy(fakes, "rollback", **settings).returncode == 0
+    rollback = [c for c in calls(fakes) if c[0] == "curl" and "POST" in c][-1]
+    assert rollback[rollback.index("-X") + 2].endswith("/apps/loans/releases")
+    assert json.loads(rollback[rollback.index("--data") + 1]) == {"release": "release-41"}
+
+
+def test_cloud_run_deploys_the_artifact_registry_digest_and_rolls_back(fakes: dict) -> None:
+    settings = {
+        "DEPLOY_TARGET": "cloudrun",
+        "IMAGE": IMAGE,
+        "GCP_PROJECT_ID": "proj",
+        "GCP_REGION": "europe-west1",
+        "GAR_REPOSITORY": "mlops",
+        "CLOUD_RUN_SERVICE": "loans",
+    }
+    assert deploy(fakes, "deploy", **settings).returncode == 0
+    ar = "europe-west1-docker.pkg.dev/proj/mlops/mlops-template"
+    made = calls(fakes)
+    assert ["docker", "tag", IMAGE, f"{ar}:sha-abc123"] in made
+    run_deploy = next(c for c in made if c[:3] == ["gcloud", "run", "deploy"])
+    assert run_deploy[run_deploy.index("--image") + 1] == f"{ar}@sha256:" + "a" * 64
+    assert (fakes["state"] / "url").read_text().strip() == "https://loans-xyz.a.run.app"
+    assert deploy(fakes, "rollback", **settings).returncode == 0
+    back = [c for c in calls(fakes) if c[:3] == ["gcloud", "run", "deploy"]][-1]
+    assert back[back.index("--image") + 1] == "europe-docker.pkg.dev/p/r/old@sha256:" + "0" * 64
+
+
+def test_gke_sets_the_image_with_kustomize_applies_and_waits(fakes: dict) -> None:
+    settings = {
+        "DEPLOY_TARGET": "gke",
+        "IMAGE": IMAGE,
+        "GCP_PROJECT_ID": "proj",
+        "GCP_REGION": "europe-west1",
+        "GAR_REPOSITORY": "mlops",
+        "K8S_NAMESPACE": "models",
+    }
+    result = deploy(fakes, "deploy", **settings)
+    assert result.returncode == 0, result.stderr
+    made = calls(fakes)
+    edit = next(c for c in made if c[0] == "kustomize")
+    assert edit == [
+        "kustomize",
+        "edit",
+        "set",
+        "image",
+        "mlops-template=europe-west1-docker.pkg.dev/proj/mlops/mlops-template@sha256:" + "a" * 64,
+    ]
+    apply = next(c for c in made if c[:2] == ["kubectl", "apply"])
+    assert apply[apply.index("-k") + 1].endswith("state/k8s")
+    assert "models" in apply
+    assert (fakes["state"] / "k8s" / "deployment.yaml").read_text() == (ROOT / "deploy/k8s/deployment.yaml").read_text()
+    assert any(c[:3] == ["kubectl", "rollout", "status"] for c in made)
+    assert (fakes["state"] / "url").read_text().strip() == "http://203.0.113.7"
+    assert deploy(fakes, "rollback", **settings).returncode == 0
+    assert [
+        "kubectl",
+        "set",
+        "image",
+        "deployment/mlops-template",
+        "model-server=europe-docker.pkg.dev/p/r/old@sha256:" + "0" * 64,
+        "-n",
+        "models",
+    ] in calls(fakes)
+
+
+def test_a_failed_push_stops_before_anything_is_released(fakes: dict) -> None:
+    settings = {
+        "DEPLOY_TARGET": "heroku",
+        "IMAGE": IMAGE,
+        "HEROKU_APP": "loans",
+        "HEROKU_API_KEY": "k",
+        "FAKE_FAIL": "docker push",
+    }
+    assert deploy(fakes, "deploy", **settings).returncode != 0
+    assert not any(c[0] == "curl" and "PATCH" in c for c in calls(fakes))
