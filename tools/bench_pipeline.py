@@ -45,8 +45,8 @@ def bench_size(rows: int, workdir: Path) -> dict:
         result[stage] = measure([*cli, stage], workdir)
     result["total_seconds"] = round(sum(result[s]["seconds"] for s in STAGES), 3)
     result["peak_mib"] = max(result[s]["peak_mib"] for s in STAGES)
-    print(f"{rows:>9,} rows: " + ", ".join(f"{s} {result[s]['seconds']:.1f}s/{result[s]['peak_mib']:.0f}MiB" for s in STAGES),
-          file=sys.stderr)
+    stages = ", ".join(f"{s} {result[s]['seconds']:.1f}s/{result[s]['peak_mib']:.0f}MiB" for s in STAGES)
+    print(f"{rows:>9,} rows: {stages}", file=sys.stderr)
     return result
 
 
@@ -57,7 +57,8 @@ def table(report: dict) -> str:
     ]
     for entry in report["sizes"]:
         lines.append(
-            f"| {entry['rows']:,} | " + " | ".join(f"{entry[s]['seconds']:.1f}" for s in STAGES)
+            f"| {entry['rows']:,} | "
+            + " | ".join(f"{entry[s]['seconds']:.1f}" for s in STAGES)
             + f" | {entry['total_seconds']:.1f} | {entry['time_ratio']:.1f} | {entry['rows_ratio']:.0f}"
             + f" | {entry['peak_mib']:.0f} |"
         )
