@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mlops_template.config import DEFAULT_PARAMS, load_params
-from mlops_template.errors import GateRejected, UserError
+from mlops_template.errors import DriftDetected, GateRejected, UserError
 
 log = logging.getLogger("mlops_template")
 COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], object], Callable[[argparse.ArgumentParser], None]]] = {}
@@ -191,6 +191,17 @@ def _rename(args: argparse.Namespace) -> None:
     from mlops_template.rename import rename
 
     rename(args.root, args.to, args.dry_run)
+def _drift_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--current", type=Path, required=True, help="CSV batch of recent inputs (feature columns)")
+    parser.add_argument("--bundle", type=Path, help="VALIDATED model bundle (default: gate.bundle_dir)")
+    parser.add_argument("--output-dir", type=Path, help="report folder (default: monitoring.drift.output_dir)")
+
+
+@command("drift", "compare a batch with the bundle's reference profile; report; exit 1 on drift", _drift_args)
+def _drift(args: argparse.Namespace) -> None:
+    from mlops_template.monitoring import report
+
+    report.run(load_params(args.params), args.current, args.bundle, args.output_dir)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -215,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         args.run(args)
-    except (UserError, GateRejected) as exc:
+    except (UserError, GateRejected, DriftDetected) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:

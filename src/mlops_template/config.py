@@ -104,6 +104,54 @@ class GateConfig(Section):
         return self.tolerance.get(metric, self.tolerance.get("default", 0.0))
 
 
+class ProfileConfig(Section):
+    bins: int = Field(10, ge=2, le=100)
+    min_category_fraction: float = Field(0.01, ge=0.0, lt=1.0)
+    max_categories: int = Field(50, ge=1)
+    reference_sample: int = Field(1000, ge=50)
+    seed: int = 42
+
+
+class DriftConfig(Section):
+    psi_threshold: float = Field(0.2, gt=0.0)
+    p_value: float = Field(0.01, gt=0.0, lt=1.0)
+    min_effect: float = Field(0.1, ge=0.0)
+    min_rows: int = Field(200, ge=1)
+    window_size: int = Field(5000, ge=10)
+    output_dir: Path = Path("reports/drift")
+
+
+class FeedbackConfig(Section):
+    capacity: int = Field(100_000, ge=1)
+    ttl_seconds: float = Field(86_400.0, gt=0.0)
+    window_size: int = Field(1000, ge=10)
+    min_feedback: int = Field(100, ge=1)
+    regression_tolerance: float = Field(0.1, gt=0.0)
+
+
+class ExperimentConfig(Section):
+    mode: Literal["single", "ab", "shadow", "bandit"] = "single"
+    name: str = Field("experiment-1", min_length=1)
+    challenger_share: float = Field(0.1, ge=0.0, le=1.0)
+    min_samples: int = Field(200, ge=1)
+    alpha: float = Field(0.05, gt=0.0, lt=1.0)
+    seed: int = 42
+
+
+class RateLimitConfig(Section):
+    requests_per_second: float = Field(50.0, gt=0.0)
+    burst: int = Field(100, ge=1)
+    max_clients: int = Field(10_000, ge=1)
+
+
+class MonitoringConfig(Section):
+    profile: ProfileConfig = ProfileConfig()
+    drift: DriftConfig = DriftConfig()
+    feedback: FeedbackConfig = FeedbackConfig()
+    experiment: ExperimentConfig = ExperimentConfig()
+    rate_limit: RateLimitConfig = RateLimitConfig()
+
+
 class Params(Section):
     """The whole of params.yaml. Later features add their own sections here."""
 
@@ -113,6 +161,7 @@ class Params(Section):
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     gate: GateConfig = GateConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

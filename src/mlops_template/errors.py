@@ -11,3 +11,9 @@ class GateRejected(Exception):
     """The metric gate rejected the model: CLI exit code 1."""
 
     exit_code = 1
+
+
+class DriftDetected(Exception):
+    """The drift check found drift above the thresholds: CLI exit code 1 (CT may retrain)."""
+
+    exit_code = 1

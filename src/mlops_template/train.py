@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from mlops_template.bundle import PENDING, git_commit, now, save_bundle
+from mlops_template.bundle import PENDING, dump_json, git_commit, now, save_bundle
 from mlops_template.config import Params
 from mlops_template.data import Schema
 from mlops_template.features import model_pipeline
+from mlops_template.fsutil import write_text
 from mlops_template.models import make_estimator
+from mlops_template.monitoring.profile import PROFILE_FILE, build_profile, output_frame
 from mlops_template.prep import load_prepared
 
 log = logging.getLogger(__name__)
@@ -53,6 +56,21 @@ def example_row(frame: pd.DataFrame, schema: Schema) -> dict[str, Any]:
     return {k: (None if pd.isna(v) else _plain(v)) for k, v in row.items()}
 
 
+def reference_profile(params: Params, pipeline: Any, frame: pd.DataFrame, schema: Schema) -> dict[str, Any]:
+    """Drift reference: features from the training split, predictions from the held-out test split.
+
+    Predictions on training rows are over-confident; live traffic looks like unseen rows, so the
+    prediction reference is taken on the test split to avoid false prediction drift.
+    """
+    test, _, _ = load_prepared(params.prep.output_dir, "test")
+    classes = [str(c) for c in getattr(pipeline, "classes_", [])] or None
+    proba = pipeline.predict_proba(test[schema.features]) if schema.task == "binary" else None
+    outputs = output_frame(schema.task, classes, pipeline.predict(test[schema.features]), proba)
+    return build_profile(
+        frame, schema.numeric, schema.categorical, schema.task, classes, outputs, params.monitoring.profile
+    )
+
+
 def run(params: Params) -> Path:
     frame, schema, info = load_prepared(params.prep.output_dir, "train")
     estimator = make_estimator(schema.task, params.train.estimator, params.train.hyperparameters(), params.train.seed)
@@ -85,6 +103,9 @@ def run(params: Params) -> Path:
         "metrics": None,
         "gate": {"verdict": PENDING},
     }
-    save_bundle(params.train.output_dir, pipeline, metadata)
+    with tempfile.TemporaryDirectory() as tmp:
+        profile = Path(tmp) / PROFILE_FILE
+        write_text(profile, dump_json(reference_profile(params, pipeline, frame, schema)))
+        save_bundle(params.train.output_dir, pipeline, metadata, extra_files={PROFILE_FILE: profile})
     log.info("train: %s on %d rows -> %s", params.train.estimator, len(frame), params.train.output_dir)
     return params.train.output_dir

@@ -1,0 +1,1 @@
+"""Post-production: reference profile, drift statistics, live window, feedback, experiments, security."""

@@ -1,0 +1,76 @@
+"""`drift --current batch.csv`: a batch against the bundle's reference profile -> JSON, markdown, PNG."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlops_template.bundle import load_bundle
+from mlops_template.config import Params
+from mlops_template.data import _coerce_numeric, _label, read_csv
+from mlops_template.errors import DriftDetected, UserError
+from mlops_template.fsutil import atomic_dir
+from mlops_template.monitoring.drift import NOT_ENOUGH, compare, markdown, observe_frame, observe_outputs, plot
+from mlops_template.monitoring.profile import load_profile, output_frame
+
+log = logging.getLogger(__name__)
+JSON_FILE, MARKDOWN_FILE, PLOT_FILE = "drift.json", "drift.md", "drift.png"
+
+
+def read_batch(path: Path, profile: dict[str, Any]) -> pd.DataFrame:
+    """The batch's feature columns, typed like the training data; errors name the file, column and lines."""
+    frame = read_csv(path)
+    features = list(profile["features"])
+    missing = [name for name in features if name not in frame.columns]
+    if missing:
+        raise UserError(
+            f"{path}: column(s) {missing} missing; the model's features are {features} "
+            "(extra columns such as the target or ids are ignored)"
+        )
+    frame = frame[features].copy()
+    for name, entry in profile["features"].items():
+        if entry["type"] == "numeric":
+            _coerce_numeric(frame, name, path)
+        else:
+            frame[name] = frame[name].map(_label, na_action="ignore").astype(object)
+    return frame
+
+
+def predict_outputs(model: Any, frame: pd.DataFrame, profile: dict[str, Any]) -> dict[str, Any]:
+    """The model outputs the profile describes, predicted by the bundle's own model."""
+    task = profile["task"]
+    proba = model.predict_proba(frame) if task == "binary" else None
+    return output_frame(task, profile.get("classes"), model.predict(frame), proba)
+
+
+def run(params: Params, current: Path, bundle_dir: Path | None = None, output_dir: Path | None = None) -> dict:
+    """Write drift.json, drift.md and drift.png atomically, print the markdown; raise DriftDetected on drift."""
+    config = params.monitoring.drift
+    bundle_dir = bundle_dir or params.gate.bundle_dir
+    output_dir = output_dir or config.output_dir
+    bundle = load_bundle(bundle_dir)  # VALIDATED only, checksums (the profile's too) verified
+    profile = load_profile(bundle_dir)
+    frame = read_batch(current, profile)
+    outputs = predict_outputs(bundle.model, frame, profile)
+    report = compare(profile, observe_frame(profile, frame), observe_outputs(profile, outputs), config)
+    if report["status"] == NOT_ENOUGH:
+        raise UserError(
+            f"{current}: {report['rows']} rows, fewer than monitoring.drift.min_rows={config.min_rows}; "
+            "a verdict on so few rows would be noise. Collect a larger batch"
+        )
+    report = {"current": str(current), "bundle": str(bundle_dir), "model_version": bundle.version, **report}
+    text = markdown(report, title=f"Drift report: {current.name} vs model {bundle.version}")
+    with atomic_dir(output_dir) as tmp:
+        (tmp / JSON_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        (tmp / MARKDOWN_FILE).write_text(text, encoding="utf-8")
+        plot(report, tmp / PLOT_FILE)
+    print(text)
+    log.info("drift: %s -> %s/{%s,%s,%s}", report["status"], output_dir, JSON_FILE, MARKDOWN_FILE, PLOT_FILE)
+    if report["drifted"]:
+        names = [i["name"] for i in report["features"] + report["outputs"] if i["drifted"]]
+        raise DriftDetected(f"drift: detected in {', '.join(names)}; see {output_dir / MARKDOWN_FILE}")
+    return report

@@ -1,0 +1,134 @@
+"""A bounded, thread-safe window of the most recent inputs and model outputs, for live drift.
+
+Memory is fixed at construction: one ring buffer of `size` slots per profiled feature and output
+(float64 raw values for numbers, int32 bucket codes for categories), whatever the traffic.
+`drift()` computes the same report as the batch command on the rows currently in the window.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlops_template.config import DriftConfig
+from mlops_template.data import _label
+from mlops_template.monitoring.drift import Observed, compare
+from mlops_template.monitoring.profile import Entry, bucket_index, n_buckets
+
+
+SMALL = 16  # rows per add() up to which the per-value path is used
+
+
+class DriftWindow:
+    """The last `size` rows seen (features and outputs), in fixed-size ring buffers."""
+
+    def __init__(self, profile: Mapping[str, Any], size: int) -> None:
+        if size < 1:
+            raise ValueError("window size must be positive")
+        self.profile = profile
+        self.size = size
+        self._entries: dict[str, tuple[str, Entry]] = {}
+        self._buffers: dict[str, np.ndarray] = {}
+        for group in ("features", "outputs"):
+            for name, entry in profile[group].items():
+                key = f"{group}:{name}"
+                self._entries[key] = (group, entry)
+                numeric = entry["type"] == "numeric"
+                self._buffers[key] = np.full(size, np.nan) if numeric else np.zeros(size, dtype=np.int32)
+        self._lookup = {  # category -> bucket code, for the per-request path (no pandas per row)
+            key: {c: i for i, c in enumerate(entry["categories"])}
+            for key, (_, entry) in self._entries.items()
+            if entry["type"] != "numeric"
+        }
+        self._next = 0  # slot the next row goes to
+        self._filled = 0
+        self._seen = 0
+        self._lock = threading.Lock()
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the buffers (constant for the life of the window)."""
+        return sum(buffer.nbytes for buffer in self._buffers.values())
+
+    @property
+    def seen(self) -> int:
+        """Rows added since start (including those the window has dropped)."""
+        return self._seen
+
+    def __len__(self) -> int:
+        return self._filled
+
+    def _encode(self, key: str, values: Sequence[Any]) -> np.ndarray:
+        _, entry = self._entries[key]
+        # few rows (one request): plain Python per value is much faster than building a pandas Series
+        if entry["type"] == "numeric":
+            return _floats(values) if len(values) <= SMALL else _to_float(values)
+        if len(values) > SMALL:
+            return bucket_index(entry, values)
+        lookup, other, missing = self._lookup[key], len(self._lookup[key]), n_buckets(entry) - 1
+        return np.array([_code(v, lookup, other, missing) for v in values], dtype=np.int32)
+
+    def add(self, features: Mapping[str, Sequence[Any]], outputs: Mapping[str, Sequence[Any]]) -> None:
+        """Add rows: `features` maps each profiled feature to its column, `outputs` each profiled output."""
+        columns = {f"features:{n}": features[n] for n in self.profile["features"]}
+        columns |= {f"outputs:{n}": outputs[n] for n in self.profile["outputs"]}
+        lengths = {len(c) for c in columns.values()}
+        if len(lengths) != 1:
+            raise ValueError(f"columns of different lengths {sorted(lengths)}")
+        rows = lengths.pop()
+        if rows == 0:
+            return
+        encoded = {key: self._encode(key, values)[-self.size :] for key, values in columns.items()}
+        kept = min(rows, self.size)
+        with self._lock:
+            slots = (self._next + np.arange(kept)) % self.size
+            for key, values in encoded.items():
+                self._buffers[key][slots] = values
+            self._next = (self._next + kept) % self.size
+            self._filled = min(self._filled + kept, self.size)
+            self._seen += rows
+
+    def snapshot(self) -> dict[str, np.ndarray]:
+        """Copies of the filled part of every buffer (taken under the lock, computed on outside it)."""
+        with self._lock:
+            return {key: buffer[: self._filled].copy() for key, buffer in self._buffers.items()}
+
+    def drift(self, config: DriftConfig) -> dict[str, Any]:
+        """The drift report of the rows in the window (same statistics as the batch command)."""
+        data = self.snapshot()
+        observed: dict[str, dict[str, Observed]] = {"features": {}, "outputs": {}}
+        for key, values in data.items():
+            group, entry = self._entries[key]
+            name = key.split(":", 1)[1]
+            if entry["type"] == "numeric":
+                counts = np.bincount(bucket_index(entry, values), minlength=n_buckets(entry))
+                observed[group][name] = Observed(counts, values[~np.isnan(values)])
+            else:
+                observed[group][name] = Observed(np.bincount(values, minlength=n_buckets(entry)))
+        report = compare(self.profile, observed["features"], observed["outputs"], config)
+        return {**report, "window_size": self.size, "rows_seen": self._seen}
+
+
+def _floats(values: Sequence[Any]) -> np.ndarray:
+    """Numbers as float64, anything else (None, text) as NaN: the service has validated types already."""
+    out = np.empty(len(values))
+    for i, v in enumerate(values):
+        try:
+            out[i] = np.nan if v is None else float(v)
+        except (TypeError, ValueError):
+            out[i] = np.nan
+    return out
+
+
+def _to_float(values: Sequence[Any]) -> np.ndarray:
+    return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype=float)
+
+
+def _code(value: Any, lookup: dict[str, int], other: int, missing: int) -> int:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return missing
+    return lookup.get(_label(value), other)
