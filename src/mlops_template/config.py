@@ -118,6 +118,7 @@ class DriftConfig(Section):
     min_effect: float = Field(0.1, ge=0.0)
     min_rows: int = Field(200, ge=1)
     window_size: int = Field(5000, ge=10)
+    refresh_seconds: float = Field(15.0, ge=0.0)
     output_dir: Path = Path("reports/drift")
 
 

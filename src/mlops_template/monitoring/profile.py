@@ -8,6 +8,7 @@ test. Batch and live drift both map values to the same buckets with `bucket_inde
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,7 +60,7 @@ def labels(entry: Entry) -> list[str]:
     """Bucket names, in bucket order."""
     if entry["type"] == "numeric":
         edges = [f"{e:g}" for e in entry["edges"]]
-        inner = [f"({a}, {b}]" for a, b in zip(edges, edges[1:], strict=False)]
+        inner = [f"({a}, {b}]" for a, b in itertools.pairwise(edges)]
         outer = [f"<= {edges[0]}", *inner, f"> {edges[-1]}"] if edges else ["(any)"]
         return [*outer, MISSING]
     return [*entry["categories"], OTHER, MISSING]

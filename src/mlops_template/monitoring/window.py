@@ -8,6 +8,7 @@ Memory is fixed at construction: one ring buffer of `size` slots per profiled fe
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,7 +19,6 @@ from mlops_template.config import DriftConfig
 from mlops_template.data import _label
 from mlops_template.monitoring.drift import Observed, compare
 from mlops_template.monitoring.profile import Entry, bucket_index, n_buckets
-
 
 SMALL = 16  # rows per add() up to which the per-value path is used
 
@@ -48,6 +48,7 @@ class DriftWindow:
         self._filled = 0
         self._seen = 0
         self._lock = threading.Lock()
+        self._cache: tuple[float, dict[str, Any]] | None = None
 
     @property
     def nbytes(self) -> int:
@@ -96,6 +97,17 @@ class DriftWindow:
         """Copies of the filled part of every buffer (taken under the lock, computed on outside it)."""
         with self._lock:
             return {key: buffer[: self._filled].copy() for key, buffer in self._buffers.items()}
+
+    def cached_drift(self, config: DriftConfig, now: float | None = None) -> dict[str, Any]:
+        """`drift()` recomputed at most every `config.refresh_seconds` (a report costs ~0.1 s of CPU)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            cached = self._cache
+        if cached is None or now - cached[0] >= config.refresh_seconds:
+            cached = (now, self.drift(config))
+            with self._lock:
+                self._cache = cached
+        return cached[1]
 
     def drift(self, config: DriftConfig) -> dict[str, Any]:
         """The drift report of the rows in the window (same statistics as the batch command)."""

@@ -1,0 +1,216 @@
+"""Ground-truth feedback: recent predictions kept by request id, live quality over a window.
+
+Bounded twice: at most `capacity` predictions wait for feedback (the oldest is evicted first) and
+none waits longer than `ttl_seconds`. Ids that left the store are remembered (bounded too) so a late
+caller is told "expired" or "already answered" (HTTP 409) rather than "unknown" (HTTP 404).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from mlops_template.config import FeedbackConfig
+from mlops_template.data import _label
+
+SERVED = "served"  # the scope of the answers clients actually received, whatever the variant
+
+
+class FeedbackError(Exception):
+    """Feedback that cannot be applied; `http_status` is what the API answers."""
+
+    http_status = 400
+
+
+class UnknownRequest(FeedbackError):
+    http_status = 404
+
+
+class ExpiredRequest(FeedbackError):
+    http_status = 409
+
+
+class DuplicateFeedback(FeedbackError):
+    http_status = 409
+
+
+class InvalidActual(FeedbackError):
+    http_status = 422
+
+
+@dataclass
+class Pending:
+    created: float
+    served: str
+    predictions: dict[str, tuple[Any, float | None]] = field(default_factory=dict)  # variant -> (label, score)
+
+
+class LiveWindow:
+    """The last `size` feedback outcomes in fixed arrays: correctness, positive score, truth, error."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.success = np.zeros(size, dtype=bool)
+        self.score = np.full(size, np.nan)
+        self.truth = np.zeros(size, dtype=bool)
+        self.error = np.full(size, np.nan)
+        self.next = 0
+        self.filled = 0
+
+    def add(self, success: bool, score: float | None, truth: bool, error: float | None) -> None:
+        i = self.next
+        self.success[i], self.truth[i] = success, truth
+        self.score[i] = np.nan if score is None else score
+        self.error[i] = np.nan if error is None else error
+        self.next = (i + 1) % self.size
+        self.filled = min(self.filled + 1, self.size)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one feedback taught: per variant, whether its prediction was a success."""
+
+    request_id: str
+    served: str
+    success: dict[str, bool]
+
+
+class FeedbackStore:
+    """Predictions awaiting ground truth and the live quality windows (overall and per variant)."""
+
+    def __init__(
+        self,
+        task: str,
+        classes: Sequence[str] | None,
+        config: FeedbackConfig,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if task != "regression" and not classes:
+            raise ValueError("classification needs the class labels")
+        self.task, self.classes, self.config, self.clock = task, list(classes or []), config, clock
+        self.positive = self.classes[-1] if task == "binary" else None  # bundles order the positive class last
+        self._pending: OrderedDict[str, Pending] = OrderedDict()
+        self._gone: OrderedDict[str, str] = OrderedDict()  # id -> why it left ("expired", "answered", ...)
+        self._windows: dict[str, LiveWindow] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def _score(self, proba: Mapping[str, float] | Sequence[float] | None) -> float | None:
+        """The positive-class probability (binary), from a {class: p} mapping or a list in class order."""
+        if self.positive is None or proba is None:
+            return None
+        return float(proba[self.positive] if isinstance(proba, Mapping) else proba[-1])
+
+    def _forget(self, request_id: str, why: str) -> None:
+        self._gone[request_id] = why
+        self._gone.move_to_end(request_id)
+        while len(self._gone) > self.config.capacity:
+            self._gone.popitem(last=False)
+
+    def _expire(self, now: float) -> None:
+        while self._pending:
+            request_id, entry = next(iter(self._pending.items()))
+            if now - entry.created < self.config.ttl_seconds:
+                break
+            self._pending.popitem(last=False)
+            self._forget(request_id, f"expired (predictions wait {self.config.ttl_seconds:g} s for feedback)")
+
+    def record(
+        self,
+        request_id: str,
+        prediction: Any,
+        proba: Mapping[str, float] | Sequence[float] | None = None,
+        variant: str = "champion",
+        served: bool = True,
+    ) -> None:
+        """Remember a prediction of `variant` (served: the one the client got; else a shadow prediction)."""
+        now = self.clock()
+        label = prediction if self.task == "regression" else _label(prediction)
+        with self._lock:
+            self._expire(now)
+            entry = self._pending.get(request_id)
+            if entry is None:
+                entry = self._pending[request_id] = Pending(created=now, served=variant)
+                while len(self._pending) > self.config.capacity:
+                    evicted, _ = self._pending.popitem(last=False)
+                    self._forget(evicted, f"evicted (at most {self.config.capacity} predictions are kept)")
+            if served:
+                entry.served = variant
+            entry.predictions[variant] = (label, self._score(proba))
+
+    def _truth(self, actual: Any) -> Any:
+        if self.task == "regression":
+            try:
+                value = float(actual)
+            except (TypeError, ValueError):
+                raise InvalidActual(f"actual must be a number for a regression model, got {actual!r}") from None
+            if not math.isfinite(value):
+                raise InvalidActual(f"actual must be a finite number, got {actual!r}")
+            return value
+        label = _label(actual)
+        if label not in self.classes:
+            raise InvalidActual(f"actual {actual!r} is not one of the model's classes {self.classes}")
+        return label
+
+    def _success(self, predicted: Any, truth: Any) -> tuple[bool, float | None]:
+        if self.task == "regression":
+            error = abs(float(predicted) - truth)
+            return error <= self.config.regression_tolerance * max(abs(truth), 1e-12), error
+        return predicted == truth, None
+
+    def feedback(self, request_id: str, actual: Any) -> Outcome:
+        """Apply the ground truth of a recorded request; raises a FeedbackError the API maps to 404/409/422."""
+        truth = self._truth(actual)
+        with self._lock:
+            self._expire(self.clock())
+            entry = self._pending.get(request_id)
+            if entry is None:
+                why = self._gone.get(request_id)
+                if why is None:
+                    raise UnknownRequest(f"request_id {request_id!r}: unknown (no prediction was recorded for it)")
+                raise (DuplicateFeedback if why == "answered" else ExpiredRequest)(
+                    f"request_id {request_id!r}: {'feedback already received' if why == 'answered' else why}"
+                )
+            del self._pending[request_id]
+            self._forget(request_id, "answered")
+            successes = {}
+            for variant, (predicted, score) in entry.predictions.items():
+                success, error = self._success(predicted, truth)
+                successes[variant] = success
+                scopes = [variant, SERVED] if variant == entry.served else [variant]
+                for scope in scopes:
+                    window = self._windows.setdefault(scope, LiveWindow(self.config.window_size))
+                    window.add(success, score, truth == self.positive, error)
+        return Outcome(request_id, entry.served, successes)
+
+    def metrics(self, scope: str = SERVED) -> dict[str, Any]:
+        """Live quality of a scope ("served" or a variant): None until `min_feedback` outcomes are in."""
+        with self._lock:
+            window = self._windows.get(scope)
+            n = window.filled if window else 0
+            data = [a[:n].copy() for a in (window.success, window.score, window.truth, window.error)] if n else None
+        result: dict[str, Any] = {"feedback": n, "accuracy": None, "roc_auc": None, "mae": None}
+        if data is None or n < self.config.min_feedback:
+            return result
+        success, score, truth, error = data
+        if self.task == "regression":
+            result["mae"] = float(np.mean(error))
+        else:
+            result["accuracy"] = float(np.mean(success))
+        if self.task == "binary" and not np.isnan(score).any() and 0 < truth.sum() < n:
+            result["roc_auc"] = float(roc_auc_score(truth, score))  # undefined while one class only
+        return result
+
+    def scopes(self) -> list[str]:
+        with self._lock:
+            return sorted(self._windows)
