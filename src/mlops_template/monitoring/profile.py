@@ -32,7 +32,8 @@ def numeric_entry(values: Any, config: ProfileConfig, seed_offset: int = 0) -> E
     array = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float)
     present = array[~np.isnan(array)]
     if len(present):
-        quantiles = np.quantile(present, np.linspace(0, 1, config.bins + 1)[1:-1])
+        # observed values as edges (not interpolated ones): ties then merge bins instead of splitting a value
+        quantiles = np.quantile(present, np.linspace(0, 1, config.bins + 1)[1:-1], method="inverted_cdf")
         # min and max are edges too, so "below/above the training range" are buckets of their own
         edges = np.unique([present.min(), *quantiles, present.max()])
     else:
@@ -79,11 +80,11 @@ def bucket_index(entry: Entry, values: Any) -> np.ndarray:
         index = np.searchsorted(np.asarray(entry["edges"], dtype=float), array, side="left")
         index[np.isnan(array)] = missing_bucket
         return index.astype(np.int32)
-    series = pd.Series(values, dtype=object)
     lookup = {c: i for i, c in enumerate(entry["categories"])}
-    other = len(lookup)
-    index = series.map(lambda v: lookup.get(_label(v), other), na_action="ignore")
-    return index.fillna(missing_bucket).to_numpy(dtype=np.int32)
+    # label each distinct value once (few per column), then index: missing values have code -1
+    codes, uniques = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=True)
+    buckets = [lookup.get(_label(u), len(lookup)) for u in uniques]
+    return np.array([*buckets, missing_bucket], dtype=np.int32)[codes]
 
 
 def _with_counts(entry: Entry, values: Any) -> Entry:

@@ -137,7 +137,10 @@ def _floats(values: Sequence[Any]) -> np.ndarray:
 
 
 def _to_float(values: Sequence[Any]) -> np.ndarray:
-    return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype=float)
+    try:
+        return np.asarray(values, dtype=float)  # numbers and None (-> NaN): the common, fast case
+    except (TypeError, ValueError):
+        return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype=float)
 
 
 def _code(value: Any, lookup: dict[str, int], other: int, missing: int) -> int:
