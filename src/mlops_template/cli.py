@@ -204,6 +204,28 @@ def _drift(args: argparse.Namespace) -> None:
     report.run(load_params(args.params), args.current, args.bundle, args.output_dir)
 
 
+def _relay_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"), help="bind address (env HOST)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "9095")), help="port (env PORT)")
+
+
+@command(
+    "alert-relay",
+    "Alertmanager webhook -> GitHub repository_dispatch (env GITHUB_REPOSITORY, GITHUB_TOKEN, RELAY_TOKEN)",
+    _relay_args,
+)
+def _alert_relay(args: argparse.Namespace) -> None:
+    from mlops_template.monitoring.relay import Relay, RelaySettings, make_server
+
+    settings = RelaySettings.from_env()
+    server = make_server(Relay(settings), args.host, args.port)
+    log.info("alert-relay: listening on %s:%d for %s", args.host, args.port, settings.repository)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mlops_template", description=__doc__)
     parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help="params file (default: params.yaml)")

@@ -128,6 +128,7 @@ class FeedbackConfig(Section):
     window_size: int = Field(1000, ge=10)
     min_feedback: int = Field(100, ge=1)
     regression_tolerance: float = Field(0.1, gt=0.0)
+    min_accuracy: float = Field(0.68, ge=0.0, le=1.0)
 
 
 class ExperimentConfig(Section):
