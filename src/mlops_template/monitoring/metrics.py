@@ -1,0 +1,40 @@
+"""The Prometheus metric names of the service, in one place (alert rules and dashboards use these).
+
+(name, type, help, labels). The service creates its prometheus_client objects from this table;
+a test checks that every metric in deploy/monitoring (alerts, dashboard) is listed here.
+"""
+
+from __future__ import annotations
+
+METRICS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+    # traffic (the service)
+    ("http_requests_total", "counter", "HTTP requests by route, method and status", ("route", "method", "status")),
+    ("http_request_duration_seconds", "histogram", "HTTP request latency", ("route",)),
+    ("model_predictions_total", "counter", "Predictions by variant and predicted class", ("variant", "class")),
+    ("model_info", "gauge", "The loaded model bundles (value 1)", ("variant", "version", "verdict", "estimator")),
+    ("model_input_out_of_range_total", "counter", "Numeric inputs outside the training range", ("feature",)),
+    ("model_unknown_category_total", "counter", "Categorical inputs not seen in training", ("feature",)),
+    # drift (window.DriftWindow -> drift.prometheus_samples)
+    ("model_drift_window_rows", "gauge", "Rows in the live drift window", ()),
+    ("model_feature_drift_psi", "gauge", "PSI of a feature in the live window vs the training profile", ("feature",)),
+    ("model_feature_drift_p_value", "gauge", "KS (numeric) or chi-square (categorical) p-value", ("feature",)),
+    ("model_drift_detected", "gauge", "1 when a feature drifts by the params.yaml thresholds", ("feature",)),
+    ("model_prediction_drift_psi", "gauge", "PSI of a model output (class, score, value)", ("output",)),
+    ("model_prediction_drift_p_value", "gauge", "Test p-value of a model output", ("output",)),
+    ("model_prediction_drift_detected", "gauge", "1 when a model output drifts", ("output",)),
+    # live quality (feedback.FeedbackStore.metrics; NaN until min_feedback)
+    ("model_live_feedback", "gauge", "Feedback rows in the live quality window", ()),
+    ("model_live_accuracy", "gauge", "Accuracy of served answers over the feedback window", ()),
+    ("model_live_roc_auc", "gauge", "ROC-AUC of served answers over the feedback window (binary)", ()),
+    ("model_live_mae", "gauge", "Mean absolute error over the feedback window (regression)", ()),
+    ("model_live_accuracy_min", "gauge", "monitoring.feedback.min_accuracy from params.yaml", ()),
+    # experiment (experiment.Experiment.stats)
+    ("model_experiment_requests_total", "counter", "Requests answered per variant", ("variant",)),
+    ("model_experiment_feedback_total", "counter", "Feedback received per variant", ("variant",)),
+    ("model_experiment_success_rate", "gauge", "Success rate per variant (feedback)", ("variant",)),
+    ("model_experiment_p_value", "gauge", "p-value of the champion/challenger comparison", ()),
+    # security
+    ("http_rate_limited_total", "counter", "Requests refused with 429 by the service's rate limiter", ()),
+    ("http_admin_auth_failures_total", "counter", "Admin requests refused (401/403)", ("status",)),
+)
+NAMES = frozenset(name for name, *_ in METRICS)
