@@ -17,6 +17,7 @@ BASELINE ?=
 .PHONY: help setup data pipeline run metrics gate plots lint format test test-fast bench-pipeline clean
 .PHONY: ci lint-workflows lint-dockerfile system-deps test-summary report pr-comment data-refresh gate-production \
         retrain-issue image-ci deploy smoke-test rollback template-cleanup
+.PHONY: drift monitoring-check alert-relay
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -83,7 +84,7 @@ PR ?=
 NAME ?=
 PUSH ?=
 # Debian packages the test suite's external tools come from (runners: `make system-deps`).
-APT_PACKAGES ?= prometheus nginx wrk
+APT_PACKAGES ?= prometheus prometheus-alertmanager nginx wrk
 
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund
@@ -158,3 +159,19 @@ template-cleanup: $(STAMP) ## rename the project to NAME, drop the cleanup workf
 	git -c user.name="github-actions[bot]" -c user.email="41898282+github-actions[bot]@users.noreply.github.com" \
 		commit -m "Template cleanup: rename the project to $(NAME)"
 	$(if $(PUSH),git push origin HEAD)
+
+# --- Monitoring: drift, Prometheus / Alertmanager / Grafana / nginx configs, alert -> retrain relay -----------
+CURRENT ?=
+
+drift: $(STAMP) ## drift report of CURRENT=batch.csv vs the bundle's training profile -> reports/drift; exit 1 on drift
+	@test -n "$(CURRENT)" || { echo "usage: make drift CURRENT=path/to/batch.csv" >&2; exit 2; }
+	$(CLI) drift --current $(CURRENT)
+
+monitoring-check: $(STAMP) ## promtool (config, rules, rule unit tests), amtool, nginx -t and compose schema
+	cd deploy/monitoring && promtool check config prometheus.yml && promtool test rules alerts.test.yml
+	cd deploy/monitoring && amtool check-config alertmanager.yml
+	check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+	pytest -q tests/integration/test_deploy_monitoring.py tests/integration/test_nginx.py
+
+alert-relay: $(STAMP) ## run the Alertmanager -> GitHub repository_dispatch relay (env GITHUB_REPOSITORY, GITHUB_TOKEN)
+	$(CLI) alert-relay
