@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from mlops_template.monitoring.profile import PROFILE_FILE, load_profile
 from mlops_template.sample import write_sample
 
 pytestmark = pytest.mark.integration
@@ -69,3 +70,11 @@ def test_only_a_validated_bundle_is_used(trained: Path, tmp_path: Path) -> None:
     batch = write_sample(tmp_path / "batch.csv", rows=300, seed=9)
     result = drift(trained, batch, tmp_path / "out", "--bundle", str(trained / "artifacts" / "candidate"))
     assert result.returncode == 2 and "PENDING" in result.stderr
+
+
+def test_trained_bundle_carries_a_checksummed_profile(trained: Path) -> None:
+    metadata = json.loads((trained / "artifacts/model/metadata.json").read_text())
+    assert PROFILE_FILE in metadata["files"]
+    profile = load_profile(trained / "artifacts/model")
+    assert set(profile["features"]) == {f["name"] for f in metadata["features"]}
+    assert profile["outputs"]["class"]["rows"] == metadata["training_data"]["rows"]["test"]

@@ -94,11 +94,3 @@ def test_load_profile_explains_missing_and_broken_files(tmp_path) -> None:
     (tmp_path / PROFILE_FILE).write_text('{"format_version": 99}')
     with pytest.raises(UserError, match="format_version"):
         load_profile(tmp_path)
-
-
-def test_trained_bundle_carries_a_checksummed_profile(trained) -> None:
-    metadata = json.loads((trained / "artifacts/model/metadata.json").read_text())
-    assert PROFILE_FILE in metadata["files"]
-    profile = load_profile(trained / "artifacts/model")
-    assert set(profile["features"]) == {f["name"] for f in metadata["features"]}
-    assert profile["outputs"]["class"]["rows"] == metadata["training_data"]["rows"]["test"]

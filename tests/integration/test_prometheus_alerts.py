@@ -1,0 +1,122 @@
+"""A real Prometheus with the shipped alert rules scrapes the monitoring gauges and fires the alerts.
+
+The exporter here is a stand-in for the service's /metrics (issue 3 adds the real one): it serves
+what the service will serve, computed by the real DriftWindow (fed with the sample generator's
+drifted rows) and FeedbackStore, through `drift.prometheus_samples`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlops_template.config import DriftConfig, FeedbackConfig
+from mlops_template.monitoring.drift import prometheus_samples
+from mlops_template.monitoring.feedback import FeedbackStore
+from mlops_template.monitoring.window import DriftWindow
+from tests.conftest import ROOT, require_tool
+from tests.integration.test_alert_relay import free_port, wait_http
+from tests.monitoring_support import fake_outputs, loan_frame, reference
+
+pytestmark = pytest.mark.integration
+
+
+def exposition(window: DriftWindow, feedback: FeedbackStore, min_accuracy: float) -> str:
+    """Prometheus text format of the drift and live-quality gauges."""
+    lines = []
+    for name, labels, value in prometheus_samples(window.drift(DriftConfig())):
+        label_text = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        lines.append(f"{name}{{{label_text}}} {'NaN' if math.isnan(value) else value}")
+    live = feedback.metrics()
+    lines.append(f"model_live_accuracy {live['accuracy'] if live['accuracy'] is not None else 'NaN'}")
+    lines.append(f"model_live_accuracy_min {min_accuracy}")
+    return "\n".join(lines) + "\n"
+
+
+def test_prometheus_fires_drift_and_accuracy_alerts(tmp_path: Path) -> None:
+    prometheus = require_tool("prometheus", "Debian package prometheus")
+    profile = reference(rows=4000, seed=1)
+    window = DriftWindow(profile, size=2000)
+    drifted = loan_frame(2000, 21, drift=0.5)
+    window.add({k: drifted[k].to_numpy(dtype=object) for k in drifted}, fake_outputs(drifted))
+    feedback = FeedbackStore("binary", ["N", "Y"], FeedbackConfig(min_feedback=100))
+    for i in range(200):  # 60% right: below the 0.68 minimum
+        feedback.record(str(i), "Y", [0.3, 0.7])
+        feedback.feedback(str(i), "Y" if i % 10 < 6 else "N")
+    body = exposition(window, feedback, FeedbackConfig().min_accuracy).encode()
+
+    class Exporter(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    exporter = ThreadingHTTPServer(("127.0.0.1", 0), Exporter)
+    threading.Thread(target=exporter.serve_forever, daemon=True).start()
+
+    rules = yaml.safe_load((ROOT / "deploy/monitoring/alerts.yml").read_text())
+    for group in rules["groups"]:
+        group["interval"] = "1s"
+        for rule in group["rules"]:
+            rule["for"] = "2s"  # the shipped waits are minutes; the rules are otherwise unchanged
+    (tmp_path / "alerts.yml").write_text(yaml.safe_dump(rules))
+    config = yaml.safe_load((ROOT / "deploy/monitoring/prometheus.yml").read_text())
+    config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+    config.pop("alerting")
+    job = next(j for j in config["scrape_configs"] if j["job_name"] == "mlops-service")
+    job["static_configs"] = [{"targets": [f"127.0.0.1:{exporter.server_address[1]}"]}]
+    config["scrape_configs"] = [job]
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+
+    port = free_port()
+    log = open(tmp_path / "prometheus.log", "w")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [
+            prometheus,
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    firing: dict[str, set] = {}
+    try:
+        wait_http(f"http://127.0.0.1:{port}/-/ready", timeout=60)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/alerts", timeout=5) as response:
+                alerts = json.loads(response.read())["data"]["alerts"]
+            firing = {}
+            for alert in alerts:
+                if alert["state"] == "firing":
+                    labels = alert["labels"]
+                    firing.setdefault(labels["alertname"], set()).add(labels.get("feature") or labels.get("output"))
+            if "LiveAccuracyLow" in firing and "loan_amount" in firing.get("FeatureDrift", set()):
+                break
+            time.sleep(1)
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        log.close()
+        exporter.shutdown()
+    assert "loan_amount" in firing.get("FeatureDrift", set()), (
+        firing,
+        (tmp_path / "prometheus.log").read_text()[-2000:],
+    )
+    assert "married" not in firing["FeatureDrift"]  # an unshifted feature stays quiet
+    assert "LiveAccuracyLow" in firing and "PredictionDrift" in firing
+    assert "HighErrorRate" not in firing and "ServiceDown" not in firing
