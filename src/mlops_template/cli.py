@@ -191,6 +191,8 @@ def _rename(args: argparse.Namespace) -> None:
     from mlops_template.rename import rename
 
     rename(args.root, args.to, args.dry_run)
+
+
 def _drift_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--current", type=Path, required=True, help="CSV batch of recent inputs (feature columns)")
     parser.add_argument("--bundle", type=Path, help="VALIDATED model bundle (default: gate.bundle_dir)")
