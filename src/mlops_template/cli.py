@@ -90,6 +90,23 @@ def _metrics(args: argparse.Namespace) -> None:
     print(metrics_table(read_metrics(load_params(args.params).evaluate.metrics_path)))
 
 
+def _bundle_check_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dir", type=Path, help="bundle directory (default: gate.bundle_dir)")
+
+
+@command(
+    "bundle-check",
+    "verify a bundle (checksums, library versions, gate verdict VALIDATED) and print its path; exit 2 if unusable",
+    _bundle_check_args,
+)
+def _bundle_check(args: argparse.Namespace) -> None:
+    from mlops_template.bundle import load_bundle
+
+    bundle = load_bundle(args.dir or load_params(args.params).gate.bundle_dir)
+    log.info("bundle-check: %s model %s is %s", bundle.path, bundle.version, bundle.verdict)
+    print(bundle.path)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mlops_template", description=__doc__)
     parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help="params file (default: params.yaml)")
