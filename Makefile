@@ -15,7 +15,8 @@ export PYTHONDONTWRITEBYTECODE := 1
 CLI := python -m mlops_template
 BASELINE ?=
 
-.PHONY: help setup data pipeline run metrics gate plots lint format test test-fast bench-pipeline clean
+.PHONY: help setup data pipeline run metrics gate plots lint format test test-fast bench-pipeline clean \
+	image image-test bench-serve
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -49,12 +50,12 @@ plots: $(STAMP) ## render the DVC plots to reports/plots-html/index.html (REV=ma
 	dvc plots $(if $(REV),diff $(REV),show) --out reports/plots-html
 
 lint: $(STAMP) ## ruff lint and format check
-	ruff check src tests
-	ruff format --check src tests
+	ruff check src tests tools
+	ruff format --check src tests tools
 
 format: $(STAMP) ## apply ruff fixes and formatting
-	ruff check --fix src tests
-	ruff format src tests
+	ruff check --fix src tests tools
+	ruff format src tests tools
 
 test: lint ## lint + the whole test suite, JUnit (reports/junit.xml) and coverage (fails under 85%)
 	@mkdir -p reports
@@ -65,6 +66,19 @@ test-fast: $(STAMP) ## unit tests only (no DVC, no servers)
 
 bench-pipeline: $(STAMP) ## time prep/train/evaluate at 10k, 100k and 1M rows -> reports/bench-pipeline.json
 	$(CLI) bench-pipeline
+
+# ---- Runtime: the container image and the service benchmark (scripts in tools/, shared by CI and people) ----
+CONTAINER_ENGINE ?= docker
+IMAGE ?= mlops-template-serving:local
+
+image: pipeline ## build the serving image from the gated bundle (refused unless VALIDATED); CONTAINER_ENGINE=docker
+	python tools/image_test.py --build-only --engine "$(CONTAINER_ENGINE)" --image $(IMAGE)
+
+image-test: pipeline ## build and run the image: /ready, /predict, HEALTHCHECK, non-root, size -> reports/image.json
+	python tools/image_test.py --engine "$(CONTAINER_ENGINE)" --image $(IMAGE)
+
+bench-serve: pipeline ## /predict vs bare FastAPI, mlflow serve, pandas baseline (wrk) -> reports/bench-serve.json
+	python tools/bench_serve.py
 
 clean: ## remove pipeline outputs and caches (keeps .venv and data/)
 	rm -rf artifacts reports/junit.xml reports/coverage.xml .pytest_cache .ruff_cache .coverage .coverage.*
