@@ -9,7 +9,11 @@ FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/venv
 COPY requirements.txt /tmp/requirements.txt
-RUN /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt
+# The libraries' own test suites and the installer are dead weight at run time (and pip in a serving image is
+# an attack tool): drop them in this stage, so they never reach the final image's layers.
+RUN /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt \
+ && find /opt/venv/lib -depth -type d -name tests -path '*/site-packages/*' -exec rm -rf {} + \
+ && /opt/venv/bin/pip uninstall --yes --quiet pip setuptools
 # The gated bundle (its path inside the build context; `make image` passes the one params.yaml names).
 # Copied here first so it is world-readable in the final image whatever the mode of the source directory.
 ARG BUNDLE_DIR=artifacts/model
