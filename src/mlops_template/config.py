@@ -104,6 +104,15 @@ class GateConfig(Section):
         return self.tolerance.get(metric, self.tolerance.get("default", 0.0))
 
 
+class OnnxConfig(Section):
+    """The verified ONNX fast path: exported at train time, kept only when it reproduces sklearn."""
+
+    enabled: bool = True
+    probability_tolerance: float = Field(1e-4, gt=0.0)
+    regression_rtol: float = Field(1e-5, gt=0.0)
+    opset: int = Field(17, ge=13)
+
+
 class Params(Section):
     """The whole of params.yaml. Later features add their own sections here."""
 
@@ -113,6 +122,7 @@ class Params(Section):
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     gate: GateConfig = GateConfig()
+    onnx: OnnxConfig = OnnxConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

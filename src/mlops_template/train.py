@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -53,11 +54,19 @@ def example_row(frame: pd.DataFrame, schema: Schema) -> dict[str, Any]:
     return {k: (None if pd.isna(v) else _plain(v)) for k, v in row.items()}
 
 
+def onnx_fast_path(params: Params, pipeline: Any, schema: Schema, scratch: Path) -> tuple[dict[str, Path], dict]:
+    """Export to ONNX and check parity on the prepared test split; the record goes into the metadata."""
+    from mlops_template.onnx_export import ONNX_FILE, export
+
+    test, _, _ = load_prepared(params.prep.output_dir, "test")
+    path, record = export(pipeline, schema.numeric, schema.categorical, schema.task, test, params.onnx, scratch)
+    log.info("train: ONNX fast path %s (%s)", "kept" if path else "not used", record["reason"])
+    return ({ONNX_FILE: path} if path else {}), record
+
+
 def run(params: Params) -> Path:
     frame, schema, info = load_prepared(params.prep.output_dir, "train")
-    estimator = make_estimator(
-        schema.task, params.train.estimator, params.train.hyperparameters(), params.train.seed
-    )
+    estimator = make_estimator(schema.task, params.train.estimator, params.train.hyperparameters(), params.train.seed)
     pipeline = model_pipeline(schema, estimator)
     pipeline.fit(frame[schema.features], frame[schema.target])
     classes = [str(c) for c in getattr(pipeline, "classes_", [])] or None
@@ -76,14 +85,19 @@ def run(params: Params) -> Path:
         },
         "params": {
             "schema": params.schema_.model_dump(),
-            "train": {"estimator": params.train.estimator, "seed": params.train.seed,
-                      "hyperparameters": params.train.hyperparameters()},
+            "train": {
+                "estimator": params.train.estimator,
+                "seed": params.train.seed,
+                "hyperparameters": params.train.hyperparameters(),
+            },
         },
         "git_commit": git_commit(),
         "trained_at": now(),
         "metrics": None,
         "gate": {"verdict": PENDING},
     }
-    save_bundle(params.train.output_dir, pipeline, metadata)
+    with tempfile.TemporaryDirectory() as scratch:
+        extra, metadata["onnx"] = onnx_fast_path(params, pipeline, schema, Path(scratch))
+        save_bundle(params.train.output_dir, pipeline, metadata, extra_files=extra)
     log.info("train: %s on %d rows -> %s", params.train.estimator, len(frame), params.train.output_dir)
     return params.train.output_dir
