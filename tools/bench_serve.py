@@ -249,7 +249,8 @@ def table(report: dict[str, Any]) -> str:
     ]
     for name, r in report["scenarios"].items():
         if "error" in r:
-            lines.append(f"| {name} | {r['rows_per_request']} | failed: {r['error'][:60]} | | | | |")
+            reason = " ".join(r["error"].split())[:80]
+            lines.append(f"| {name} | {r['rows_per_request']} | failed: {reason} | | | | |")
             continue
         lines.append(
             f"| {name} | {r['rows_per_request']} | {r['rps']:,.0f} | {r['rows_per_s']:,.0f} | "
