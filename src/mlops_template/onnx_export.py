@@ -82,8 +82,9 @@ def _exportable(pipeline: Any) -> Any:
             if isinstance(step, SimpleImputer) and step.strategy == "constant":
                 step.missing_values = MISSING_TEXT  # string inputs carry missing as "" (see feeds)
     estimator = export.steps[-1][1]
-    if type(estimator).__module__.startswith(("sklearn.ensemble._forest", "sklearn.tree")):
-        # sklearn trees compare float32 copies of X; do the same cast inside the graph
+    if type(estimator).__module__.startswith(("sklearn.ensemble", "sklearn.tree")):
+        # onnxruntime's tree ensembles compute in float32 (sklearn's forests compare float32 copies of X too):
+        # cast after the float64 preprocessing; the parity check below decides whether that is close enough
         from skl2onnx.sklapi import CastTransformer
 
         cast = CastTransformer(dtype=np.float32).fit(np.zeros((1, 1)))
