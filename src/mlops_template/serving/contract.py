@@ -18,6 +18,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 MAX_ERRORS = 20  # error details returned per request / kept per CSV row
+SMALL_BATCH = 256  # below this, plain Python beats numpy/pandas set-up costs
 
 
 @dataclass(frozen=True)
@@ -236,6 +237,9 @@ class Contract:
                         mask |= values < spec.minimum
                     if spec.maximum is not None:
                         mask |= values > spec.maximum
+            elif n > SMALL_BATCH:  # hashing in pandas beats a Python loop on big batches
+                series = pd.Series(values, dtype=object, copy=False)
+                mask = (series.notna() & ~series.isin(spec.known)).to_numpy()
             else:
                 known = spec.known
                 mask = np.fromiter((isinstance(v, str) and v not in known for v in values), dtype=bool, count=n)
