@@ -26,12 +26,8 @@ def feeds(columns: dict[str, np.ndarray], numeric: list[str], categorical: list[
     """ONNX inputs from whole-batch columns (float64 with NaN / object with None)."""
     out = {name: np.asarray(columns[name], dtype=np.float64).reshape(-1, 1) for name in numeric}
     for name in categorical:
-        values = np.asarray(columns[name], dtype=object)
-        missing = pd.isna(values)
-        if missing.any():
-            values = values.copy()
-            values[missing] = MISSING_TEXT
-        out[name] = values.reshape(-1, 1)
+        text = [v if isinstance(v, str) else MISSING_TEXT for v in columns[name].tolist()]
+        out[name] = np.array(text, dtype=object).reshape(-1, 1)
     return out
 
 
