@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,11 @@ def convert(pipeline: Any, numeric: list[str], categorical: list[str], opset: in
     inputs += [(n, StringTensorType([None, 1])) for n in categorical]
     estimator = export.steps[-1][1]
     options = {id(estimator): {"zipmap": False}} if hasattr(estimator, "predict_proba") else None
-    model = convert_sklearn(export, initial_types=inputs, options=options, target_opset={"": opset, "ai.onnx.ml": 3})
+    with warnings.catch_warnings():  # skl2onnx 1.20 writes bool tree attributes; protobuf 6 still converts them
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module="onnx")
+        model = convert_sklearn(
+            export, initial_types=inputs, options=options, target_opset={"": opset, "ai.onnx.ml": 3}
+        )
     return model.SerializeToString()
 
 
