@@ -10,8 +10,8 @@ from mlops_template import onnx_export
 from mlops_template.bundle import load_bundle
 from mlops_template.config import OnnxConfig
 from mlops_template.prep import load_prepared
-from mlops_template.serving.predictor import OnnxPredictor, SklearnPredictor, build_predictor
 from mlops_template.serving.contract import Contract
+from mlops_template.serving.predictor import OnnxPredictor, SklearnPredictor, build_predictor
 from tests.serving_helpers import REGRESSION, build_bundle
 
 
@@ -38,7 +38,8 @@ def test_served_predictions_match_sklearn(lr_bundle: Path):
     test, _, _ = load_prepared(lr_bundle.parent / "prepared", "test")
     columns = onnx_export.frame_columns(test, contract.numeric, contract.categorical)
     fast, slow = build_predictor(bundle, "auto"), build_predictor(bundle, "sklearn")
-    assert isinstance(fast, OnnxPredictor) and isinstance(slow, SklearnPredictor)
+    assert isinstance(fast, OnnxPredictor)
+    assert isinstance(slow, SklearnPredictor)
     a, b = fast.predict(columns), slow.predict(columns)
     assert a.labels == b.labels
     assert np.max(np.abs(a.probabilities - b.probabilities)) <= OnnxConfig().probability_tolerance
@@ -53,15 +54,18 @@ def test_conversion_failure_falls_back_with_reason(tmp_path: Path, monkeypatch: 
     metadata = json.loads((bundle / "metadata.json").read_text())
     assert metadata["onnx"]["used"] is False
     assert "conversion failed: RuntimeError: Unable to find a shape calculator" in metadata["onnx"]["reason"]
-    assert "model.onnx" not in metadata["files"] and not (bundle / "model.onnx").exists()
+    assert "model.onnx" not in metadata["files"]
+    assert not (bundle / "model.onnx").exists()
     assert isinstance(build_predictor(load_bundle(bundle)), SklearnPredictor)
 
 
 def test_parity_failure_falls_back_with_figures(tmp_path: Path):
     bundle = build_bundle(tmp_path, "random_forest", rows=800, onnx={"probability_tolerance": 1e-12})
     record = json.loads((bundle / "metadata.json").read_text())["onnx"]
-    assert record["used"] is False and record["reason"].startswith("parity failed")
-    assert record["max_abs_diff"] > 1e-12 and record["rows_checked"] > 0
+    assert record["used"] is False
+    assert record["reason"].startswith("parity failed")
+    assert record["max_abs_diff"] > 1e-12
+    assert record["rows_checked"] > 0
 
 
 def test_disabled_in_params(tmp_path: Path):

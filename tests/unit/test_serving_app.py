@@ -49,10 +49,13 @@ def test_predict_one_record(client: TestClient, example: dict, events: list):
     (row,) = body["predictions"]
     assert row["prediction"] in row["probabilities"]
     assert sum(row["probabilities"].values()) == pytest.approx(1.0)
-    assert row["out_of_range"] == [] and row["unknown_categories"] == []
-    assert body["runtime"] == "onnx" and body["variant"] == "champion"
+    assert row["out_of_range"] == []
+    assert row["unknown_categories"] == []
+    assert body["runtime"] == "onnx"
+    assert body["variant"] == "champion"
     assert body["request_id"] == response.headers["x-request-id"]
-    assert events[-1].request_id == body["request_id"] and len(events[-1].predictions.labels) == 1
+    assert events[-1].request_id == body["request_id"]
+    assert len(events[-1].predictions.labels) == 1
 
 
 def test_predict_batch_with_flags(client: TestClient, example: dict):
@@ -65,7 +68,8 @@ def test_predict_batch_with_flags(client: TestClient, example: dict):
 
 def test_incoming_request_id_is_kept(client: TestClient, example: dict):
     response = client.post("/predict", json=example, headers={"X-Request-ID": "abc-123"})
-    assert response.headers["x-request-id"] == "abc-123" and response.json()["request_id"] == "abc-123"
+    assert response.headers["x-request-id"] == "abc-123"
+    assert response.json()["request_id"] == "abc-123"
     unsafe = client.get("/health", headers={"X-Request-ID": "bad id\nwith newline"})
     assert unsafe.headers["x-request-id"] != "bad id\nwith newline"
 
@@ -111,7 +115,8 @@ def test_nan_and_infinity_name_the_field(client: TestClient, example: dict):
 def test_missing_field(client: TestClient, example: dict):
     record = {k: v for k, v in example.items() if k != "education"}
     body = error(client.post("/predict", json=record), 422)
-    assert body["details"][0]["field"] == "education" and "required" in body["details"][0]["message"]
+    assert body["details"][0]["field"] == "education"
+    assert "required" in body["details"][0]["message"]
 
 
 def test_too_many_rows_and_too_big_bodies(client: TestClient, example: dict):
@@ -133,7 +138,8 @@ def test_ops_endpoints(client: TestClient, bundle: Path):
     info = client.get("/model").json()
     metadata = json.loads((bundle / "metadata.json").read_text())
     assert info["model_version"] == metadata["model_version"]
-    assert info["gate"]["verdict"] == "VALIDATED" and info["onnx"]["used"] is True
+    assert info["gate"]["verdict"] == "VALIDATED"
+    assert info["onnx"]["used"] is True
     assert [f["name"] for f in info["features"]] == [f["name"] for f in metadata["features"]]
     assert error(client.get("/nope"), 404)["error"] == "not_found"
     assert error(client.get("/predict"), 405)["error"] == "method_not_allowed"
@@ -167,11 +173,13 @@ def test_failing_observer_does_not_fail_predictions(bundle: Path, example: dict)
 def test_openapi_documents_the_features(client: TestClient, example: dict):
     schema = client.get("/openapi.json").json()
     record = schema["components"]["schemas"]["Record"]
-    assert set(record["properties"]) == set(example) and record["examples"] == [example]
+    assert set(record["properties"]) == set(example)
+    assert record["examples"] == [example]
     body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
     assert body["examples"]["one record"]["value"] == example
     assert {"200", "400", "413", "422"} <= set(schema["paths"]["/predict"]["post"]["responses"])
-    assert "swagger-ui" in client.get("/docs").text and "redoc" in client.get("/redoc").text
+    assert "swagger-ui" in client.get("/docs").text
+    assert "redoc" in client.get("/redoc").text
 
 
 def test_sklearn_runtime_and_regression(tmp_path: Path):

@@ -31,7 +31,8 @@ def test_valid_records_become_columns(contract: Contract):
                                                               "gender": None, "income": 7}])  # fmt: skip
     assert columns["income"].tolist() == [50.0, 7.0]
     assert math.isnan(columns["loan amount"][1])
-    assert columns["gender"][0] == "F" and pd.isna(columns["gender"][1])
+    assert columns["gender"][0] == "F"
+    assert pd.isna(columns["gender"][1])
 
 
 @pytest.mark.parametrize(
@@ -69,7 +70,8 @@ def test_record_model_documents_ranges_and_categories(contract: Contract):
     assert schema["additionalProperties"] is False
     assert set(schema["required"]) == {"income", "loan amount", "area", "gender"}
     income = schema["properties"]["income"]
-    assert income["x-training-min"] == 10.0 and "minimum" not in income  # documented, not enforced
+    assert income["x-training-min"] == 10.0
+    assert "minimum" not in income
     assert schema["properties"]["area"]["x-known-categories"] == ["Rural", "Urban"]
     assert schema["examples"] == [METADATA["example"]]
 
@@ -102,10 +104,12 @@ def test_csv_rules_match_json_rules(contract: Contract):
         "gender": ["F", "F", "F", "F", None],
     })  # fmt: skip
     columns, reasons = contract.validate_frame(frame)
-    assert reasons[0] is None and reasons[4] is None
+    assert reasons[0] is None
+    assert reasons[4] is None
     assert "'abc' is not a number" in reasons[1]
     assert "income: missing" in reasons[2]
-    assert "Infinity" in reasons[3] and "area: missing" in reasons[3]
+    assert "Infinity" in reasons[3]
+    assert "area: missing" in reasons[3]
     assert columns["income"].tolist() == [50.0, 20.0]
     flags = contract.flags(columns, 2)
     assert flags.unknown_categories == [[], ["area"]]
