@@ -20,6 +20,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,7 +28,8 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,9 @@ TOOLS = Path(__file__).resolve().parent
 ROOT = TOOLS.parent
 LUA = TOOLS / "bench_post.lua"
 MODEL_LIBRARIES = ("scikit-learn", "numpy", "scipy", "joblib", "pandas")  # what unpickling the pipeline needs
+FLOOR, SERVICE, SERVICE_BATCH = "floor (bare FastAPI)", "service /predict", "service /predict batch"
+BASELINE, BASELINE_BATCH = "baseline FastAPI+pandas", "baseline FastAPI+pandas batch"
+MLFLOW, MLFLOW_BATCH = "mlflow models serve", "mlflow models serve batch"
 GOALS = {  # the issue's targets, reported (not asserted): met or not
     "service_vs_floor": (">=", 0.70, "single-row /predict req/s vs the bare FastAPI floor"),
     "service_vs_mlflow": (">=", 10.0, "single-row /predict req/s vs mlflow models serve"),
@@ -124,43 +129,47 @@ def wrk(url: str, body_file: Path, seconds: float, connections: int, cpu: int | 
     }
 
 
-def measure(name: str, url: str, body: bytes, rows: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    """Check one request answers 200, warm up, then measure; a failing endpoint is reported, not benchmarked."""
-    status, text = http("POST", url, body)
+@dataclass
+class Scenario:
+    label: str
+    url: str
+    body: bytes
+    rows: int
+    body_file: Path | None = None
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+
+def prepare(scenario: Scenario, args: argparse.Namespace, workdir: Path) -> None:
+    """Check one request answers 200, then warm up; a failing endpoint is reported, not benchmarked."""
+    status, text = http("POST", scenario.url, scenario.body)
     if status != 200:
-        say(f"{name}: HTTP {status} on the first request, not benchmarked: {text[:300]}")
-        return {"error": f"HTTP {status}: {text[:500]}", "rows_per_request": rows}
-    body_file = workdir / (re.sub(r"\W+", "-", name) + ".json")
-    body_file.write_bytes(body)
-    wrk(url, body_file, args.warmup, args.connections, args.load_cpu)
-    result = wrk(url, body_file, args.duration, args.connections, args.load_cpu)
-    result["rows_per_request"] = rows
-    result["rows_per_s"] = round(result["rps"] * rows, 1)
-    say(
-        f"{name}: {result['rps']:.0f} req/s, p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms"
-        + (f", {result['rows_per_s']:.0f} rows/s" if rows > 1 else "")
-        + (f", {result['errors']} errors" if result["errors"] else "")
-    )
-    return result
+        say(f"{scenario.label}: HTTP {status} on the first request, not benchmarked: {text[:300]}")
+        scenario.error = f"HTTP {status}: {text[:500]}"
+        return
+    scenario.body_file = workdir / (re.sub(r"\W+", "-", scenario.label) + ".json")
+    scenario.body_file.write_bytes(scenario.body)
+    wrk(scenario.url, scenario.body_file, args.warmup, args.connections, args.load_cpu)
 
 
-def scenarios_on(
-    name: str,
-    argv: list[str],
-    env: dict[str, str],
-    ready_url: str,
-    runs: list[tuple[str, str, bytes, int]],
-    args: argparse.Namespace,
-    workdir: Path,
-    timeout: float = 120,
-) -> dict[str, dict[str, Any]]:
-    """Start one server and measure each (scenario, url, body, rows) on it; a server that fails is reported."""
-    try:
-        with server(name, pinned(args.server_cpu, argv), env, ready_url, timeout):
-            return {label: measure(label, url, body, rows, args, workdir) for label, url, body, rows in runs}
-    except RuntimeError as exc:
-        say(f"{name}: {exc}")
-        return {label: {"error": str(exc)[:500], "rows_per_request": rows} for label, _, _, rows in runs}
+def summary(scenario: Scenario) -> dict[str, Any]:
+    """Medians over the rounds (robust to a neighbour's burst on a shared machine), with the spread."""
+    if scenario.error or not scenario.rounds:
+        return {"error": scenario.error or "not measured", "rows_per_request": scenario.rows}
+    out: dict[str, Any] = {
+        key: round(statistics.median(r[key] for r in scenario.rounds), 3)
+        for key in ("rps", "p50_ms", "p90_ms", "p99_ms")
+    }
+    out |= {
+        "rps_min": min(r["rps"] for r in scenario.rounds),
+        "rps_max": max(r["rps"] for r in scenario.rounds),
+        "max_ms": max(r["max_ms"] for r in scenario.rounds),
+        "requests": sum(r["requests"] for r in scenario.rounds),
+        "errors": sum(r["errors"] for r in scenario.rounds),
+        "rows_per_request": scenario.rows,
+        "rows_per_s": round(out["rps"] * scenario.rows, 1),
+    }
+    return out
 
 
 def bench_venv(path: Path) -> Path:
@@ -244,21 +253,22 @@ def goals(values: dict[str, float | None]) -> list[dict[str, Any]]:
 
 def table(report: dict[str, Any]) -> str:
     lines = [
-        "| scenario | rows/request | req/s | rows/s | p50 ms | p99 ms | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| scenario | rows/request | req/s (median) | req/s range over rounds | rows/s | p50 ms | p99 ms | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in report["scenarios"].items():
         if "error" in r:
             reason = " ".join(r["error"].split())[:80]
-            lines.append(f"| {name} | {r['rows_per_request']} | failed: {reason} | | | | |")
+            lines.append(f"| {name} | {r['rows_per_request']} | failed: {reason} | | | | | |")
             continue
         lines.append(
-            f"| {name} | {r['rows_per_request']} | {r['rps']:,.0f} | {r['rows_per_s']:,.0f} | "
+            f"| {name} | {r['rows_per_request']} | {r['rps']:,.0f} | {r['rps_min']:,.0f}–{r['rps_max']:,.0f} | "
+            f"{r['rows_per_s']:,.0f} | "
             f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} |"
         )
     inproc = report["in_process"]
     lines.append(
-        f"| in-process predict_proba | {inproc['rows']} | | {inproc['rows_per_s']:,.0f} | "
+        f"| in-process predict_proba (sklearn, same rows) | {inproc['rows']} | | | {inproc['rows_per_s']:,.0f} | "
         f"{inproc['median_ms']:.2f} (median call) | | |"
     )
     lines += ["", "| goal | value | target | met |", "|---|---:|---|---|"]
@@ -270,8 +280,9 @@ def table(report: dict[str, Any]) -> str:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=10, help="measured seconds per scenario")
+    parser.add_argument("--duration", type=float, default=10, help="measured seconds per scenario (all rounds)")
     parser.add_argument("--warmup", type=float, default=2, help="warm-up seconds per scenario")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds the duration is split into")
     parser.add_argument("--connections", type=int, default=8, help="concurrent connections")
     parser.add_argument("--batch-rows", type=int, default=1000, help="rows per batch request")
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1")))
@@ -304,11 +315,12 @@ def main() -> int:
     test, _, _ = load_prepared(params.prep.output_dir, "test")
     batch = test[features].sample(n=args.batch_rows, replace=len(test) < args.batch_rows, random_state=0)
     single = bundle.metadata["example"]
-    bodies = {"single": json.dumps(single).encode(), "batch": json.dumps(records(batch)).encode()}
-    mlflow_bodies = {
-        k: json.dumps({"dataframe_records": v if isinstance(v, list) else [v]}).encode()
-        for k, v in (("single", single), ("batch", records(batch)))
-    }
+    rows = args.batch_rows
+    batch_records = records(batch)
+    batch_body = json.dumps(batch_records).encode()
+    mlflow_batch = json.dumps({"dataframe_records": batch_records}).encode()
+    mlflow_single = json.dumps({"dataframe_records": [single]}).encode()
+    single = json.dumps(single).encode()
     workers = str(args.workers)
     python = [sys.executable]
     uvicorn = [
@@ -325,92 +337,100 @@ def main() -> int:
         "--log-level",
         "warning",
     ]
-    scenarios: dict[str, dict[str, Any]] = {}
     say(
         f"model {bundle.version}, {args.workers} worker(s), {args.connections} connections, "
         f"{args.duration:g} s per scenario after {args.warmup:g} s warm-up"
     )
 
-    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp, ExitStack() as servers:
         workdir = Path(tmp)
+        plan: list[tuple[str, list[str], dict[str, str], str, list[Scenario]]] = []
 
-        def url() -> str:
-            return f"http://127.0.0.1:{free_port()}"
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        argv = [*uvicorn, "--port", str(port), "bench_apps:floor"]
+        plan.append(("floor", argv, {}, f"{base}/health", [Scenario(FLOOR, f"{base}/predict", single, 1)]))
 
-        base = url()
-        argv = [*uvicorn, "--port", base.rsplit(":", 1)[1], "bench_apps:floor"]
-        runs = [("floor (bare FastAPI)", f"{base}/predict", bodies["single"], 1)]
-        scenarios |= scenarios_on("floor", argv, {}, f"{base}/health", runs, args, workdir)
-
-        base = url()
-        env = {
-            "HOST": "127.0.0.1",
-            "PORT": base.rsplit(":", 1)[1],
-            "WEB_CONCURRENCY": workers,
-            "MODEL_DIR": str(bundle.path),
-        }
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        env = {"HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": workers, "MODEL_DIR": str(bundle.path)}
         runs = [
-            ("service /predict", f"{base}/predict", bodies["single"], 1),
-            ("service /predict batch", f"{base}/predict", bodies["batch"], args.batch_rows),
+            Scenario(SERVICE, f"{base}/predict", single, 1),
+            Scenario(SERVICE_BATCH, f"{base}/predict", batch_body, rows),
         ]
-        argv = [*python, "-m", "mlops_template", "serve"]
-        scenarios |= scenarios_on("service", argv, env, f"{base}/ready", runs, args, workdir)
+        plan.append(("service", [*python, "-m", "mlops_template", "serve"], env, f"{base}/ready", runs))
 
-        base = url()
-        argv = [*uvicorn, "--port", base.rsplit(":", 1)[1], "--factory", "bench_apps:baseline_app"]
-        runs = [
-            ("baseline FastAPI+pandas", f"{base}/predict", bodies["single"], 1),
-            ("baseline FastAPI+pandas batch", f"{base}/predict", bodies["batch"], args.batch_rows),
-        ]
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        argv = [*uvicorn, "--port", str(port), "--factory", "bench_apps:baseline_app"]
         env = {"BENCH_MODEL": str(bundle.path / "model.joblib")}
-        scenarios |= scenarios_on("baseline", argv, env, f"{base}/health", runs, args, workdir)
+        runs = [
+            Scenario(BASELINE, f"{base}/predict", single, 1),
+            Scenario(BASELINE_BATCH, f"{base}/predict", batch_body, rows),
+        ]
+        plan.append(("baseline", argv, env, f"{base}/health", runs))
 
         if not args.skip_mlflow:
             bin_dir = bench_venv(args.venv)
             model_dir = workdir / "mlflow-model"
             save_mlflow_model(bin_dir, bundle.path / "model.joblib", model_dir)
-            base = url()
-            argv = [
-                str(bin_dir / "mlflow"),
-                "models",
-                "serve",
-                "-m",
-                str(model_dir),
-                "--env-manager",
-                "local",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                base.rsplit(":", 1)[1],
-                "-w",
-                workers,
-            ]
-            runs = [
-                ("mlflow models serve", f"{base}/invocations", mlflow_bodies["single"], 1),
-                ("mlflow models serve batch", f"{base}/invocations", mlflow_bodies["batch"], args.batch_rows),
-            ]
+            port = free_port()
+            base = f"http://127.0.0.1:{port}"
+            argv = [str(bin_dir / "mlflow"), "models", "serve", "-m", str(model_dir), "--env-manager", "local"]
+            argv += ["-h", "127.0.0.1", "-p", str(port), "-w", workers]
             env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
-            scenarios |= scenarios_on("mlflow", argv, env, f"{base}/ping", runs, args, workdir, timeout=180)
+            runs = [
+                Scenario(MLFLOW, f"{base}/invocations", mlflow_single, 1),
+                Scenario(MLFLOW_BATCH, f"{base}/invocations", mlflow_batch, rows),
+            ]
+            plan.append(("mlflow", argv, env, f"{base}/ping", runs))
 
-    inproc = in_process(bundle.model, pd.DataFrame(records(batch)), 3.0, args.server_cpu)
+        # Every server up at once (idle ones cost nothing), then interleaved rounds: a neighbour's burst on a
+        # shared machine hits all scenarios alike instead of one, and the medians are compared.
+        scenarios: list[Scenario] = []
+        for name, argv, env, ready_url, runs in plan:
+            try:
+                servers.enter_context(server(name, pinned(args.server_cpu, argv), env, ready_url, timeout=180))
+            except RuntimeError as exc:
+                say(f"{name}: {exc}")
+                for scenario in runs:
+                    scenario.error = str(exc)[:500]
+            scenarios += runs
+        for scenario in scenarios:
+            if not scenario.error:
+                prepare(scenario, args, workdir)
+        slice_s = args.duration / args.rounds
+        for number in range(args.rounds):
+            say(f"round {number + 1}/{args.rounds}")
+            for scenario in scenarios:
+                if not scenario.error:
+                    scenario.rounds.append(
+                        wrk(scenario.url, scenario.body_file, slice_s, args.connections, args.load_cpu)
+                    )
+        results = {scenario.label: summary(scenario) for scenario in scenarios}
+    for label, r in results.items():
+        if "error" not in r:
+            say(
+                f"{label}: {r['rps']:.0f} req/s (rounds {r['rps_min']:.0f}..{r['rps_max']:.0f}), "
+                f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms"
+                + (f", {r['rows_per_s']:.0f} rows/s" if r["rows_per_request"] > 1 else "")
+            )
+
+    inproc = in_process(bundle.model, pd.DataFrame(batch_records), 3.0, args.server_cpu)
     say(f"in-process: {inproc['rows_per_s']:.0f} rows/s ({inproc['median_ms']:.2f} ms per {inproc['rows']} rows)")
 
     def get(name: str, key: str) -> float | None:
-        return scenarios.get(name, {}).get(key)
+        return results.get(name, {}).get(key)
 
-    service_rps = get("service /predict", "rps")
+    service_rps = get(SERVICE, "rps")
     values = {
-        "service_vs_floor": ratio(service_rps, get("floor (bare FastAPI)", "rps")),
-        "service_vs_mlflow": ratio(service_rps, get("mlflow models serve", "rps")),
-        "service_vs_baseline": ratio(service_rps, get("baseline FastAPI+pandas", "rps")),
-        "service_p99_ms": get("service /predict", "p99_ms"),
-        "batch_vs_in_process": ratio(get("service /predict batch", "rows_per_s"), inproc["rows_per_s"]),
-        "batch_vs_baseline_batch": ratio(
-            get("service /predict batch", "rows_per_s"), get("baseline FastAPI+pandas batch", "rows_per_s")
-        ),
-        "batch_vs_mlflow_batch": ratio(
-            get("service /predict batch", "rows_per_s"), get("mlflow models serve batch", "rows_per_s")
-        ),
+        "service_vs_floor": ratio(service_rps, get(FLOOR, "rps")),
+        "service_vs_mlflow": ratio(service_rps, get(MLFLOW, "rps")),
+        "service_vs_baseline": ratio(service_rps, get(BASELINE, "rps")),
+        "service_p99_ms": get(SERVICE, "p99_ms"),
+        "batch_vs_in_process": ratio(get(SERVICE_BATCH, "rows_per_s"), inproc["rows_per_s"]),
+        "batch_vs_baseline_batch": ratio(get(SERVICE_BATCH, "rows_per_s"), get(BASELINE_BATCH, "rows_per_s")),
+        "batch_vs_mlflow_batch": ratio(get(SERVICE_BATCH, "rows_per_s"), get(MLFLOW_BATCH, "rows_per_s")),
     }
     report = {
         "command": "make bench-serve",
@@ -419,6 +439,7 @@ def main() -> int:
             "workers": args.workers,
             "connections": args.connections,
             "duration_s": args.duration,
+            "rounds": args.rounds,
             "warmup_s": args.warmup,
             "batch_rows": args.batch_rows,
             "server_cpu": args.server_cpu,
@@ -430,7 +451,7 @@ def main() -> int:
             "cpus": os.cpu_count(),
             "machine": platform.machine(),
         },
-        "scenarios": scenarios,
+        "scenarios": results,
         "in_process": inproc,
         "ratios": values,
         "goals": goals(values),
