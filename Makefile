@@ -70,12 +70,13 @@ bench-pipeline: $(STAMP) ## time prep/train/evaluate at 10k, 100k and 1M rows ->
 # ---- Runtime: the container image and the service benchmark (scripts in tools/, shared by CI and people) ----
 CONTAINER_ENGINE ?= docker
 IMAGE ?= mlops-template-serving:local
+IMAGE_BUILD_FLAGS ?=
 
 image: pipeline ## build the serving image from the gated bundle (refused unless VALIDATED); CONTAINER_ENGINE=docker
-	python tools/image_test.py --build-only --engine "$(CONTAINER_ENGINE)" --image $(IMAGE)
+	python tools/image_test.py --build-only --engine "$(CONTAINER_ENGINE)" --image $(IMAGE) --build-flags "$(IMAGE_BUILD_FLAGS)"
 
 image-test: pipeline ## build and run the image: /ready, /predict, HEALTHCHECK, non-root, size -> reports/image.json
-	python tools/image_test.py --engine "$(CONTAINER_ENGINE)" --image $(IMAGE)
+	python tools/image_test.py --engine "$(CONTAINER_ENGINE)" --image $(IMAGE) --build-flags "$(IMAGE_BUILD_FLAGS)"
 
 bench-serve: pipeline ## /predict vs bare FastAPI, mlflow serve, pandas baseline (wrk) -> reports/bench-serve.json
 	python tools/bench_serve.py

@@ -98,10 +98,10 @@ def check_bundle(context: Path, bundle: str | None) -> Path:
     return relative
 
 
-def build(engine: list[str], context: Path, image: str, bundle: Path) -> None:
+def build(engine: list[str], context: Path, image: str, bundle: Path, flags: list[str]) -> None:
     say(f"building {image} with bundle {bundle} ({shlex.join(engine)})")
     started = time.monotonic()
-    argv = [*engine, "build", "--build-arg", f"BUNDLE_DIR={bundle.as_posix()}", "-t", image, "-f"]
+    argv = [*engine, "build", *flags, "--build-arg", f"BUNDLE_DIR={bundle.as_posix()}", "-t", image, "-f"]
     run([*argv, str(context / "Dockerfile"), str(context)], timeout=1800)
     say(f"built in {time.monotonic() - started:.0f} s")
 
@@ -215,6 +215,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--context", type=Path, default=Path("."), help="build context: the project root")
     parser.add_argument("--bundle", help="bundle directory inside the context (default: gate.bundle_dir)")
     parser.add_argument("--build-only", action="store_true", help="check the bundle and build; run nothing")
+    parser.add_argument("--build-flags", default="", help="extra build options, e.g. BuildKit cache flags")
     parser.add_argument("--port", type=int, help="host port for the container (default: a free one)")
     parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for /ready and the healthcheck")
     parser.add_argument("--report", type=Path, default=Path("reports/image.json"), help="where to record the result")
@@ -227,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     context = args.context.resolve()
     try:
         bundle = check_bundle(context, args.bundle)
-        build(engine, context, args.image, bundle)
+        build(engine, context, args.image, bundle, shlex.split(args.build_flags))
         size = image_size(engine, args.image)
         say(f"image {args.image}: {size / 1e6:.0f} MB")
         if args.build_only:
