@@ -120,7 +120,7 @@ def test_missing_field(client: TestClient, example: dict):
 
 
 def test_too_many_rows_and_too_big_bodies(client: TestClient, example: dict):
-    assert error(client.post("/predict", json=[example] * 51), 413)["error"] == "too_many_rows"
+    assert error(client.post("/predict", json=[example] * 51), 422)["error"] == "too_many_rows"
     big = json.dumps({**example, "gender": "x" * 30_000})
     assert error(client.post("/predict", content=big), 413)["error"] == "body_too_large"
 

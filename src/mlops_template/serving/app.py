@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from threadpoolctl import threadpool_limits
 
 from mlops_template.bundle import Bundle, load_bundle
@@ -49,8 +49,8 @@ CHAMPION = "champion"
 SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # anything else is replaced (no log injection)
 
 
-class JSONBody(Response):
-    media_type = "application/json"
+class JSONBody(JSONResponse):
+    """JSON via orjson (numpy-aware); a JSONResponse so the OpenAPI schema keeps the response models."""
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
@@ -172,8 +172,11 @@ def predict_response_model(contract: Contract) -> type[BaseModel]:
 
 ERRORS = {
     400: {"model": ErrorResponse, "description": "malformed JSON or headers"},
-    413: {"model": ErrorResponse, "description": "body larger than MAX_BODY_BYTES or more rows than MAX_BATCH_ROWS"},
-    422: {"model": ErrorResponse, "description": "records that break the contract (field and row named)"},
+    413: {"model": ErrorResponse, "description": "body larger than MAX_BODY_BYTES (checked before parsing)"},
+    422: {
+        "model": ErrorResponse,
+        "description": "records that break the contract (field and row named), or more records than MAX_BATCH_ROWS",
+    },
 }
 
 
@@ -230,7 +233,7 @@ def parse_rows(body: bytes, max_rows: int) -> list[Any]:
         raise ApiError(422, "invalid_body", "the array of records is empty")
     if len(data) > max_rows:
         raise ApiError(
-            413,
+            422,
             "too_many_rows",
             f"{len(data)} records exceed MAX_BATCH_ROWS={max_rows}; "
             "split the batch or use `python -m mlops_template predict` for files",
@@ -513,7 +516,9 @@ def create_app(settings: Settings | None = None, observers: Sequence[Observer] =
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return _error_body(request, exc.status_code, code, str(exc.detail))
+        response = _error_body(request, exc.status_code, code, str(exc.detail))
+        response.headers.update(exc.headers or {})  # e.g. Allow on 405
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
