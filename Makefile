@@ -16,7 +16,7 @@ CLI := python -m mlops_template
 BASELINE ?=
 
 .PHONY: help setup data pipeline run metrics gate plots lint format test test-fast bench-pipeline clean \
-	image image-test bench-serve
+	image image-test bench-serve serve predict
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -37,8 +37,10 @@ data: $(STAMP) ## get the raw data: `dvc pull` if a DVC remote is configured, el
 pipeline: data ## run the DVC pipeline (prep -> train -> evaluate -> gate); a no-op when nothing changed
 	dvc repro
 
-run: pipeline ## the main job: set up, get data, run the pipeline, print the metrics
+run: pipeline ## the main job: set up, data, pipeline, metrics, then serve the API on $PORT (Ctrl-C stops)
 	@$(CLI) metrics
+	@echo "serving the model on http://localhost:$${PORT:-8000} (try /docs); Ctrl-C stops it"
+	$(CLI) serve
 
 metrics: $(STAMP) ## print the latest metrics table
 	@$(CLI) metrics
@@ -66,6 +68,14 @@ test-fast: $(STAMP) ## unit tests only (no DVC, no servers)
 
 bench-pipeline: $(STAMP) ## time prep/train/evaluate at 10k, 100k and 1M rows -> reports/bench-pipeline.json
 	$(CLI) bench-pipeline
+
+# ---- Serving: the prediction API and batch scoring (README "Serving the model") ----
+serve: $(STAMP) ## serve the gated bundle with uvicorn (env: MODEL_DIR, PORT, WEB_CONCURRENCY, MAX_BATCH_ROWS...)
+	$(CLI) serve
+
+predict: $(STAMP) ## batch-score a CSV: make predict INPUT=in.csv OUTPUT=out.csv [REJECTS=rejects.csv]
+	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make predict INPUT=in.csv OUTPUT=out.csv [REJECTS=rejects.csv]" >&2; exit 2; }
+	$(CLI) predict --input "$(INPUT)" --output "$(OUTPUT)" $(if $(REJECTS),--rejects "$(REJECTS)")
 
 # ---- Runtime: the container image and the service benchmark (scripts in tools/, shared by CI and people) ----
 CONTAINER_ENGINE ?= docker
