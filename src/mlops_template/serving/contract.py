@@ -199,14 +199,15 @@ class Contract:
 
     def validate_frame(self, frame: pd.DataFrame) -> tuple[dict[str, np.ndarray], list[str | None]]:
         """Apply the rules to a CSV chunk: columns of the valid rows, and a reason (or None) per row."""
-        reasons: list[list[str]] = [[] for _ in range(len(frame))]
+        reasons: dict[int, list[str]] = {}  # only rows with a problem get an entry
         bad = np.zeros(len(frame), dtype=bool)
         parsed: dict[str, np.ndarray] = {}
 
         def reject(mask: np.ndarray, message: Any) -> None:
             for i in np.flatnonzero(mask):
-                if len(reasons[i]) < MAX_ERRORS:
-                    reasons[i].append(message(i) if callable(message) else message)
+                found = reasons.setdefault(int(i), [])
+                if len(found) < MAX_ERRORS:
+                    found.append(message(i) if callable(message) else message)
             bad[mask] = True
 
         for spec in self.features:
@@ -224,7 +225,10 @@ class Contract:
                 reject(missing, f"{spec.name}: missing, but this feature had no missing values in training")
         good = ~bad
         columns = {name: values[good] for name, values in parsed.items()}
-        return columns, ["; ".join(r) if r else None for r in reasons]
+        described: list[str | None] = [None] * len(frame)
+        for i, found in reasons.items():
+            described[i] = "; ".join(found)
+        return columns, described
 
     # ---- flags (both) -------------------------------------------------------------------------
     def flags(self, columns: dict[str, np.ndarray], n: int) -> Flags:
@@ -278,8 +282,10 @@ class Contract:
 
 
 def _per_row(masks: dict[str, np.ndarray], n: int) -> list[list[str]]:
-    rows: list[list[str]] = [[] for _ in range(n)]
+    """Feature names per row; unflagged rows share one empty list (read-only by convention, saves time)."""
+    empty: list[str] = []
+    rows: list[list[str]] = [empty] * n
     for name, mask in masks.items():
-        for i in np.flatnonzero(mask):
-            rows[i].append(name)
+        for i in np.flatnonzero(mask).tolist():
+            rows[i] = [*rows[i], name]
     return rows
