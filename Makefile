@@ -18,6 +18,7 @@ BASELINE ?=
 .PHONY: ci lint-workflows lint-dockerfile system-deps test-summary report pr-comment data-refresh gate-production \
         retrain-issue image-ci deploy smoke-test rollback template-cleanup
 .PHONY: drift monitoring-check alert-relay
+.PHONY: image image-test bench-serve serve predict
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -38,8 +39,10 @@ data: $(STAMP) ## get the raw data: `dvc pull` if a DVC remote is configured, el
 pipeline: data ## run the DVC pipeline (prep -> train -> evaluate -> gate); a no-op when nothing changed
 	dvc repro
 
-run: pipeline ## the main job: set up, get data, run the pipeline, print the metrics
+run: pipeline ## the main job: set up, data, pipeline, metrics, then serve the API on $PORT (Ctrl-C stops)
 	@$(CLI) metrics
+	@echo "serving the model on http://localhost:$${PORT:-8000} (try /docs); Ctrl-C stops it"
+	$(CLI) serve
 
 metrics: $(STAMP) ## print the latest metrics table
 	@$(CLI) metrics
@@ -67,6 +70,28 @@ test-fast: $(STAMP) ## unit tests only (no DVC, no servers)
 
 bench-pipeline: $(STAMP) ## time prep/train/evaluate at 10k, 100k and 1M rows -> reports/bench-pipeline.json
 	python tools/bench_pipeline.py
+
+# ---- Serving: the prediction API and batch scoring (README "Serving the model") ----
+serve: $(STAMP) ## serve the gated bundle with uvicorn (env: MODEL_DIR, PORT, WEB_CONCURRENCY, MAX_BATCH_ROWS...)
+	$(CLI) serve
+
+predict: $(STAMP) ## batch-score a CSV: make predict INPUT=in.csv OUTPUT=out.csv [REJECTS=rejects.csv]
+	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make predict INPUT=in.csv OUTPUT=out.csv [REJECTS=rejects.csv]" >&2; exit 2; }
+	$(CLI) predict --input "$(INPUT)" --output "$(OUTPUT)" $(if $(REJECTS),--rejects "$(REJECTS)")
+
+# ---- Runtime: the container image and the service benchmark (scripts in tools/, shared by CI and people) ----
+CONTAINER_ENGINE ?= docker
+IMAGE ?= mlops-template-serving:local
+IMAGE_BUILD_FLAGS ?=
+
+image: pipeline ## build the serving image from the gated bundle (refused unless VALIDATED); CONTAINER_ENGINE=docker
+	python tools/image_test.py --build-only --engine "$(CONTAINER_ENGINE)" --image $(IMAGE) --build-flags "$(IMAGE_BUILD_FLAGS)"
+
+image-test: pipeline ## build and run the image: /ready, /predict, HEALTHCHECK, non-root, size -> reports/image.json
+	python tools/image_test.py --engine "$(CONTAINER_ENGINE)" --image $(IMAGE) --build-flags "$(IMAGE_BUILD_FLAGS)"
+
+bench-serve: pipeline ## /predict vs bare FastAPI, mlflow serve, pandas baseline (wrk) -> reports/bench-serve.json
+	python tools/bench_serve.py
 
 clean: ## remove pipeline outputs and caches (keeps .venv and data/)
 	rm -rf artifacts reports/junit.xml reports/coverage.xml .pytest_cache .ruff_cache .coverage .coverage.* \

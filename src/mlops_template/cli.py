@@ -228,6 +228,77 @@ def _alert_relay(args: argparse.Namespace) -> None:
         server.server_close()
 
 
+def _bundle_check_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dir", type=Path, help="bundle directory (default: gate.bundle_dir)")
+
+
+@command(
+    "bundle-check",
+    "verify a bundle (checksums, library versions, gate verdict VALIDATED) and print its path; exit 2 if unusable",
+    _bundle_check_args,
+)
+def _bundle_check(args: argparse.Namespace) -> None:
+    from mlops_template.bundle import load_bundle
+
+    bundle = load_bundle(args.dir or load_params(args.params).gate.bundle_dir)
+    log.info("bundle-check: %s model %s is %s", bundle.path, bundle.version, bundle.verdict)
+    print(bundle.path)
+
+
+@command("serve", "serve the model API with uvicorn (env: MODEL_DIR, HOST, PORT, WEB_CONCURRENCY; README)")
+def _serve(args: argparse.Namespace) -> None:
+    from mlops_template.serving.server import serve
+    from mlops_template.serving.settings import Settings
+
+    env = dict(os.environ)
+    env.setdefault("PARAMS_FILE", str(args.params))
+    serve(Settings.from_env(env))
+
+
+def _predict_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input", type=Path, required=True, help="CSV with the feature columns (others are copied)")
+    parser.add_argument("--output", type=Path, required=True, help="CSV to write (atomically)")
+    parser.add_argument("--rejects", type=Path, help="CSV of rejected rows: line number and reason")
+    parser.add_argument("--model-dir", type=Path, help="bundle (default: MODEL_DIR, else gate.bundle_dir)")
+    parser.add_argument("--chunk-rows", type=int, default=100_000, help="rows per chunk (memory bound)")
+    parser.add_argument(
+        "--runtime", choices=["auto", "onnx", "sklearn"], default="auto", help="auto = ONNX when the bundle verified it"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+@command("predict", "score a CSV file in chunks with the gated bundle (batch predictions)", _predict_args)
+def _predict(args: argparse.Namespace) -> None:
+    import json
+
+    from mlops_template.serving.batch import predict_file
+    from mlops_template.serving.settings import default_model_dir
+
+    if args.chunk_rows <= 0:
+        raise UserError("--chunk-rows must be positive")
+    model_dir = args.model_dir or (Path(os.environ["MODEL_DIR"]) if os.environ.get("MODEL_DIR") else None)
+    summary = predict_file(
+        args.input,
+        args.output,
+        model_dir or default_model_dir(args.params),
+        args.rejects,
+        args.chunk_rows,
+        args.runtime,
+        progress=not args.no_progress,
+    )
+    log.info(
+        "predict: %d rows, %d scored, %d rejected in %.1f s (%.0f rows/s, %s) -> %s",
+        summary.rows,
+        summary.scored,
+        summary.rejected,
+        summary.seconds,
+        summary.rows_per_second,
+        summary.runtime,
+        args.output,
+    )
+    print(json.dumps(summary.as_dict()))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mlops_template", description=__doc__)
     parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help="params file (default: params.yaml)")

@@ -154,6 +154,15 @@ class MonitoringConfig(Section):
     rate_limit: RateLimitConfig = RateLimitConfig()
 
 
+class OnnxConfig(Section):
+    """The verified ONNX fast path: exported at train time, kept only when it reproduces sklearn."""
+
+    enabled: bool = True
+    probability_tolerance: float = Field(1e-4, gt=0.0)
+    regression_rtol: float = Field(1e-5, gt=0.0)
+    opset: int = Field(17, ge=13)
+
+
 class Params(Section):
     """The whole of params.yaml. Later features add their own sections here."""
 
@@ -164,6 +173,7 @@ class Params(Section):
     evaluate: EvaluateConfig = EvaluateConfig()
     gate: GateConfig = GateConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    onnx: OnnxConfig = OnnxConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

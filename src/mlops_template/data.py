@@ -15,6 +15,7 @@ from mlops_template.errors import UserError
 MAX_ROWS_SHOWN = 5
 NUMERIC_SHARE = 0.95  # a text column whose values are this numeric is a numeric column with typos
 ID_LIKE_UNIQUE = 0.5  # a categorical with more distinct values per row than this is an identifier
+NA_VALUES = ["", "NA", "NaN", "null"]  # missing-value spellings in CSV (on top of pandas' defaults); batch too
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def read_csv(path: str | Path) -> pd.DataFrame:
             "or point data.path in params.yaml at your CSV"
         )
     try:
-        frame = pd.read_csv(path, skipinitialspace=True, na_values=["", "NA", "NaN", "null"])
+        frame = pd.read_csv(path, skipinitialspace=True, na_values=NA_VALUES)
     except pd.errors.EmptyDataError:
         raise UserError(f"{path}: the file is empty; it needs a header line and data rows") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:

@@ -56,19 +56,35 @@ def example_row(frame: pd.DataFrame, schema: Schema) -> dict[str, Any]:
     return {k: (None if pd.isna(v) else _plain(v)) for k, v in row.items()}
 
 
-def reference_profile(params: Params, pipeline: Any, frame: pd.DataFrame, schema: Schema) -> dict[str, Any]:
+def reference_profile(
+    params: Params, pipeline: Any, frame: pd.DataFrame, test: pd.DataFrame, schema: Schema
+) -> dict[str, Any]:
     """Drift reference: features from the training split, predictions from the held-out test split.
 
     Predictions on training rows are over-confident; live traffic looks like unseen rows, so the
     prediction reference is taken on the test split to avoid false prediction drift.
     """
-    test, _, _ = load_prepared(params.prep.output_dir, "test")
     classes = [str(c) for c in getattr(pipeline, "classes_", [])] or None
-    proba = pipeline.predict_proba(test[schema.features]) if schema.task == "binary" else None
-    outputs = output_frame(schema.task, classes, pipeline.predict(test[schema.features]), proba)
+    if schema.task == "binary":
+        proba = pipeline.predict_proba(test[schema.features])
+        predicted = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
+    else:
+        proba, predicted = None, pipeline.predict(test[schema.features])
+    outputs = output_frame(schema.task, classes, predicted, proba)
     return build_profile(
         frame, schema.numeric, schema.categorical, schema.task, classes, outputs, params.monitoring.profile
     )
+
+
+def onnx_fast_path(
+    params: Params, pipeline: Any, schema: Schema, test: pd.DataFrame, scratch: Path
+) -> tuple[dict[str, Path], dict]:
+    """Export to ONNX and check parity on the prepared test split; the record goes into the metadata."""
+    from mlops_template.onnx_export import ONNX_FILE, export
+
+    path, record = export(pipeline, schema.numeric, schema.categorical, schema.task, test, params.onnx, scratch)
+    log.info("train: ONNX fast path %s (%s)", "kept" if path else "not used", record["reason"])
+    return ({ONNX_FILE: path} if path else {}), record
 
 
 def run(params: Params) -> Path:
@@ -103,9 +119,11 @@ def run(params: Params) -> Path:
         "metrics": None,
         "gate": {"verdict": PENDING},
     }
-    with tempfile.TemporaryDirectory() as tmp:
-        profile = Path(tmp) / PROFILE_FILE
-        write_text(profile, dump_json(reference_profile(params, pipeline, frame, schema)))
-        save_bundle(params.train.output_dir, pipeline, metadata, extra_files={PROFILE_FILE: profile})
+    test, _, _ = load_prepared(params.prep.output_dir, "test")
+    with tempfile.TemporaryDirectory() as scratch:
+        extra, metadata["onnx"] = onnx_fast_path(params, pipeline, schema, test, Path(scratch))
+        profile = Path(scratch) / PROFILE_FILE
+        write_text(profile, dump_json(reference_profile(params, pipeline, frame, test, schema)))
+        save_bundle(params.train.output_dir, pipeline, metadata, extra_files={**extra, PROFILE_FILE: profile})
     log.info("train: %s on %d rows -> %s", params.train.estimator, len(frame), params.train.output_dir)
     return params.train.output_dir

@@ -1,0 +1,50 @@
+# The prediction service image. Build it with `make image` (which first refuses a bundle the gate did not
+# VALIDATE) and test it with `make image-test`. The model bundle is copied in at build time: no `dvc pull`,
+# no training inside the image or at start-up. Runtime settings come from the environment (12-factor):
+# PORT (8000), WEB_CONCURRENCY (1 worker), HOST (0.0.0.0), MODEL_DIR (the bundle copied below).
+ARG PYTHON_IMAGE=python:3.11-slim
+
+# ---- builder: a venv with the runtime dependencies only (requirements.txt: no DVC, no dev tools) ----
+FROM ${PYTHON_IMAGE} AS builder
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+RUN python -m venv /opt/venv
+COPY requirements.txt /tmp/requirements.txt
+# The libraries' own test suites and the installer are dead weight at run time (and pip in a serving image is
+# an attack tool): drop them in this stage, so they never reach the final image's layers.
+RUN /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt \
+ && find /opt/venv/lib -depth -type d -name tests -path '*/site-packages/*' -exec rm -rf {} + \
+ && /opt/venv/bin/pip uninstall --yes --quiet pip setuptools
+# The gated bundle (its path inside the build context; `make image` passes the one params.yaml names).
+# Copied here first so it is world-readable in the final image whatever the mode of the source directory.
+ARG BUNDLE_DIR=artifacts/model
+COPY ${BUNDLE_DIR} /opt/model
+RUN chmod -R a+rX,go-w /opt/model
+
+# ---- runtime ----
+FROM ${PYTHON_IMAGE}
+LABEL org.opencontainers.image.title="mlops-template model service" \
+      org.opencontainers.image.description="FastAPI prediction service for the gated model bundle" \
+      org.opencontainers.image.licenses="MIT"
+RUN groupadd --system --gid 10001 app \
+ && useradd --system --uid 10001 --gid app --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin app
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONPATH=/app/src \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOST=0.0.0.0 \
+    PORT=8000 \
+    WEB_CONCURRENCY=1 \
+    MODEL_DIR=/app/model
+WORKDIR /app
+COPY --from=builder /opt/venv /opt/venv
+COPY --from=builder /opt/model /app/model
+COPY params.yaml /app/params.yaml
+COPY src /app/src
+# Root owns the code and the model; the service runs as an unprivileged user and cannot change them.
+USER 10001:10001
+EXPOSE 8000
+# Liveness through the service's own /health (slim images have no curl).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('PORT', '8000'), timeout=4)"]
+# Exec form: the server is PID 1 and gets SIGTERM directly, so in-flight requests finish on `docker stop`.
+CMD ["python", "-m", "mlops_template", "serve"]

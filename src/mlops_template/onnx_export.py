@@ -1,0 +1,198 @@
+"""The verified fast path: export the fitted pipeline to ONNX, keep it only if it reproduces sklearn.
+
+The graph takes one [n, 1] input per feature: numeric features as float64 (NaN = missing), categorical
+ones as strings ("" = missing). Parity is checked on the prepared test split with the tolerances in
+params.yaml (`onnx:`); any failure (no converter, runtime error, parity) is recorded, not raised.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlops_template.config import OnnxConfig
+
+log = logging.getLogger(__name__)
+ONNX_FILE = "model.onnx"
+MISSING_TEXT = ""  # how a missing categorical value reaches the ONNX graph (strings cannot be NaN)
+
+
+def feeds(columns: dict[str, np.ndarray], numeric: list[str], categorical: list[str]) -> dict[str, np.ndarray]:
+    """ONNX inputs from whole-batch columns (float64 with NaN / object with None)."""
+    out = {name: np.asarray(columns[name], dtype=np.float64).reshape(-1, 1) for name in numeric}
+    for name in categorical:
+        text = [v if isinstance(v, str) else MISSING_TEXT for v in columns[name].tolist()]
+        out[name] = np.array(text, dtype=object).reshape(-1, 1)
+    return out
+
+
+def frame_columns(frame: pd.DataFrame, numeric: list[str], categorical: list[str]) -> dict[str, np.ndarray]:
+    columns = {name: frame[name].to_numpy(dtype=np.float64) for name in numeric}
+    columns |= {name: frame[name].to_numpy(dtype=object) for name in categorical}
+    return columns
+
+
+def _register_double_imputer() -> None:
+    """onnxruntime's Imputer op has no float64 kernel: impute doubles with IsNaN + Where instead."""
+    from skl2onnx import update_registered_converter
+    from skl2onnx.common.data_types import DoubleTensorType
+    from skl2onnx.operator_converters.common import concatenate_variables
+    from skl2onnx.operator_converters.imputer_op import convert_sklearn_imputer
+    from skl2onnx.proto import onnx_proto
+    from skl2onnx.shape_calculators.imputer import calculate_sklearn_imputer_output_shapes
+    from sklearn.impute import SimpleImputer
+
+    def convert(scope, operator, container):
+        if not isinstance(operator.inputs[0].type, DoubleTensorType):
+            return convert_sklearn_imputer(scope, operator, container)
+        statistics = operator.raw_operator.statistics_.astype(np.float64)
+        source = concatenate_variables(scope, operator.inputs, container)
+        fill = scope.get_unique_variable_name("fill")
+        container.add_initializer(fill, onnx_proto.TensorProto.DOUBLE, [1, statistics.size], statistics.tolist())
+        isnan = scope.get_unique_variable_name("isnan")
+        container.add_node("IsNaN", [source], [isnan], name=scope.get_unique_operator_name("IsNaN"))
+        where = scope.get_unique_operator_name("Where")
+        container.add_node("Where", [isnan, fill, source], [operator.outputs[0].full_name], name=where)
+        return None
+
+    update_registered_converter(
+        SimpleImputer, "SklearnSimpleImputer", calculate_sklearn_imputer_output_shapes, convert, overwrite=True
+    )
+
+
+def _exportable(pipeline: Any) -> Any:
+    """A copy of the pipeline that converts to the same function as the original."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+
+    export = copy.deepcopy(pipeline)
+    features = export.named_steps["features"]
+    for _, transformer, _ in features.transformers_:
+        steps = transformer.steps if isinstance(transformer, Pipeline) else []
+        for _, step in steps:
+            if isinstance(step, SimpleImputer) and step.strategy == "constant":
+                step.missing_values = MISSING_TEXT  # string inputs carry missing as "" (see feeds)
+    estimator = export.steps[-1][1]
+    if type(estimator).__module__.startswith(("sklearn.ensemble", "sklearn.tree")):
+        # onnxruntime's tree ensembles compute in float32 (sklearn's forests compare float32 copies of X too):
+        # cast after the float64 preprocessing; the parity check below decides whether that is close enough
+        from skl2onnx.sklapi import CastTransformer
+
+        cast = CastTransformer(dtype=np.float32).fit(np.zeros((1, 1)))
+        export = Pipeline([*export.steps[:-1], ("float32", cast), export.steps[-1]])
+    return export
+
+
+def convert(pipeline: Any, numeric: list[str], categorical: list[str], opset: int) -> bytes:
+    """Serialized ONNX model of the pipeline (raises whatever skl2onnx raises)."""
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import DoubleTensorType, StringTensorType
+
+    _register_double_imputer()
+    export = _exportable(pipeline)
+    inputs = [(n, DoubleTensorType([None, 1])) for n in numeric]
+    inputs += [(n, StringTensorType([None, 1])) for n in categorical]
+    estimator = export.steps[-1][1]
+    options = {id(estimator): {"zipmap": False}} if hasattr(estimator, "predict_proba") else None
+    with warnings.catch_warnings():  # skl2onnx 1.20 writes bool tree attributes; protobuf 6 still converts them
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module="onnx")
+        model = convert_sklearn(
+            export, initial_types=inputs, options=options, target_opset={"": opset, "ai.onnx.ml": 3}
+        )
+    return model.SerializeToString()
+
+
+def session(model: bytes | str | Path) -> Any:
+    """A single-threaded onnxruntime session: serving scales with processes, not intra-op threads."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    source = str(model) if isinstance(model, Path) else model
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def onnx_output(sess: Any, task: str) -> str:
+    """The output to read: probabilities for classifiers, the value for regressors."""
+    names = [o.name for o in sess.get_outputs()]
+    if task == "regression":
+        return names[0]
+    if "probabilities" not in names:
+        raise ValueError(f"the ONNX graph has no probabilities output (outputs: {names})")
+    return "probabilities"
+
+
+def parity(
+    sess: Any,
+    pipeline: Any,
+    frame: pd.DataFrame,
+    numeric: list[str],
+    categorical: list[str],
+    task: str,
+    config: OnnxConfig,
+) -> dict[str, Any]:
+    """Compare ONNX and sklearn on `frame`; returns the figures and whether they are within tolerance."""
+    columns = frame_columns(frame, numeric, categorical)
+    got = sess.run([onnx_output(sess, task)], feeds(columns, numeric, categorical))[0]
+    x = frame[numeric + categorical]
+    if task == "regression":
+        want = pipeline.predict(x).astype(np.float64)
+        got = np.asarray(got, dtype=np.float64).reshape(-1)
+        rel = float(np.max(np.abs(got - want) / np.maximum(np.abs(want), 1.0))) if len(want) else 0.0
+        ok = rel <= config.regression_rtol
+        return {"parity": ok, "max_rel_diff": rel, "tolerance": config.regression_rtol, "rows_checked": len(x)}
+    want_p = pipeline.predict_proba(x)
+    classes = np.asarray(pipeline.classes_)
+    mismatches = int(np.sum(classes[np.argmax(got, axis=1)] != pipeline.predict(x)))
+    diff = float(np.max(np.abs(np.asarray(got, dtype=np.float64) - want_p))) if len(x) else 0.0
+    ok = mismatches == 0 and diff <= config.probability_tolerance
+    return {
+        "parity": ok,
+        "max_abs_diff": diff,
+        "label_mismatches": mismatches,
+        "tolerance": config.probability_tolerance,
+        "rows_checked": len(x),
+    }
+
+
+def export(
+    pipeline: Any,
+    numeric: list[str],
+    categorical: list[str],
+    task: str,
+    check: pd.DataFrame,
+    config: OnnxConfig,
+    directory: Path,
+) -> tuple[Path | None, dict[str, Any]]:
+    """Write model.onnx into `directory` if conversion works and parity holds; always return the record."""
+    if not config.enabled:
+        return None, {"used": False, "reason": "disabled in params.yaml (onnx.enabled: false)"}
+    record: dict[str, Any] = {"used": False, "opset": config.opset, "file": ONNX_FILE}
+    try:
+        model = convert(pipeline, numeric, categorical, config.opset)
+    except Exception as exc:  # noqa: BLE001 - any converter failure means: serve sklearn, say why
+        return None, record | {"reason": f"conversion failed: {_short(exc)}"}
+    try:
+        figures = parity(session(model), pipeline, check, numeric, categorical, task, config)
+    except Exception as exc:  # noqa: BLE001 - a graph onnxruntime cannot run is a fallback, not a crash
+        return None, record | {"reason": f"onnxruntime could not run the graph: {_short(exc)}"}
+    holds = figures.pop("parity")
+    record |= figures
+    if not holds:
+        return None, record | {"reason": "parity failed on the test split (see the figures beside this)"}
+    path = directory / ONNX_FILE
+    path.write_bytes(model)
+    return path, record | {"used": True, "reason": "parity holds on the test split"}
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300] if text else ''}"

@@ -1,0 +1,563 @@
+"""The FastAPI app factory: the bundle is loaded and checked once, before the server takes traffic.
+
+Start-up policy (documented in README "Serving the model"): a bundle that cannot be served (missing,
+bad checksum, not VALIDATED, incompatible library versions, unusable ONNX) is a UserError raised by
+`create_app`; `python -m mlops_template serve` turns it into one log line and exit code 2, so the
+process never listens with a broken model (an orchestrator restarts it and alerts, a deploy fails).
+
+Extension points for later work (challenger models, monitoring):
+- `app.state.variants` maps a variant name to a loaded `Variant`; only `champion` exists now.
+- `app.state.observers` is a list of callables receiving a `PredictionEvent` after each prediction.
+- `app.state.metrics.registry` is the Prometheus registry /metrics exposes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel, ConfigDict, Field, create_model
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.responses import JSONResponse, Response
+from threadpoolctl import threadpool_limits
+
+from mlops_template.bundle import Bundle, load_bundle
+from mlops_template.errors import UserError
+from mlops_template.serving.contract import Contract, Flags, RowError
+from mlops_template.serving.metrics import CONTENT_TYPE, ServiceMetrics
+from mlops_template.serving.predictor import Predictions, Predictor, build_predictor
+from mlops_template.serving.settings import Settings
+
+log = logging.getLogger("mlops_template.serving")
+access_log = logging.getLogger("mlops_template.serving.access")
+CHAMPION = "champion"
+SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # anything else is replaced (no log injection)
+
+
+class JSONBody(JSONResponse):
+    """JSON via orjson (numpy-aware); a JSONResponse so the OpenAPI schema keeps the response models."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One servable model: its bundle, request contract and predictor."""
+
+    name: str
+    bundle: Bundle
+    contract: Contract
+    predictor: Predictor
+
+    @property
+    def version(self) -> str:
+        return self.bundle.version
+
+
+@dataclass(frozen=True)
+class PredictionEvent:
+    """What observers (drift windows, feedback joins, A/B) get after each prediction."""
+
+    request_id: str
+    variant: str
+    model_version: str
+    columns: dict[str, np.ndarray]  # validated features of the batch, one array per feature
+    predictions: Predictions
+    flags: Flags
+
+
+Observer = Callable[[PredictionEvent], None]
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, details: Sequence[dict[str, Any]] = ()):
+        super().__init__(message)
+        self.status, self.code, self.message, self.details = status, code, message, list(details)
+
+
+def load_variant(name: str, directory: Path, runtime: str = "auto") -> Variant:
+    """Verify and load a bundle (VALIDATED only), build its predictor and prove it on the metadata example."""
+    bundle = load_bundle(directory)
+    contract = Contract(bundle.metadata)
+    predictor = build_predictor(bundle, runtime)
+    try:
+        predictor.predict(contract.validate_records([contract.example]))
+    except RowError as exc:
+        raise UserError(f"{directory}/metadata.json: its `example` row does not fit its own features ({exc})") from None
+    return Variant(name=name, bundle=bundle, contract=contract, predictor=predictor)
+
+
+# ---- response models (for /docs and schema checks; responses are built as plain dicts) ---------------------
+class ErrorDetail(BaseModel):
+    row: int | None = Field(None, description="index of the record in the request (0-based)")
+    field: str | None = Field(None, description="the feature (request field) at fault")
+    message: str
+    type: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: str = Field(description="machine-readable code, e.g. invalid_records, invalid_json, body_too_large")
+    message: str
+    details: list[ErrorDetail] = []
+    request_id: str
+
+
+class Status(BaseModel):
+    status: str
+
+
+class ModelInfo(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+    variant: str
+    model_version: str
+    runtime: Literal["onnx", "sklearn"]
+    task: str
+    target: str
+    estimator: str | None
+    classes: list[str] | None
+    trained_at: str | None
+    metrics: dict[str, Any] | None
+    gate: dict[str, Any]
+    onnx: dict[str, Any] | None
+    features: list[dict[str, Any]]
+    training_data: dict[str, Any] | None
+    git_commit: str | None
+
+
+def predict_response_model(contract: Contract) -> type[BaseModel]:
+    flags = {
+        "out_of_range": (list[str], Field(description="features whose value lies outside the training range")),
+        "unknown_categories": (list[str], Field(description="features whose category was not seen in training")),
+    }
+    if contract.task == "regression":
+        row = create_model("RowPrediction", prediction=(float, Field(description="predicted value")), **flags)
+    else:
+        probabilities = create_model(
+            "Probabilities",
+            __config__=ConfigDict(extra="forbid"),
+            **{f"p{i}": (float, Field(alias=c, ge=0.0, le=1.0)) for i, c in enumerate(contract.classes)},
+        )
+        row = create_model(
+            "RowPrediction",
+            prediction=(Literal[tuple(contract.classes)], Field(description="predicted class")),
+            probabilities=(probabilities, Field(description="probability per class")),
+            **flags,
+        )
+    return create_model(
+        "PredictResponse",
+        __config__=ConfigDict(protected_namespaces=()),
+        model_version=(str, ...),
+        variant=(str, ...),
+        runtime=(Literal["onnx", "sklearn"], ...),
+        request_id=(str, ...),
+        predictions=(list[row], Field(description="one entry per record, in request order")),
+    )
+
+
+ERRORS = {
+    400: {"model": ErrorResponse, "description": "malformed JSON or headers"},
+    413: {"model": ErrorResponse, "description": "body larger than MAX_BODY_BYTES (checked before parsing)"},
+    422: {
+        "model": ErrorResponse,
+        "description": "records that break the contract (field and row named), or more records than MAX_BATCH_ROWS",
+    },
+}
+
+
+# ---- request plumbing -----------------------------------------------------------------------------------------
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it exceeds `limit` (declared or streamed/chunked)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise ApiError(400, "bad_request", "Content-Length header is not a number")
+        if int(declared) > limit:
+            raise _too_large(int(declared), limit)
+    chunks, total = [], 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise _too_large(total, limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(size: int, limit: int) -> ApiError:
+    return ApiError(
+        413,
+        "body_too_large",
+        f"request body of {size}+ bytes exceeds MAX_BODY_BYTES={limit}; send fewer records per request",
+    )
+
+
+def parse_rows(body: bytes, max_rows: int) -> list[Any]:
+    """A JSON object (one record) or a JSON array of records -> list of records."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        try:  # NaN/Infinity are not JSON, but the stdlib reads them: the contract then names the field
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            message = "empty body" if not body.strip() else f"body is not valid JSON: {exc}"
+            raise ApiError(
+                400,
+                "invalid_json",
+                message + '; send a JSON object {"feature": value, ...} or an array of such objects',
+            ) from None
+    if isinstance(data, dict):
+        return [data]
+    if not isinstance(data, list):
+        raise ApiError(
+            422,
+            "invalid_body",
+            "the body must be a JSON object (one record) or an array of records",
+            [{"row": None, "field": None, "message": f"got a JSON {type(data).__name__}"}],
+        )
+    if not data:
+        raise ApiError(422, "invalid_body", "the array of records is empty")
+    if len(data) > max_rows:
+        raise ApiError(
+            422,
+            "too_many_rows",
+            f"{len(data)} records exceed MAX_BATCH_ROWS={max_rows}; "
+            "split the batch or use `python -m mlops_template predict` for files",
+        )
+    return data
+
+
+class RequestContext:
+    """Pure ASGI middleware: request id, metrics by route template, one JSON access-log line per request."""
+
+    def __init__(self, app: Any, metrics: ServiceMetrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        request_id = _incoming_request_id(scope["headers"]) or uuid.uuid4().hex
+        scope["request_id"] = request_id
+        header = (b"x-request-id", request_id.encode())
+        state = {"status": 500, "started": False}
+
+        async def send_with_id(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                state["status"], state["started"] = message["status"], True
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:
+            state["status"] = 499  # the client went away mid-request: nothing to answer
+        except Exception:
+            log.exception("unhandled error", extra={"request_id": request_id})
+            if not state["started"]:
+                body = orjson.dumps(
+                    {
+                        "error": "internal_error",
+                        "message": "internal server error; see the logs",
+                        "details": [],
+                        "request_id": request_id,
+                    }
+                )
+                await send_with_id(
+                    {
+                        "type": "http.response.start",
+                        "status": 500,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                        ],
+                    }
+                )
+                await send_with_id({"type": "http.response.body", "body": body})
+        finally:
+            elapsed = time.perf_counter() - start
+            route = getattr(scope.get("route"), "path", None) or "unmatched"  # template: bounded label values
+            self.metrics.observe_request(route, scope["method"], state["status"], elapsed)
+            access_log.info(
+                "request",
+                extra={
+                    "request_id": request_id,
+                    "method": scope["method"],
+                    "route": route,
+                    "status": state["status"],
+                    "duration_ms": round(elapsed * 1000, 3),
+                },
+            )
+
+
+def _incoming_request_id(headers: list[tuple[bytes, bytes]]) -> str | None:
+    for name, value in headers:
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            return text if SAFE_REQUEST_ID.fullmatch(text) else None
+    return None
+
+
+def _error_body(request: Request, status: int, code: str, message: str, details: Sequence[dict] = ()) -> JSONBody:
+    return JSONBody(
+        {
+            "error": code,
+            "message": message,
+            "details": list(details),
+            "request_id": request.scope.get("request_id", ""),
+        },
+        status_code=status,
+    )
+
+
+# ---- the app ----------------------------------------------------------------------------------------------------
+def create_app(settings: Settings | None = None, observers: Sequence[Observer] = ()) -> FastAPI:
+    """Load and verify the bundle (UserError if it cannot be served), then build the app around it."""
+    settings = settings or Settings.from_env()
+    # OpenMP/BLAS thread pools spin per call: with small batches one thread per process is fastest
+    threadpool_limits(settings.model_threads)
+    champion = load_variant(CHAMPION, settings.model_dir, settings.model_runtime)
+    contract, metadata = champion.contract, champion.bundle.metadata
+    metrics = ServiceMetrics()
+    metrics.info.labels(CHAMPION, champion.version, champion.bundle.verdict, str(metadata.get("estimator"))).set(1)
+
+    app = FastAPI(
+        title=f"Prediction service: {metadata['target']} ({metadata['task']})",
+        version=champion.version,
+        description=(
+            f"Predicts `{metadata['target']}` with model {champion.version} ({metadata.get('estimator')}, "
+            f"trained {metadata.get('trained_at')}). Request fields come from the model bundle's metadata.json. "
+            "POST one record (a JSON object) or a batch (a JSON array of records) to /predict."
+        ),
+        default_response_class=JSONBody,
+    )
+    app.state.settings = settings
+    app.state.variants = {CHAMPION: champion}
+    app.state.observers = list(observers)
+    app.state.metrics = metrics
+    app.state.ready = True
+    response_model = predict_response_model(contract)
+    prediction_children: dict[tuple[str, str], Any] = {}
+
+    def score(variant: Variant, columns: dict[str, np.ndarray], n: int) -> tuple[Predictions, Flags]:
+        return variant.predictor.predict(columns), variant.contract.flags(columns, n)
+
+    def count(variant: str, predictions: Predictions, flags: Flags) -> None:
+        classes = (
+            Counter(predictions.labels) if predictions.probabilities is not None else {"value": len(predictions.labels)}
+        )
+        for label, n in classes.items():
+            child = prediction_children.get((variant, label))
+            if child is None:
+                child = prediction_children[(variant, label)] = metrics.predictions.labels(variant, label)
+            child.inc(n)
+        for feature, n in flags.counts_out_of_range.items():
+            metrics.out_of_range.labels(feature).inc(n)
+        for feature, n in flags.counts_unknown.items():
+            metrics.unknown.labels(feature).inc(n)
+
+    example = contract.example
+    request_body = {
+        "required": True,
+        "description": "One record (a JSON object) or a batch (a JSON array of at most "
+        f"{settings.max_batch_rows} records). Every feature is required; null only where the description allows.",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {"$ref": "#/components/schemas/Record"},
+                        {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/Record"},
+                            "minItems": 1,
+                            "maxItems": settings.max_batch_rows,
+                        },
+                    ]
+                },
+                "examples": {
+                    "one record": {"summary": "one record (a row of the training data)", "value": example},
+                    "batch": {"summary": "a batch of two records", "value": [example, example]},
+                },
+            }
+        },
+    }
+
+    @app.post(
+        "/predict",
+        response_model=response_model,
+        responses=ERRORS,
+        openapi_extra={"requestBody": request_body},
+        summary="Predict one record or a batch",
+        tags=["model"],
+    )
+    async def predict(request: Request) -> Response:
+        variant: Variant = app.state.variants[CHAMPION]
+        rows = parse_rows(await read_body(request, settings.max_body_bytes), settings.max_batch_rows)
+        try:
+            columns = variant.contract.validate_records(rows)
+        except RowError as exc:
+            raise ApiError(
+                422, "invalid_records", f"{len(exc.details)} problem(s) in the records: {exc}", exc.details
+            ) from None
+        n = len(rows)
+        if n > settings.thread_rows:  # big batches: keep the event loop answering /health meanwhile
+            predictions, flags = await run_in_threadpool(score, variant, columns, n)
+        else:
+            predictions, flags = score(variant, columns, n)
+        request_id = request.scope["request_id"]
+        count(variant.name, predictions, flags)
+        event = PredictionEvent(request_id, variant.name, variant.version, columns, predictions, flags)
+        for observer in app.state.observers:
+            try:
+                observer(event)
+            except Exception:
+                log.exception("observer %r failed", observer, extra={"request_id": request_id})
+        out_of_range, unknown = flags.out_of_range, flags.unknown_categories
+        if predictions.probabilities is not None:
+            classes = variant.contract.classes
+            items = [
+                {
+                    "prediction": label,
+                    "probabilities": dict(zip(classes, p, strict=True)),
+                    "out_of_range": o,
+                    "unknown_categories": u,
+                }
+                for label, p, o, u in zip(
+                    predictions.labels, predictions.probabilities.tolist(), out_of_range, unknown, strict=True
+                )
+            ]
+        else:
+            items = [
+                {"prediction": v, "out_of_range": o, "unknown_categories": u}
+                for v, o, u in zip(predictions.labels, out_of_range, unknown, strict=True)
+            ]
+        return JSONBody(
+            {
+                "model_version": variant.version,
+                "variant": variant.name,
+                "runtime": variant.predictor.runtime,
+                "request_id": request_id,
+                "predictions": items,
+            }
+        )
+
+    @app.get("/health", response_model=Status, summary="Liveness: the process answers", tags=["ops"])
+    async def health() -> Response:
+        return JSONBody({"status": "ok"})
+
+    @app.get(
+        "/ready",
+        response_model=Status,
+        responses={503: {"model": Status, "description": "not ready"}},
+        summary="Readiness: the model is loaded and answered its warm-up prediction",
+        tags=["ops"],
+    )
+    async def ready() -> Response:
+        ok = app.state.ready and all(v.predictor is not None for v in app.state.variants.values())
+        return JSONBody({"status": "ready" if ok else "not ready"}, status_code=200 if ok else 503)
+
+    @app.get(
+        "/model",
+        response_model=ModelInfo,
+        summary="The model served: version, metrics, features, verdict",
+        tags=["model"],
+    )
+    async def model() -> Response:
+        variant: Variant = app.state.variants[CHAMPION]
+        meta = variant.bundle.metadata
+        return JSONBody(
+            {
+                "variant": variant.name,
+                "model_version": variant.version,
+                "runtime": variant.predictor.runtime,
+                "task": meta["task"],
+                "target": meta["target"],
+                "estimator": meta.get("estimator"),
+                "classes": meta.get("classes"),
+                "trained_at": meta.get("trained_at"),
+                "metrics": meta.get("metrics"),
+                "gate": meta.get("gate") or {},
+                "onnx": meta.get("onnx"),
+                "features": meta["features"],
+                "training_data": meta.get("training_data"),
+                "git_commit": meta.get("git_commit"),
+            }
+        )
+
+    @app.get(
+        "/metrics",
+        summary="Prometheus metrics",
+        tags=["ops"],
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "metrics"}},
+    )
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> Response:
+        return _error_body(request, exc.status, exc.code, exc.message, exc.details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        response = _error_body(request, exc.status_code, code, str(exc.detail))
+        response.headers.update(exc.headers or {})  # e.g. Allow on 405
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        details = [{"row": None, "field": ".".join(map(str, e["loc"])), "message": e["msg"]} for e in exc.errors()]
+        return _error_body(request, 422, "invalid_request", "invalid request", details)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            record = contract.record_model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(record.pop("$defs", {}))
+            components["Record"] = record
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
+    app.add_middleware(RequestContext, metrics=metrics)
+    log.info(
+        "model loaded",
+        extra={
+            "variant": CHAMPION,
+            "model_version": champion.version,
+            "runtime": champion.predictor.runtime,
+            "model_dir": str(settings.model_dir),
+        },
+    )
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn factory for several workers (`--factory`): settings from the environment, one line on failure."""
+    from mlops_template.serving.logs import configure
+
+    configure("INFO")
+    try:
+        settings = Settings.from_env()
+        configure(settings.log_level)
+        return create_app(settings)
+    except UserError as exc:
+        log.error("cannot serve: %s", exc)
+        raise SystemExit(2) from None

@@ -1,0 +1,291 @@
+"""The request contract, built at run time from the bundle's metadata.json (nothing here names a column).
+
+One `Contract` serves the API and the batch scorer alike:
+- the rules per feature (type, nullable, documented range or categories) come from the metadata;
+- `validate_records` applies them to JSON records (pydantic models, which also make /docs);
+- `validate_frame` applies the same rules to a CSV chunk (vectorised: CSV cells are text, not JSON types);
+- `flags` marks values outside the training range and unknown categories, for both.
+Documented ranges and categories are not enforced: such values are predicted and flagged.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+
+MAX_ERRORS = 20  # error details returned per request / kept per CSV row
+SMALL_BATCH = 64  # below this, plain Python beats numpy/pandas set-up costs
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One request field as the metadata describes it."""
+
+    name: str
+    kind: str  # numeric | categorical
+    nullable: bool
+    minimum: float | None = None
+    maximum: float | None = None
+    categories: tuple[str, ...] = ()
+    known: frozenset[str] = field(default=frozenset(), repr=False)
+
+    @classmethod
+    def from_metadata(cls, entry: dict[str, Any]) -> FeatureSpec:
+        categories = tuple(entry.get("categories") or ())
+        return cls(
+            name=entry["name"],
+            kind=entry["type"],
+            nullable=float(entry.get("missing_rate") or 0.0) > 0.0,
+            minimum=entry.get("min"),
+            maximum=entry.get("max"),
+            categories=categories,
+            known=frozenset(categories),
+        )
+
+    def description(self) -> str:
+        missing = "null allowed (missing in training data)" if self.nullable else "required, not null"
+        if self.kind == "numeric":
+            return (
+                f"number; {missing}. Training range {self.minimum} .. {self.maximum} "
+                "(documented, not enforced: values outside are predicted and flagged in `out_of_range`)"
+            )
+        shown = ", ".join(self.categories)
+        return (
+            f"text; {missing}. Known categories: {shown} "
+            "(others are accepted, predicted and flagged in `unknown_categories`)"
+        )
+
+    def annotation(self, example: Any) -> Any:
+        """The pydantic type: strict (no "1.5" for a number), finite, no empty strings."""
+        extra: dict[str, Any] = {"x-nullable-in-training": self.nullable}
+        if self.kind == "numeric":
+            base: Any = float
+            constraints: dict[str, Any] = {"strict": True, "allow_inf_nan": False}
+            extra |= {"x-training-min": self.minimum, "x-training-max": self.maximum}
+        else:
+            base = str
+            constraints = {"strict": True, "min_length": 1}
+            extra |= {"x-known-categories": list(self.categories)}
+        kind = base | None if self.nullable else base
+        examples = [] if example is None and not self.nullable else [example]
+        return Annotated[
+            kind,
+            Field(
+                alias=self.name,
+                description=self.description(),
+                examples=examples,
+                json_schema_extra=extra,
+                **constraints,
+            ),
+        ]
+
+
+class RowError(Exception):
+    """Bad records: details are (row index, field, message) triples, the first MAX_ERRORS of them."""
+
+    def __init__(self, details: list[dict[str, Any]]):
+        super().__init__("; ".join(_describe(d) for d in details))
+        self.details = details
+
+
+def _describe(detail: dict[str, Any]) -> str:
+    where = f"row {detail['row']}" if detail.get("row") is not None else "body"
+    return (
+        f"{where}, field {detail['field']!r}: {detail['message']}"
+        if detail.get("field")
+        else f"{where}: {detail['message']}"
+    )
+
+
+@dataclass
+class Flags:
+    """Per row: the features whose value lies outside the training range / is an unseen category."""
+
+    out_of_range: list[list[str]]
+    unknown_categories: list[list[str]]
+    counts_out_of_range: dict[str, int]
+    counts_unknown: dict[str, int]
+
+
+class Contract:
+    """Features, request model and validation rules of one bundle."""
+
+    def __init__(self, metadata: dict[str, Any]):
+        self.features = [FeatureSpec.from_metadata(f) for f in metadata["features"]]
+        self.by_name = {f.name: f for f in self.features}
+        self.numeric = [f.name for f in self.features if f.kind == "numeric"]
+        self.categorical = [f.name for f in self.features if f.kind == "categorical"]
+        self.example = {f.name: (metadata.get("example") or {}).get(f.name) for f in self.features}
+        self.task = metadata["task"]
+        self.classes = [str(c) for c in metadata.get("classes") or []]
+        self._attributes = [f"f{i}" for i in range(len(self.features))]
+        fields = {
+            attr: (spec.annotation(self.example[spec.name]), ...)
+            for attr, spec in zip(self._attributes, self.features, strict=True)
+        }
+        self.record_model: type[BaseModel] = create_model(
+            "Record",
+            __config__=ConfigDict(
+                extra="forbid", populate_by_name=False, json_schema_extra={"examples": [self.example]}
+            ),
+            __doc__="One row to score: the model's features, as in the training data.",
+            **fields,
+        )
+        self._records = TypeAdapter(list[self.record_model])
+
+    # ---- JSON records (API) -------------------------------------------------------------------
+    def validate_records(self, rows: list[Any]) -> dict[str, np.ndarray]:
+        """Validate parsed JSON records; return whole-batch columns (float64 with NaN / object with NaN)."""
+        try:
+            records = self._records.validate_python(rows)
+        except ValidationError as exc:
+            raise RowError(self._details(exc)) from None
+        columns: dict[str, np.ndarray] = {}
+        for attr, spec in zip(self._attributes, self.features, strict=True):
+            values = [getattr(r, attr) for r in records]
+            if spec.kind == "numeric":
+                columns[spec.name] = np.array(values, dtype=np.float64)  # None -> NaN
+            else:
+                column = np.array(values, dtype=object)
+                if spec.nullable:
+                    column[column == None] = np.nan  # noqa: E711 - elementwise; sklearn imputers look for NaN
+                columns[spec.name] = column
+        return columns
+
+    def _details(self, exc: ValidationError) -> list[dict[str, Any]]:
+        details = []
+        for error in exc.errors(include_url=False)[:MAX_ERRORS]:
+            loc = list(error["loc"])
+            row = loc.pop(0) if loc and isinstance(loc[0], int) else None
+            name = str(loc[0]) if loc else None
+            message = error["msg"]
+            if error["type"] == "extra_forbidden":
+                message = f"unknown field; the model's fields are: {', '.join(self.by_name)}"
+            elif error["type"] == "missing":
+                spec = self.by_name.get(name or "")
+                message = "field required" + (
+                    " (send null when the value is unknown)" if spec and spec.nullable else ""
+                )
+            elif error["type"] in ("model_type", "model_attributes_type", "dict_type"):
+                message = "each record must be a JSON object of feature: value"
+            elif hint := self._hint(name, error):
+                message = f"{message} ({hint})"
+            details.append({"row": row, "field": name, "message": message, "type": error["type"]})
+        return details
+
+    def _hint(self, name: str | None, error: dict[str, Any]) -> str:
+        spec = self.by_name.get(name or "")
+        value = error.get("input")
+        if spec is None:
+            return ""
+        if value is None and not spec.nullable:
+            return "null is not accepted: this feature had no missing values in training"
+        if error["type"] == "finite_number":
+            return "NaN and Infinity are not allowed" + ("; send null for a missing value" if spec.nullable else "")
+        if spec.kind == "numeric" and isinstance(value, str):
+            return "send a JSON number, not a string"
+        if spec.kind == "categorical" and not isinstance(value, str):
+            return f"send text, e.g. {spec.categories[0]!r}" if spec.categories else "send text"
+        return ""
+
+    # ---- CSV chunks (batch) -------------------------------------------------------------------
+    def missing_columns(self, columns: list[str]) -> list[str]:
+        return [f.name for f in self.features if f.name not in columns]
+
+    def validate_frame(self, frame: pd.DataFrame) -> tuple[dict[str, np.ndarray], list[str | None]]:
+        """Apply the rules to a CSV chunk: columns of the valid rows, and a reason (or None) per row."""
+        reasons: dict[int, list[str]] = {}  # only rows with a problem get an entry
+        bad = np.zeros(len(frame), dtype=bool)
+        parsed: dict[str, np.ndarray] = {}
+
+        def reject(mask: np.ndarray, message: Any) -> None:
+            for i in np.flatnonzero(mask):
+                found = reasons.setdefault(int(i), [])
+                if len(found) < MAX_ERRORS:
+                    found.append(message(i) if callable(message) else message)
+            bad[mask] = True
+
+        for spec in self.features:
+            raw = frame[spec.name]
+            missing = raw.isna().to_numpy()
+            if spec.kind == "numeric":
+                values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+                text = np.isnan(values) & ~missing
+                reject(text, lambda i, raw=raw, name=spec.name: f"{name}: {raw.iloc[i]!r} is not a number")
+                reject(np.isinf(values), f"{spec.name}: Infinity is not allowed")
+                parsed[spec.name] = values
+            else:
+                parsed[spec.name] = raw.to_numpy(dtype=object, na_value=np.nan)
+            if not spec.nullable:
+                reject(missing, f"{spec.name}: missing, but this feature had no missing values in training")
+        good = ~bad
+        columns = {name: values[good] for name, values in parsed.items()}
+        described: list[str | None] = [None] * len(frame)
+        for i, found in reasons.items():
+            described[i] = "; ".join(found)
+        return columns, described
+
+    # ---- flags (both) -------------------------------------------------------------------------
+    def flags(self, columns: dict[str, np.ndarray], n: int) -> Flags:
+        if n <= SMALL_BATCH:
+            return self._flags_small(columns, n)
+        masks: dict[str, np.ndarray] = {}
+        for spec in self.features:
+            values = columns[spec.name]
+            if spec.kind == "numeric":
+                mask = np.zeros(n, dtype=bool)
+                with np.errstate(invalid="ignore"):
+                    if spec.minimum is not None:
+                        mask |= values < spec.minimum
+                    if spec.maximum is not None:
+                        mask |= values > spec.maximum
+            else:  # hashing in pandas beats a Python loop on big batches
+                series = pd.Series(values, dtype=object, copy=False)
+                mask = (series.notna() & ~series.isin(spec.known)).to_numpy()
+            masks[spec.name] = mask
+        ranges = {name: masks[name] for name in self.numeric}
+        unknown = {name: masks[name] for name in self.categorical}
+        return Flags(
+            out_of_range=_per_row(ranges, n),
+            unknown_categories=_per_row(unknown, n),
+            counts_out_of_range={k: int(m.sum()) for k, m in ranges.items() if m.any()},
+            counts_unknown={k: int(m.sum()) for k, m in unknown.items() if m.any()},
+        )
+
+    def _flags_small(self, columns: dict[str, np.ndarray], n: int) -> Flags:
+        """Same result as the vectorised path; plain Python is faster for a handful of rows."""
+        out_of_range: list[list[str]] = [[] for _ in range(n)]
+        unknown: list[list[str]] = [[] for _ in range(n)]
+        counts_range: dict[str, int] = {}
+        counts_unknown: dict[str, int] = {}
+        for spec in self.features:
+            name = spec.name
+            if spec.kind == "numeric":
+                low = -math.inf if spec.minimum is None else spec.minimum
+                high = math.inf if spec.maximum is None else spec.maximum
+                for i, value in enumerate(columns[name].tolist()):
+                    if value < low or value > high:  # NaN compares False: missing is not out of range
+                        out_of_range[i].append(name)
+                        counts_range[name] = counts_range.get(name, 0) + 1
+            else:
+                known = spec.known
+                for i, value in enumerate(columns[name].tolist()):
+                    if isinstance(value, str) and value not in known:
+                        unknown[i].append(name)
+                        counts_unknown[name] = counts_unknown.get(name, 0) + 1
+        return Flags(out_of_range, unknown, counts_range, counts_unknown)
+
+
+def _per_row(masks: dict[str, np.ndarray], n: int) -> list[list[str]]:
+    """Feature names per row; unflagged rows share one empty list (read-only by convention, saves time)."""
+    empty: list[str] = []
+    rows: list[list[str]] = [empty] * n
+    for name, mask in masks.items():
+        for i in np.flatnonzero(mask).tolist():
+            rows[i] = [*rows[i], name]
+    return rows

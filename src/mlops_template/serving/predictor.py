@@ -1,0 +1,97 @@
+"""Whole-batch prediction from validated columns: ONNX Runtime when the bundle verified it, else sklearn.
+
+Both paths take the columns of the whole batch at once (never a DataFrame per row) and return labels
+(classification: argmax of the probabilities, as sklearn does) or values (regression).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from mlops_template.bundle import Bundle
+from mlops_template.errors import UserError
+from mlops_template.onnx_export import ONNX_FILE, feeds, onnx_output, session
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Predictions:
+    labels: list[Any]  # class label per row, or the predicted value (regression)
+    probabilities: np.ndarray | None  # [rows, classes] in `classes` order; None for regression
+
+
+class Predictor(Protocol):
+    runtime: str
+
+    def predict(self, columns: dict[str, np.ndarray]) -> Predictions: ...
+
+
+class _Base:
+    runtime = ""
+
+    def __init__(self, metadata: dict[str, Any]):
+        self.task = metadata["task"]
+        features = metadata["features"]
+        self.numeric = [f["name"] for f in features if f["type"] == "numeric"]
+        self.categorical = [f["name"] for f in features if f["type"] == "categorical"]
+        self.classes = np.asarray([str(c) for c in metadata.get("classes") or []], dtype=object)
+
+    def _finish(self, raw: np.ndarray) -> Predictions:
+        if self.task == "regression":
+            return Predictions(np.asarray(raw, dtype=np.float64).reshape(-1).tolist(), None)
+        proba = np.asarray(raw, dtype=np.float64)
+        return Predictions(self.classes[np.argmax(proba, axis=1)].tolist(), proba)
+
+
+class OnnxPredictor(_Base):
+    runtime = "onnx"
+
+    def __init__(self, bundle: Bundle):
+        super().__init__(bundle.metadata)
+        self.session = session(bundle.path / ONNX_FILE)
+        self.output = [onnx_output(self.session, self.task)]
+
+    def predict(self, columns: dict[str, np.ndarray]) -> Predictions:
+        return self._finish(self.session.run(self.output, feeds(columns, self.numeric, self.categorical))[0])
+
+
+class SklearnPredictor(_Base):
+    runtime = "sklearn"
+
+    def __init__(self, bundle: Bundle):
+        super().__init__(bundle.metadata)
+        self.pipeline = bundle.model
+        self.order = self.numeric + self.categorical
+
+    def predict(self, columns: dict[str, np.ndarray]) -> Predictions:
+        frame = pd.DataFrame({name: columns[name] for name in self.order}, copy=False)
+        if self.task == "regression":
+            return self._finish(self.pipeline.predict(frame))
+        return self._finish(self.pipeline.predict_proba(frame))
+
+
+def onnx_verified(metadata: dict[str, Any]) -> bool:
+    return bool((metadata.get("onnx") or {}).get("used")) and ONNX_FILE in (metadata.get("files") or {})
+
+
+def build_predictor(bundle: Bundle, runtime: str = "auto") -> Predictor:
+    """`auto`: ONNX when the bundle recorded parity (its file checksum was verified by load_bundle)."""
+    if runtime == "sklearn" or (runtime == "auto" and not onnx_verified(bundle.metadata)):
+        return SklearnPredictor(bundle)
+    if not onnx_verified(bundle.metadata):
+        reason = (bundle.metadata.get("onnx") or {}).get("reason", "no ONNX record in metadata.json")
+        raise UserError(f"{bundle.path}: MODEL_RUNTIME=onnx but the bundle has no verified ONNX model ({reason})")
+    try:
+        return OnnxPredictor(bundle)
+    except Exception as exc:  # noqa: BLE001 - a runtime that cannot load the graph: name it, don't crash
+        problem = f"{bundle.path / ONNX_FILE}: onnxruntime cannot load it ({type(exc).__name__}: {exc})"
+        if runtime == "onnx":
+            raise UserError(problem) from None
+        log.warning("%s; serving the scikit-learn pipeline instead", problem)
+        return SklearnPredictor(bundle)

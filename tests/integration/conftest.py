@@ -1,0 +1,97 @@
+"""Shared integration fixtures: a small gated bundle and real uvicorn servers on loopback.
+
+`live_server(model_dir, **env)` starts `python -m mlops_template serve` on a free port (as the image
+and Procfile do), waits for /ready and stops it (SIGTERM) at teardown. Other suites (monitoring, A/B)
+can reuse it with their own env.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT
+from tests.serving_helpers import build_bundle
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class LiveServer:
+    url: str
+    port: int
+    process: subprocess.Popen
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self, timeout: float = 40) -> int:
+        """SIGTERM (what docker stop, Heroku and Kubernetes send) and wait for the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+
+
+@pytest.fixture(scope="session")
+def served_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A VALIDATED bundle of the default estimator (with its verified ONNX model), trained on a small sample."""
+    return build_bundle(tmp_path_factory.mktemp("served"), "hist_gradient_boosting", rows=2000)
+
+
+def serve_command() -> list[str]:
+    return [sys.executable, "-m", "mlops_template", "serve"]
+
+
+def server_env(model_dir: Path, port: int, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("WEB_CONCURRENCY", "MODEL_RUNTIME")}
+    return env | {"MODEL_DIR": str(model_dir), "PORT": str(port), "HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1"} | extra
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
+    servers: list[LiveServer] = []
+
+    def start(model_dir: Path, ready_timeout: float = 90, **env: str) -> LiveServer:
+        port = free_port()
+        log = tmp_path / f"server-{port}.log"
+        with open(log, "w", encoding="utf-8") as handle:
+            process = subprocess.Popen(serve_command(), cwd=ROOT, env=server_env(model_dir, port, **env),
+                                       stdout=handle, stderr=subprocess.STDOUT)  # fmt: skip
+        server = LiveServer(f"http://127.0.0.1:{port}", port, process, log)
+        servers.append(server)
+        deadline = time.monotonic() + ready_timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                pytest.fail(f"server exited with {process.returncode} before /ready:\n{server.output()[-3000:]}")
+            try:
+                if httpx.get(f"{server.url}/ready", timeout=2).status_code == 200:
+                    return server
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        pytest.fail(f"server not ready within {ready_timeout} s:\n{server.output()[-3000:]}")
+
+    yield start
+    for server in servers:
+        if server.process.poll() is None:
+            server.stop()

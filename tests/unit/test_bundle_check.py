@@ -1,0 +1,48 @@
+"""`bundle-check`: the guard `make image` runs before building (only a VALIDATED, intact bundle passes)."""
+
+from pathlib import Path
+
+import pytest
+from sklearn.dummy import DummyClassifier
+
+from mlops_template.bundle import REJECTED, VALIDATED, save_bundle
+from mlops_template.cli import main
+
+
+def make_bundle(directory: Path, verdict: str | None) -> Path:
+    model = DummyClassifier().fit([[0], [1]], ["N", "Y"])
+    metadata = {"task": "binary"} | ({"gate": {"verdict": verdict}} if verdict else {})
+    return save_bundle(directory, model, metadata)
+
+
+def test_validated_bundle_passes_and_prints_its_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    bundle = make_bundle(tmp_path / "model", VALIDATED)
+    assert main(["bundle-check", "--dir", str(bundle)]) == 0
+    assert capsys.readouterr().out.strip() == str(bundle)
+
+
+@pytest.mark.parametrize(("verdict", "message"), [(REJECTED, "gate verdict is REJECTED"), (None, "verdict is PENDING")])
+def test_unjudged_or_rejected_bundle_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str], verdict, message):
+    bundle = make_bundle(tmp_path / "model", verdict)
+    assert main(["bundle-check", "--dir", str(bundle)]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err
+    assert captured.out == ""
+
+
+def test_tampered_bundle_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    bundle = make_bundle(tmp_path / "model", VALIDATED)
+    with open(bundle / "model.joblib", "ab") as handle:
+        handle.write(b"x")
+    assert main(["bundle-check", "--dir", str(bundle)]) == 2
+    assert "checksum mismatch" in capsys.readouterr().err
+
+
+def test_default_is_the_gated_bundle_dir_from_params(tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch):
+    root = Path(__file__).resolve().parents[2]
+    params = tmp_path / "params.yaml"
+    params.write_text((root / "params.yaml").read_text().replace("bundle_dir: artifacts/model", "bundle_dir: judged"))
+    monkeypatch.chdir(tmp_path)
+    make_bundle(tmp_path / "judged", VALIDATED)
+    assert main(["bundle-check"]) == 0
+    assert capsys.readouterr().out.strip() == "judged"

@@ -1,0 +1,82 @@
+"""The ONNX fast path: kept only when parity holds; every failure falls back to sklearn with a reason."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlops_template import onnx_export
+from mlops_template.bundle import load_bundle
+from mlops_template.config import OnnxConfig
+from mlops_template.prep import load_prepared
+from mlops_template.serving.contract import Contract
+from mlops_template.serving.predictor import OnnxPredictor, SklearnPredictor, build_predictor
+from tests.serving_helpers import REGRESSION, build_bundle
+
+
+@pytest.fixture(scope="module")
+def lr_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_bundle(tmp_path_factory.mktemp("onnx-lr"))
+
+
+@pytest.mark.parametrize(
+    ("estimator", "schema"),
+    [("random_forest", None), ("hist_gradient_boosting", None), ("ridge", REGRESSION),
+     ("hist_gradient_boosting", REGRESSION)],
+)  # fmt: skip
+def test_parity_holds_for_estimators(tmp_path: Path, estimator: str, schema: dict | None):
+    bundle = build_bundle(tmp_path, estimator, rows=1200, schema=schema)
+    record = json.loads((bundle / "metadata.json").read_text())["onnx"]
+    assert record["used"] is True, record
+    assert "model.onnx" in json.loads((bundle / "metadata.json").read_text())["files"]  # checksummed like the rest
+
+
+def test_served_predictions_match_sklearn(lr_bundle: Path):
+    bundle = load_bundle(lr_bundle)
+    contract = Contract(bundle.metadata)
+    test, _, _ = load_prepared(lr_bundle.parent / "prepared", "test")
+    columns = onnx_export.frame_columns(test, contract.numeric, contract.categorical)
+    fast, slow = build_predictor(bundle, "auto"), build_predictor(bundle, "sklearn")
+    assert isinstance(fast, OnnxPredictor)
+    assert isinstance(slow, SklearnPredictor)
+    a, b = fast.predict(columns), slow.predict(columns)
+    assert a.labels == b.labels
+    assert np.max(np.abs(a.probabilities - b.probabilities)) <= OnnxConfig().probability_tolerance
+
+
+def test_conversion_failure_falls_back_with_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    def no_converter(*args, **kwargs):
+        raise RuntimeError("Unable to find a shape calculator for type 'MyEstimator'")
+
+    monkeypatch.setattr(onnx_export, "convert", no_converter)
+    bundle = build_bundle(tmp_path, rows=800)
+    metadata = json.loads((bundle / "metadata.json").read_text())
+    assert metadata["onnx"]["used"] is False
+    assert "conversion failed: RuntimeError: Unable to find a shape calculator" in metadata["onnx"]["reason"]
+    assert "model.onnx" not in metadata["files"]
+    assert not (bundle / "model.onnx").exists()
+    assert isinstance(build_predictor(load_bundle(bundle)), SklearnPredictor)
+
+
+def test_parity_failure_falls_back_with_figures(tmp_path: Path):
+    bundle = build_bundle(tmp_path, "random_forest", rows=800, onnx={"probability_tolerance": 1e-12})
+    record = json.loads((bundle / "metadata.json").read_text())["onnx"]
+    assert record["used"] is False
+    assert record["reason"].startswith("parity failed")
+    assert record["max_abs_diff"] > 1e-12
+    assert record["rows_checked"] > 0
+
+
+def test_disabled_in_params(tmp_path: Path):
+    bundle = build_bundle(tmp_path, rows=800, onnx={"enabled": False})
+    record = json.loads((bundle / "metadata.json").read_text())["onnx"]
+    assert record == {"used": False, "reason": "disabled in params.yaml (onnx.enabled: false)"}
+
+
+def test_runtime_onnx_refused_without_verified_model(tmp_path: Path):
+    from mlops_template.errors import UserError
+
+    bundle = build_bundle(tmp_path, rows=800, onnx={"enabled": False})
+    with pytest.raises(UserError, match="MODEL_RUNTIME=onnx but the bundle has no verified ONNX model"):
+        build_predictor(load_bundle(bundle), "onnx")

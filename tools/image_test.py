@@ -1,0 +1,255 @@
+"""Build the serving image from the gated bundle and test it for real: `make image` / `make image-test`.
+
+Steps: refuse a bundle the gate did not VALIDATE (`python -m mlops_template bundle-check`), build with the
+docker-compatible command in CONTAINER_ENGINE (default `docker`), run the container, wait for /ready, POST the
+bundle's own example row to /predict, run the HEALTHCHECK (`healthcheck run`, podman; falls back to polling
+`inspect` with docker), check the process is not root, check it stops cleanly on SIGTERM, record the image size
+in reports/image.json. The container is always removed. CI and people run this same script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+DEFAULT_IMAGE = "mlops-template-serving:local"
+
+
+class CheckError(Exception):
+    """A check failed: one line naming what and how to investigate."""
+
+
+def say(message: str) -> None:
+    print(f"image-test: {message}", file=sys.stderr, flush=True)
+
+
+def engine_command(value: str | None = None) -> list[str]:
+    """The container engine as argv (CONTAINER_ENGINE may hold a path or a command with arguments)."""
+    return shlex.split(value or os.environ.get("CONTAINER_ENGINE") or "docker")
+
+
+def run(argv: Sequence[str], timeout: float = 120, check: bool = True, **kwargs: Any) -> subprocess.CompletedProcess:
+    # Files, not pipes: a detached container's monitor may inherit the engine's stderr and hold a pipe open.
+    try:
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            completed = subprocess.run(list(argv), stdout=out, stderr=err, text=True, timeout=timeout, **kwargs)
+            out.seek(0)
+            err.seek(0)
+            result = subprocess.CompletedProcess(completed.args, completed.returncode, out.read(), err.read())
+    except FileNotFoundError:
+        raise CheckError(f"{argv[0]}: not found (set CONTAINER_ENGINE to a docker-compatible command)") from None
+    except subprocess.TimeoutExpired:
+        raise CheckError(f"`{shlex.join(argv)}` did not finish within {timeout:.0f} s") from None
+    if check and result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip().splitlines()[-15:]
+        raise CheckError(f"`{shlex.join(argv)}` exited {result.returncode}:\n  " + "\n  ".join(detail))
+    return result
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http(method: str, url: str, body: Any = None, timeout: float = 5) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, text = response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        status, text = exc.code, exc.read().decode()
+    try:
+        return status, json.loads(text)
+    except json.JSONDecodeError:
+        return status, text
+
+
+def check_bundle(context: Path, bundle: str | None) -> Path:
+    """The bundle path relative to the build context, after the package's own gate check."""
+    argv = [sys.executable, "-m", "mlops_template", "bundle-check", *(["--dir", bundle] if bundle else [])]
+    result = subprocess.run(argv, cwd=context, capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise CheckError(f"refusing to build: {result.stderr.strip().splitlines()[-1]}")
+    path = Path(result.stdout.strip().splitlines()[-1])
+    absolute = (context / path).resolve()
+    try:
+        relative = absolute.relative_to(context.resolve())
+    except ValueError:
+        raise CheckError(f"bundle {absolute} is outside the build context {context}: copy it in") from None
+    ignore = context / ".dockerignore"
+    allowed = {line.strip().rstrip("/") for line in ignore.read_text().splitlines()} if ignore.is_file() else set()
+    if "*" in allowed and f"!{relative.as_posix()}" not in allowed:  # an allow-list must name the bundle
+        raise CheckError(f"{ignore}: add `!{relative.as_posix()}/` so the bundle {relative} is in the build context")
+    return relative
+
+
+def build(engine: list[str], context: Path, image: str, bundle: Path, flags: list[str]) -> None:
+    say(f"building {image} with bundle {bundle} ({shlex.join(engine)})")
+    started = time.monotonic()
+    argv = [*engine, "build", *flags, "--build-arg", f"BUNDLE_DIR={bundle.as_posix()}", "-t", image, "-f"]
+    run([*argv, str(context / "Dockerfile"), str(context)], timeout=1800)
+    say(f"built in {time.monotonic() - started:.0f} s")
+
+
+def wait_ready(engine: list[str], name: str, base: str, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            status, body = http("GET", f"{base}/ready", timeout=2)
+            if status == 200:
+                return body
+        except (OSError, urllib.error.URLError):
+            pass
+        state = run([*engine, "inspect", "--format", "{{.State.Status}}", name], check=False, timeout=60)
+        if state.stdout.strip() in {"exited", "dead", "stopped"}:
+            raise CheckError(f"the container stopped before it was ready; logs:\n{logs(engine, name)}")
+        time.sleep(0.5)
+    raise CheckError(f"/ready not 200 within {timeout:.0f} s; logs:\n{logs(engine, name)}")
+
+
+def logs(engine: list[str], name: str) -> str:
+    result = run([*engine, "logs", name], check=False, timeout=60)
+    return "\n".join((result.stdout + result.stderr).strip().splitlines()[-30:])
+
+
+def healthcheck(engine: list[str], name: str, timeout: float) -> str:
+    """Run the image's HEALTHCHECK now (podman), or wait for docker's scheduler to report it."""
+    result = run([*engine, "healthcheck", "run", name], check=False, timeout=60)
+    output = (result.stdout + result.stderr).strip()
+    if result.returncode == 0:
+        return "healthy (healthcheck run)"
+    if "unhealthy" in output:
+        raise CheckError(f"HEALTHCHECK failed: {output}")
+    # docker has no `healthcheck run`: its own scheduler runs the check every --interval.
+    deadline = time.monotonic() + timeout
+    status = ""
+    while time.monotonic() < deadline:
+        status = run([*engine, "inspect", "--format", "{{.State.Health.Status}}", name], check=False).stdout.strip()
+        if status == "healthy":
+            return "healthy (inspect)"
+        if status == "unhealthy" or status in {"", "<no value>"}:
+            break
+        time.sleep(2)
+    raise CheckError(f"HEALTHCHECK status {status or 'missing'!r} (healthcheck run said: {output or 'nothing'})")
+
+
+def container_checks(engine: list[str], image: str, bundle: Path, port: int, timeout: float) -> dict[str, Any]:
+    name = f"mlops-image-test-{os.getpid()}-{port}"
+    base = f"http://127.0.0.1:{port}"
+    metadata = json.loads((bundle / "metadata.json").read_text())
+    checks: dict[str, Any] = {}
+    run([*engine, "rm", "-f", name], check=False)
+    try:
+        say(f"running {name} on port {port}")
+        run([*engine, "run", "-d", "--name", name, "-e", f"PORT={port}", "-p", f"127.0.0.1:{port}:{port}", image])
+        started = time.monotonic()
+        wait_ready(engine, name, base, timeout)
+        checks["ready_seconds"] = round(time.monotonic() - started, 2)
+        say(f"/ready after {checks['ready_seconds']} s")
+
+        status, body = http("POST", f"{base}/predict", metadata["example"])
+        if status != 200:
+            raise CheckError(f"POST /predict with the bundle's example row: HTTP {status}: {body}")
+        checks["predict"] = body
+        status, model = http("GET", f"{base}/model")
+        if status != 200 or metadata["model_version"] not in json.dumps(model):
+            raise CheckError(f"GET /model: HTTP {status}, expected model version {metadata['model_version']}: {model}")
+        checks["model_version"] = metadata["model_version"]
+        say(f"/predict ok: {json.dumps(body)[:200]}")
+
+        checks["healthcheck"] = healthcheck(engine, name, timeout)
+        say(f"HEALTHCHECK {checks['healthcheck']}")
+
+        uid = run([*engine, "exec", name, "id", "-u"]).stdout.strip()
+        if uid in {"", "0"}:
+            raise CheckError(f"the service runs as uid {uid or '?'} (root); the Dockerfile must set USER")
+        checks["uid"] = int(uid)
+        say(f"process uid {uid} (not root)")
+
+        stopped = time.monotonic()
+        run([*engine, "stop", "-t", "20", name], timeout=60)
+        code = run([*engine, "inspect", "--format", "{{.State.ExitCode}}", name]).stdout.strip()
+        checks["stop_seconds"] = round(time.monotonic() - stopped, 2)
+        checks["stop_exit_code"] = int(code)
+        # 0, or 143 when the server re-raises SIGTERM after its clean shutdown (uvicorn does); 137 = killed
+        if code not in {"0", "143"}:
+            raise CheckError(f"on SIGTERM the container exited {code}: not a graceful shutdown (137 = killed)")
+        say(f"stopped cleanly on SIGTERM in {checks['stop_seconds']} s")
+    except CheckError:
+        say(f"container logs:\n{logs(engine, name)}")
+        raise
+    finally:
+        run([*engine, "rm", "-f", name], check=False, timeout=60)
+    return checks
+
+
+def image_size(engine: list[str], image: str) -> int:
+    return int(run([*engine, "image", "inspect", "--format", "{{.Size}}", image]).stdout.strip())
+
+
+def write_report(path: Path, report: dict[str, Any]) -> None:
+    from mlops_template.fsutil import write_text
+
+    write_text(path, json.dumps(report, indent=2) + "\n")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--engine", help="docker-compatible command (default: $CONTAINER_ENGINE or docker)")
+    parser.add_argument("--image", default=os.environ.get("IMAGE", DEFAULT_IMAGE), help="image tag")
+    parser.add_argument("--context", type=Path, default=Path("."), help="build context: the project root")
+    parser.add_argument("--bundle", help="bundle directory inside the context (default: gate.bundle_dir)")
+    parser.add_argument("--build-only", action="store_true", help="check the bundle and build; run nothing")
+    parser.add_argument("--build-flags", default="", help="extra build options, e.g. BuildKit cache flags")
+    parser.add_argument("--port", type=int, help="host port for the container (default: a free one)")
+    parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for /ready and the healthcheck")
+    parser.add_argument("--report", type=Path, default=Path("reports/image.json"), help="where to record the result")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    engine = engine_command(args.engine)
+    context = args.context.resolve()
+    try:
+        bundle = check_bundle(context, args.bundle)
+        build(engine, context, args.image, bundle, shlex.split(args.build_flags))
+        size = image_size(engine, args.image)
+        say(f"image {args.image}: {size / 1e6:.0f} MB")
+        if args.build_only:
+            return 0
+        checks = container_checks(engine, args.image, context / bundle, args.port or free_port(), args.timeout)
+    except CheckError as exc:
+        say(f"FAILED: {exc}")
+        return 1
+    report = {
+        "image": args.image,
+        "engine": Path(engine[0]).name,
+        "size_bytes": size,
+        "size_mb": round(size / 1e6, 1),
+        "bundle": bundle.as_posix(),
+        "checks": checks,
+        "tested_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    write_report(args.report, report)
+    say(f"passed; recorded in {args.report}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
