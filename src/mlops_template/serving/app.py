@@ -136,6 +136,7 @@ class ModelInfo(BaseModel):
     gate: dict[str, Any]
     onnx: dict[str, Any] | None
     features: list[dict[str, Any]]
+    example: dict[str, Any] | None = Field(None, description="a real training row: a valid /predict body")
     training_data: dict[str, Any] | None
     git_commit: str | None
 
@@ -494,6 +495,7 @@ def create_app(settings: Settings | None = None, observers: Sequence[Observer] =
                 "gate": meta.get("gate") or {},
                 "onnx": meta.get("onnx"),
                 "features": meta["features"],
+                "example": meta.get("example"),
                 "training_data": meta.get("training_data"),
                 "git_commit": meta.get("git_commit"),
             }
