@@ -626,6 +626,11 @@ def create_app(
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         response = _error_body(request, exc.status_code, code, str(exc.detail))
         response.headers.update(exc.headers or {})  # e.g. Allow on 405
+        if exc.status_code == 405:  # one path may have several routes (GET and POST /experiment): list them all
+            path = request.scope["path"]
+            methods = {m for r in app.routes if getattr(r, "path", None) == path for m in getattr(r, "methods", ())}
+            if methods:
+                response.headers["Allow"] = ", ".join(sorted(methods))
         return response
 
     @app.exception_handler(RequestValidationError)

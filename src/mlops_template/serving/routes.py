@@ -7,7 +7,7 @@ from typing import Any, Literal
 import orjson
 from fastapi import FastAPI, Request, Security
 from fastapi.security import APIKeyHeader
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -21,12 +21,21 @@ ADMIN_BODY_BYTES = 16 * 1024  # admin bodies are a few fields: refuse anything b
 API_KEY_HEADER = "X-API-Key"
 
 
-class FeedbackRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    request_id: str = Field(
-        min_length=1, max_length=300, description="`feedback_key` of the /predict answer (with the row for a batch)"
+def feedback_model(task: str, classes: list[str] | None) -> type[BaseModel]:
+    """The /feedback body: `actual` is one of the model's classes, or a finite number for regression."""
+    if task == "regression":
+        actual: Any = (float, Field(allow_inf_nan=False, description="the true value"))
+    else:
+        actual = (Literal[tuple(classes or [])], Field(description="the true class"))
+    return create_model(
+        "FeedbackRequest",
+        __config__=ConfigDict(extra="forbid", strict=True),
+        request_id=(
+            str,
+            Field(min_length=1, max_length=300, description="`feedback_key` of the /predict answer (row filled in)"),
+        ),
+        actual=actual,
     )
-    actual: str | int | float = Field(description="the true class (classification) or value (regression)")
 
 
 class FeedbackResponse(BaseModel):
@@ -36,7 +45,7 @@ class FeedbackResponse(BaseModel):
 
 
 class ExperimentChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # JSON false is not a share
     mode: Literal["single", "ab", "shadow", "bandit"] | None = None
     challenger_share: float | None = Field(None, ge=0.0, le=1.0)
     name: str | None = Field(None, min_length=1, max_length=200, description="a new name reshuffles A/B clients")
@@ -76,6 +85,7 @@ async def _parse(request: Request, model: type[BaseModel]) -> Any:
 
 def add_monitoring_routes(app: FastAPI, live: Live, keys: ApiKeys, metrics: ServiceMetrics) -> None:
     """Register the monitoring (read) and admin (key) routes on `app`."""
+    feedback_request = feedback_model(live.task, live.classes)
     header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, scheme_name="AdminKey",
                           description="one of the comma-separated keys of ADMIN_API_KEYS")  # fmt: skip
 
@@ -115,10 +125,10 @@ def add_monitoring_routes(app: FastAPI, live: Live, keys: ApiKeys, metrics: Serv
 
     @app.post("/feedback", response_model=FeedbackResponse, tags=["admin"],
               responses=_errors(400, 401, 403, 404, 409, 413, 422, 503),
-              openapi_extra=_body_schema(FeedbackRequest), dependencies=[Security(admin)],
+              openapi_extra=_body_schema(feedback_request), dependencies=[Security(admin)],
               summary="Ground truth of a prediction: live accuracy/ROC-AUC/MAE and the experiment (admin)")  # fmt: skip
     async def feedback(request: Request) -> Response:
-        body: FeedbackRequest = await _parse(request, FeedbackRequest)
+        body: Any = await _parse(request, feedback_request)
         try:
             outcome = live.feedback.feedback(body.request_id, body.actual)
         except FeedbackError as exc:
