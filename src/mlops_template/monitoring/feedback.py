@@ -162,6 +162,9 @@ class FeedbackStore:
         scores = [None] * len(request_ids)
         if self.positive is not None and proba is not None:
             scores = np.asarray(proba, dtype=float)[:, -1].tolist()
+        if not regression:  # few distinct classes: label each once, not once per row
+            names = {p: _label(p) for p in set(predictions)}
+            predictions = [names[p] for p in predictions]
         with self._lock:
             self._expire(now)
             pending = self._pending
@@ -171,7 +174,7 @@ class FeedbackStore:
                     entry = pending[request_id] = Pending(created=now, served=variant)
                 if served:
                     entry.served = variant
-                entry.predictions[variant] = (prediction if regression else _label(prediction), score)
+                entry.predictions[variant] = (prediction, score)
             while len(pending) > self.config.capacity:
                 evicted, _ = pending.popitem(last=False)
                 self._forget(evicted, f"evicted (at most {self.config.capacity} predictions are kept)")
