@@ -65,7 +65,8 @@ def test_feedback_flow_keys_and_live_accuracy(served_bundle: Path, live_server, 
     unknown = httpx.post(f"{server.url}/feedback", json={**body, "request_id": "nope"}, headers=ADMIN)
     assert unknown.status_code == 404 and "unknown" in unknown.json()["message"]
     bad = httpx.post(f"{server.url}/feedback", json={**body, "actual": "maybe"}, headers=ADMIN)
-    assert bad.status_code == 422 and "classes" in bad.json()["message"]
+    assert bad.status_code == 422 and bad.json()["details"][0]["field"] == "actual"
+    assert "'N'" in bad.json()["message"] and "'Y'" in bad.json()["message"]  # the classes are named
     metrics = httpx.get(f"{server.url}/metrics").text
     assert np.isnan(metric(metrics, "model_live_accuracy")) and metric(metrics, "model_live_accuracy_min") == 0.68
 

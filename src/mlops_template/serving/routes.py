@@ -80,7 +80,8 @@ async def _parse(request: Request, model: type[BaseModel]) -> Any:
     except ValidationError as exc:
         details = [{"row": None, "field": ".".join(map(str, e["loc"])) or None, "message": e["msg"]}
                    for e in exc.errors()]  # fmt: skip
-        raise ApiError(422, "invalid_body", f"invalid {model.__name__}", details) from None
+        summary = "; ".join(f"{d['field']}: {d['message']}" for d in details)
+        raise ApiError(422, "invalid_body", f"invalid {model.__name__}: {summary}", details) from None
 
 
 def add_monitoring_routes(app: FastAPI, live: Live, keys: ApiKeys, metrics: ServiceMetrics) -> None:
