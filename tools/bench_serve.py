@@ -353,7 +353,13 @@ def main() -> int:
 
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        env = {"HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": workers, "MODEL_DIR": str(bundle.path)}
+        env = {
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "WEB_CONCURRENCY": workers,
+            "MODEL_DIR": str(bundle.path),
+            "RATE_LIMIT": "off",
+        }  # one wrk client far above any per-client limit: measure the service
         runs = [
             Scenario(SERVICE, f"{base}/predict", single, 1),
             Scenario(SERVICE_BATCH, f"{base}/predict", batch_body, rows),

@@ -141,6 +141,7 @@ class ExperimentConfig(Section):
 
 
 class RateLimitConfig(Section):
+    enabled: bool = True
     requests_per_second: float = Field(50.0, gt=0.0)
     burst: int = Field(100, ge=1)
     max_clients: int = Field(10_000, ge=1)

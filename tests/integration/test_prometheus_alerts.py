@@ -1,8 +1,9 @@
 """A real Prometheus with the shipped alert rules scrapes the monitoring gauges and fires the alerts.
 
-The exporter here is a stand-in for the service's /metrics (issue 3 adds the real one): it serves
-what the service will serve, computed by the real DriftWindow (fed with the sample generator's
-drifted rows) and FeedbackStore, through `drift.prometheus_samples`.
+The exporter here serves what the service serves, computed by the real DriftWindow (fed with the
+sample generator's drifted rows) and FeedbackStore, through `drift.prometheus_samples`: it covers
+the accuracy and prediction-drift alerts in seconds. The same rules against the real service:
+test_serving_monitoring.py::test_prometheus_fires_feature_drift_from_the_real_service.
 """
 
 from __future__ import annotations

@@ -123,3 +123,24 @@ def test_regression_reports_mae_and_success_within_tolerance() -> None:
         feedback.feedback("c", float("nan"))
     with pytest.raises(ValueError, match="class labels"):
         FeedbackStore("binary", None, FeedbackConfig())
+
+
+def test_record_batch_is_record_per_row_and_stays_bounded() -> None:
+    rng = np.random.default_rng(3)
+    proba = rng.dirichlet([1, 1], size=30)
+    labels = ["Y" if p[1] >= 0.5 else "N" for p in proba]
+    truth = ["Y" if x < 0.5 else "N" for x in rng.random(30)]
+    one, batch = store(min_feedback=10), store(min_feedback=10)
+    for i, (label, p) in enumerate(zip(labels, proba, strict=True)):
+        one.record(f"r:{i}", label, p)
+    batch.record_batch([f"r:{i}" for i in range(30)], labels, proba)
+    batch.record_batch([f"r:{i}" for i in range(30)], labels, proba, variant="challenger", served=False)
+    for i, actual in enumerate(truth):
+        one.feedback(f"r:{i}", actual)
+        assert set(batch.feedback(f"r:{i}", actual).success) == {"champion", "challenger"}
+    assert one.metrics() == batch.metrics()
+    small = store(capacity=5)
+    small.record_batch([str(i) for i in range(8)], ["Y"] * 8, np.tile([0.2, 0.8], (8, 1)))
+    assert len(small) == 5
+    with pytest.raises(ExpiredRequest, match="evicted"):
+        small.feedback("0", "Y")

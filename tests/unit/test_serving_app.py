@@ -220,3 +220,38 @@ def test_settings_from_env():
         Settings.from_env({"MAX_BATCH_ROWS": "many"})
     with pytest.raises(UserError, match="MODEL_RUNTIME='gpu'"):
         Settings.from_env({"MODEL_RUNTIME": "gpu"})
+
+
+def test_admin_routes_disabled_without_keys_and_cors_off_by_default(bundle: Path, example: dict):
+    from mlops_template.monitoring.security import ApiKeys
+
+    client = TestClient(create_app(Settings(model_dir=bundle), admin_keys=ApiKeys(())))
+    response = client.post("/feedback", json={"request_id": "x", "actual": "Y"}, headers={"X-API-Key": "anything"})
+    assert response.status_code == 503 and "ADMIN_API_KEYS" in response.json()["message"]
+    preflight = {"Origin": "https://example.org", "Access-Control-Request-Method": "POST"}
+    assert "access-control-allow-origin" not in client.options("/predict", headers=preflight).headers
+    cors = TestClient(create_app(Settings(model_dir=bundle, cors_origins=("https://example.org",))))
+    allowed = cors.options("/predict", headers=preflight)
+    assert allowed.headers["access-control-allow-origin"] == "https://example.org"
+
+
+def test_challenger_must_match_the_champion_and_modes_are_checked(bundle: Path):
+    from mlops_template.serving.live import check_compatible
+
+    meta = json.loads((bundle / "metadata.json").read_text())
+    check_compatible(meta, meta, bundle)
+    other = {**meta, "task": "regression", "classes": None, "features": meta["features"][1:]}
+    with pytest.raises(UserError, match=r"CHALLENGER_MODEL_DIR.*task 'regression'.*classes None.*features"):
+        check_compatible(meta, other, bundle)
+    with pytest.raises(UserError, match="EXPERIMENT_MODE='coin'"):
+        create_app(Settings(model_dir=bundle, experiment_mode="coin"))
+
+
+def test_monitoring_settings_from_env():
+    settings = Settings.from_env({"MODEL_DIR": "m", "CHALLENGER_MODEL_DIR": "c", "EXPERIMENT_MODE": "AB",
+                                  "RATE_LIMIT": "off", "CORS_ORIGINS": "https://a, https://b"})  # fmt: skip
+    assert settings.challenger_dir == Path("c") and settings.experiment_mode == "ab"
+    assert settings.rate_limit is False and settings.cors_origins == ("https://a", "https://b")
+    assert Settings.from_env({"MODEL_DIR": "m"}).rate_limit is None  # params.yaml decides
+    with pytest.raises(UserError, match="RATE_LIMIT"):
+        Settings.from_env({"MODEL_DIR": "m", "RATE_LIMIT": "maybe"})

@@ -148,6 +148,37 @@ class FeedbackStore:
                 entry.served = variant
             entry.predictions[variant] = (label, self._score(proba))
 
+    def record_batch(
+        self,
+        request_ids: Sequence[str],
+        predictions: Sequence[Any],
+        proba: Any | None = None,
+        variant: str = "champion",
+        served: bool = True,
+    ) -> None:
+        """`record` for the rows of one request under one lock (`proba`: [rows, classes] in class order)."""
+        now = self.clock()
+        regression = self.task == "regression"
+        scores = [None] * len(request_ids)
+        if self.positive is not None and proba is not None:
+            scores = np.asarray(proba, dtype=float)[:, -1].tolist()
+        if not regression:  # few distinct classes: label each once, not once per row
+            names = {p: _label(p) for p in set(predictions)}
+            predictions = [names[p] for p in predictions]
+        with self._lock:
+            self._expire(now)
+            pending = self._pending
+            for request_id, prediction, score in zip(request_ids, predictions, scores, strict=True):
+                entry = pending.get(request_id)
+                if entry is None:
+                    entry = pending[request_id] = Pending(created=now, served=variant)
+                if served:
+                    entry.served = variant
+                entry.predictions[variant] = (prediction, score)
+            while len(pending) > self.config.capacity:
+                evicted, _ = pending.popitem(last=False)
+                self._forget(evicted, f"evicted (at most {self.config.capacity} predictions are kept)")
+
     def _truth(self, actual: Any) -> Any:
         if self.task == "regression":
             try:

@@ -28,8 +28,10 @@ import numpy as np
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict, Field, create_model
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
@@ -38,7 +40,10 @@ from threadpoolctl import threadpool_limits
 
 from mlops_template.bundle import Bundle, load_bundle
 from mlops_template.errors import UserError
+from mlops_template.monitoring.experiment import CHALLENGER
+from mlops_template.monitoring.security import ApiKeys
 from mlops_template.serving.contract import Contract, Flags, RowError
+from mlops_template.serving.live import Collector, Live, check_compatible, load_monitoring
 from mlops_template.serving.metrics import CONTENT_TYPE, ServiceMetrics
 from mlops_template.serving.predictor import Predictions, Predictor, build_predictor
 from mlops_template.serving.settings import Settings
@@ -80,6 +85,7 @@ class PredictionEvent:
     columns: dict[str, np.ndarray]  # validated features of the batch, one array per feature
     predictions: Predictions
     flags: Flags
+    batch: bool = False  # the body was a JSON array: feedback keys are `<request_id>:<row>`
 
 
 Observer = Callable[[PredictionEvent], None]
@@ -167,11 +173,26 @@ def predict_response_model(contract: Contract) -> type[BaseModel]:
         variant=(str, ...),
         runtime=(Literal["onnx", "sklearn"], ...),
         request_id=(str, ...),
+        feedback_key=(
+            str,
+            Field(
+                description="the request_id to POST /feedback with: the request id for one record (a JSON object); "
+                "for a batch (a JSON array) `<request_id>:{row}`, where {row} is the 0-based index of the record"
+            ),
+        ),
         predictions=(list[row], Field(description="one entry per record, in request order")),
     )
 
 
+RATE_LIMITED = {
+    429: {
+        "model": ErrorResponse,
+        "description": "rate limit of this client exceeded (monitoring.rate_limit); retry after Retry-After seconds",
+        "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}},
+    }
+}
 ERRORS = {
+    **RATE_LIMITED,
     400: {"model": ErrorResponse, "description": "malformed JSON or headers"},
     413: {"model": ErrorResponse, "description": "body larger than MAX_BODY_BYTES (checked before parsing)"},
     422: {
@@ -207,8 +228,8 @@ def _too_large(size: int, limit: int) -> ApiError:
     )
 
 
-def parse_rows(body: bytes, max_rows: int) -> list[Any]:
-    """A JSON object (one record) or a JSON array of records -> list of records."""
+def parse_rows(body: bytes, max_rows: int) -> tuple[list[Any], bool]:
+    """A JSON object (one record) or a JSON array of records -> (list of records, whether it was an array)."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -222,7 +243,7 @@ def parse_rows(body: bytes, max_rows: int) -> list[Any]:
                 message + '; send a JSON object {"feature": value, ...} or an array of such objects',
             ) from None
     if isinstance(data, dict):
-        return [data]
+        return [data], False
     if not isinstance(data, list):
         raise ApiError(
             422,
@@ -239,7 +260,7 @@ def parse_rows(body: bytes, max_rows: int) -> list[Any]:
             f"{len(data)} records exceed MAX_BATCH_ROWS={max_rows}; "
             "split the batch or use `python -m mlops_template predict` for files",
         )
-    return data
+    return data, True
 
 
 class RequestContext:
@@ -314,6 +335,43 @@ def _incoming_request_id(headers: list[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
+UNLIMITED = frozenset({"/health", "/ready", "/metrics"})  # probes and scrapes must not be throttled
+
+
+class RateLimit:
+    """Pure ASGI middleware: a token bucket per client address (the real client's when behind a trusted
+    proxy: uvicorn resolves X-Forwarded-For for FORWARDED_ALLOW_IPS); 429 with Retry-After when empty."""
+
+    def __init__(self, app: Any, limiter: Any, metrics: ServiceMetrics):
+        self.app, self.limiter, self.metrics = app, limiter, metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] in UNLIMITED:
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        decision = self.limiter.allow(client[0] if client else "unknown")
+        if decision.allowed:
+            await self.app(scope, receive, send)
+            return
+        self.metrics.rate_limited.inc()
+        body = orjson.dumps(
+            {
+                "error": "rate_limited",
+                "message": f"too many requests from this client; retry in {decision.retry_after_header} s",
+                "details": [],
+                "request_id": scope.get("request_id", ""),
+            }
+        )
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"retry-after", decision.retry_after_header.encode()),
+        ]
+        await send({"type": "http.response.start", "status": 429, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
 def _error_body(request: Request, status: int, code: str, message: str, details: Sequence[dict] = ()) -> JSONBody:
     return JSONBody(
         {
@@ -327,15 +385,36 @@ def _error_body(request: Request, status: int, code: str, message: str, details:
 
 
 # ---- the app ----------------------------------------------------------------------------------------------------
-def create_app(settings: Settings | None = None, observers: Sequence[Observer] = ()) -> FastAPI:
-    """Load and verify the bundle (UserError if it cannot be served), then build the app around it."""
+def create_app(
+    settings: Settings | None = None, observers: Sequence[Observer] = (), admin_keys: ApiKeys | None = None
+) -> FastAPI:
+    """Load and verify the bundle(s) (UserError if one cannot be served), then build the app around them.
+
+    `admin_keys`: the admin API keys; by default ADMIN_API_KEYS from the environment (none: admin routes 503).
+    """
     settings = settings or Settings.from_env()
     # OpenMP/BLAS thread pools spin per call: with small batches one thread per process is fastest
     threadpool_limits(settings.model_threads)
     champion = load_variant(CHAMPION, settings.model_dir, settings.model_runtime)
     contract, metadata = champion.contract, champion.bundle.metadata
+    variants = {CHAMPION: champion}
+    if settings.challenger_dir is not None:
+        challenger = load_variant(CHALLENGER, settings.challenger_dir, settings.model_runtime)
+        check_compatible(metadata, challenger.bundle.metadata, settings.challenger_dir)
+        variants[CHALLENGER] = challenger
+    live = Live(
+        load_monitoring(settings.params_file),
+        champion.bundle.path,
+        metadata,
+        has_challenger=CHALLENGER in variants,
+        experiment_mode=settings.experiment_mode,
+        rate_limit=settings.rate_limit,
+    )
     metrics = ServiceMetrics()
-    metrics.info.labels(CHAMPION, champion.version, champion.bundle.verdict, str(metadata.get("estimator"))).set(1)
+    for variant in variants.values():
+        meta = variant.bundle.metadata
+        metrics.info.labels(variant.name, variant.version, variant.bundle.verdict, str(meta.get("estimator"))).set(1)
+    metrics.registry.register(Collector(live))
 
     app = FastAPI(
         title=f"Prediction service: {metadata['target']} ({metadata['task']})",
@@ -348,8 +427,13 @@ def create_app(settings: Settings | None = None, observers: Sequence[Observer] =
         default_response_class=JSONBody,
     )
     app.state.settings = settings
-    app.state.variants = {CHAMPION: champion}
-    app.state.observers = list(observers)
+    app.state.variants = variants
+    app.state.live = live
+
+    def monitor(event: PredictionEvent) -> None:
+        live.record(event.request_id, event.batch, event.columns, event.predictions, event.variant)
+
+    app.state.observers = [monitor, *observers]
     app.state.metrics = metrics
     app.state.ready = True
     response_model = predict_response_model(contract)
@@ -407,8 +491,9 @@ def create_app(settings: Settings | None = None, observers: Sequence[Observer] =
         tags=["model"],
     )
     async def predict(request: Request) -> Response:
-        variant: Variant = app.state.variants[CHAMPION]
-        rows = parse_rows(await read_body(request, settings.max_body_bytes), settings.max_batch_rows)
+        route = live.experiment.route(request.headers.get("x-client-id") or _client_host(request))
+        variant: Variant = app.state.variants[route.served]
+        rows, batch = parse_rows(await read_body(request, settings.max_body_bytes), settings.max_batch_rows)
         try:
             columns = variant.contract.validate_records(rows)
         except RowError as exc:
@@ -422,12 +507,11 @@ def create_app(settings: Settings | None = None, observers: Sequence[Observer] =
             predictions, flags = score(variant, columns, n)
         request_id = request.scope["request_id"]
         count(variant.name, predictions, flags)
-        event = PredictionEvent(request_id, variant.name, variant.version, columns, predictions, flags)
-        for observer in app.state.observers:
-            try:
-                observer(event)
-            except Exception:
-                log.exception("observer %r failed", observer, extra={"request_id": request_id})
+        event = PredictionEvent(request_id, variant.name, variant.version, columns, predictions, flags, batch)
+        if n > settings.thread_rows:
+            await run_in_threadpool(notify, event)
+        else:
+            notify(event)
         out_of_range, unknown = flags.out_of_range, flags.unknown_categories
         if predictions.probabilities is not None:
             classes = variant.contract.classes
@@ -447,15 +531,33 @@ def create_app(settings: Settings | None = None, observers: Sequence[Observer] =
                 {"prediction": v, "out_of_range": o, "unknown_categories": u}
                 for v, o, u in zip(predictions.labels, out_of_range, unknown, strict=True)
             ]
+        shadow = None
+        if route.shadow:  # after the answer is sent, in a worker thread: the client never waits for it
+            shadow = BackgroundTask(predict_shadow, app.state.variants[route.shadow], request_id, batch, columns)
         return JSONBody(
             {
                 "model_version": variant.version,
                 "variant": variant.name,
                 "runtime": variant.predictor.runtime,
                 "request_id": request_id,
+                "feedback_key": f"{request_id}:{{row}}" if batch else request_id,
                 "predictions": items,
-            }
+            },
+            background=shadow,
         )
+
+    def notify(event: PredictionEvent) -> None:
+        for observer in app.state.observers:
+            try:
+                observer(event)
+            except Exception:
+                log.exception("observer %r failed", observer, extra={"request_id": event.request_id})
+
+    def predict_shadow(variant: Variant, request_id: str, batch: bool, columns: dict[str, np.ndarray]) -> None:
+        try:
+            live.record(request_id, batch, columns, variant.predictor.predict(columns), variant.name, served=False)
+        except Exception:  # a failing challenger must never fail the champion's answers
+            log.exception("shadow prediction of %s failed", variant.name, extra={"request_id": request_id})
 
     @app.get("/health", response_model=Status, summary="Liveness: the process answers", tags=["ops"])
     async def health() -> Response:
@@ -475,6 +577,7 @@ def create_app(settings: Settings | None = None, observers: Sequence[Observer] =
     @app.get(
         "/model",
         response_model=ModelInfo,
+        responses=RATE_LIMITED,
         summary="The model served: version, metrics, features, verdict",
         tags=["model"],
     )
@@ -509,7 +612,12 @@ def create_app(settings: Settings | None = None, observers: Sequence[Observer] =
         responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "metrics"}},
     )
     async def prometheus() -> Response:
-        return Response(metrics.render(), media_type=CONTENT_TYPE)
+        # scrape-time gauges may recompute the drift report (~0.1 s CPU): keep the event loop free
+        return Response(await run_in_threadpool(metrics.render), media_type=CONTENT_TYPE)
+
+    from mlops_template.serving.routes import add_monitoring_routes  # it imports this module's plumbing
+
+    add_monitoring_routes(app, live, ApiKeys.from_env() if admin_keys is None else admin_keys, metrics)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> Response:
@@ -520,6 +628,11 @@ def create_app(settings: Settings | None = None, observers: Sequence[Observer] =
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         response = _error_body(request, exc.status_code, code, str(exc.detail))
         response.headers.update(exc.headers or {})  # e.g. Allow on 405
+        if exc.status_code == 405:  # one path may have several routes (GET and POST /experiment): list them all
+            path = request.scope["path"]
+            methods = {m for r in app.routes if getattr(r, "path", None) == path for m in getattr(r, "methods", ())}
+            if methods:
+                response.headers["Allow"] = ", ".join(sorted(methods))
         return response
 
     @app.exception_handler(RequestValidationError)
@@ -538,6 +651,15 @@ def create_app(settings: Settings | None = None, observers: Sequence[Observer] =
         return app.openapi_schema
 
     app.openapi = openapi
+    if live.limiter is not None:
+        app.add_middleware(RateLimit, limiter=live.limiter, metrics=metrics)
+    if settings.cors_origins:  # off unless CORS_ORIGINS lists the browser origins allowed to call the API
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "X-API-Key", "X-Client-ID", "X-Request-ID"],
+        )
     app.add_middleware(RequestContext, metrics=metrics)
     log.info(
         "model loaded",
@@ -546,9 +668,16 @@ def create_app(settings: Settings | None = None, observers: Sequence[Observer] =
             "model_version": champion.version,
             "runtime": champion.predictor.runtime,
             "model_dir": str(settings.model_dir),
+            "variants": {name: v.version for name, v in variants.items()},
+            "experiment_mode": live.experiment.mode,
+            "rate_limit": live.limiter is not None,
         },
     )
     return app
+
+
+def _client_host(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
 
 
 def app_from_env() -> FastAPI:

@@ -34,6 +34,12 @@ class ServiceMetrics:
             "model_input_out_of_range_total", "Values outside the training range", ["feature"], registry=r
         )
         self.unknown = Counter("model_unknown_category_total", "Categories unseen in training", ["feature"], registry=r)
+        self.rate_limited = Counter(
+            "http_rate_limited_total", "Requests refused with 429 by the service's rate limiter", registry=r
+        )
+        self.admin_failures = Counter(
+            "http_admin_auth_failures_total", "Admin requests refused (401/403)", ["status"], registry=r
+        )
         self._request_children: dict[tuple[str, str, int], Counter] = {}
         self._latency_children: dict[str, Histogram] = {}
 

@@ -10,6 +10,7 @@ from mlops_template.errors import UserError
 
 RUNTIMES = ("auto", "onnx", "sklearn")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+SWITCHES = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
 
 
 def default_model_dir(params_file: str | Path = "params.yaml") -> Path:
@@ -36,6 +37,12 @@ class Settings:
     port: int = 8000
     workers: int = 1
     graceful_timeout: int = 25  # seconds in-flight requests get after SIGTERM (Heroku/k8s kill at 30)
+    params_file: Path = Path("params.yaml")  # its `monitoring` section drives drift, feedback, A/B, rate limits
+    challenger_dir: Path | None = None  # a second VALIDATED bundle for ab / shadow / bandit
+    experiment_mode: str | None = None  # overrides monitoring.experiment.mode
+    rate_limit: bool | None = None  # overrides monitoring.rate_limit.enabled (off only for benchmarks)
+    cors_origins: tuple[str, ...] = ()  # CORS is off unless origins are listed
+    # ADMIN_API_KEYS is deliberately not a setting: create_app reads it once into digests (security.ApiKeys)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -61,6 +68,10 @@ class Settings:
             return normalized
 
         model_dir = env.get("MODEL_DIR", "").strip()
+        challenger = env.get("CHALLENGER_MODEL_DIR", "").strip()
+        switch = env.get("RATE_LIMIT", "").strip().lower()
+        if switch and switch not in SWITCHES:
+            raise UserError(f"environment variable RATE_LIMIT={switch!r}: expected on or off")
         return cls(
             model_dir=Path(model_dir) if model_dir else default_model_dir(env.get("PARAMS_FILE", "params.yaml")),
             max_batch_rows=number("MAX_BATCH_ROWS", cls.max_batch_rows),
@@ -73,6 +84,11 @@ class Settings:
             port=number("PORT", cls.port, minimum=0),
             workers=number("WEB_CONCURRENCY", cls.workers),
             graceful_timeout=number("GRACEFUL_TIMEOUT", cls.graceful_timeout, minimum=0),
+            params_file=Path(env.get("PARAMS_FILE", "").strip() or cls.params_file),
+            challenger_dir=Path(challenger) if challenger else None,
+            experiment_mode=env.get("EXPERIMENT_MODE", "").strip().lower() or None,
+            rate_limit=SWITCHES[switch] if switch else None,
+            cors_origins=tuple(o.strip() for o in env.get("CORS_ORIGINS", "").split(",") if o.strip()),
         )
 
     def public(self) -> dict[str, object]:

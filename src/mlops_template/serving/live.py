@@ -1,0 +1,186 @@
+"""Live monitoring state of one service process: drift window, feedback store, experiment, rate limiter.
+
+Wires the pure modules of `mlops_template.monitoring` into the app (see README "Monitoring"):
+- `observe` is an app observer: per request, one `DriftWindow.add` and one `FeedbackStore.record_batch`
+  (work proportional to the request's rows only);
+- `Collector` is a prometheus_client custom collector: drift, live quality and experiment gauges are
+  computed when /metrics is scraped (drift at most every `drift.refresh_seconds`), never per request.
+
+State is per process: with WEB_CONCURRENCY > 1 each worker has its own window and feedback store
+(a feedback must reach the worker that predicted). Scale with replicas of one worker instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from pydantic import ValidationError
+
+from mlops_template.config import ExperimentConfig, MonitoringConfig, load_params
+from mlops_template.errors import UserError
+from mlops_template.monitoring.drift import prometheus_samples
+from mlops_template.monitoring.experiment import CHALLENGER, VARIANTS, Experiment
+from mlops_template.monitoring.feedback import FeedbackStore
+from mlops_template.monitoring.metrics import METRICS
+from mlops_template.monitoring.profile import load_profile, output_frame
+from mlops_template.monitoring.security import RateLimiter
+from mlops_template.monitoring.window import DriftWindow
+from mlops_template.serving.predictor import Predictions
+
+log = logging.getLogger("mlops_template.serving")
+HELP = {name: help_text for name, _, help_text, _ in METRICS}
+LABELS = {name: labels for name, _, _, labels in METRICS}
+DRIFT_GAUGES = (
+    "model_drift_window_rows",
+    "model_feature_drift_psi",
+    "model_feature_drift_p_value",
+    "model_drift_detected",
+    "model_prediction_drift_psi",
+    "model_prediction_drift_p_value",
+    "model_prediction_drift_detected",
+)
+LIVE_GAUGES = ("model_live_feedback", "model_live_accuracy", "model_live_roc_auc", "model_live_mae")
+
+
+def load_monitoring(params_file: Path) -> MonitoringConfig:
+    """`monitoring` of params.yaml (the image ships it); the defaults when the file is absent."""
+    if not params_file.is_file():
+        log.warning("%s not found: monitoring uses its default settings", params_file)
+        return MonitoringConfig()
+    return load_params(params_file).monitoring
+
+
+def feedback_ids(request_id: str, rows: int, batch: bool) -> list[str]:
+    """The feedback key of each row: the request id for one record, `<request_id>:<row>` in a batch (array)."""
+    return [f"{request_id}:{i}" for i in range(rows)] if batch else [request_id]
+
+
+class Live:
+    """Everything the service keeps to watch its model; thread-safe (the pieces lock themselves)."""
+
+    def __init__(
+        self,
+        config: MonitoringConfig,
+        champion_dir: Path,
+        metadata: dict[str, Any],
+        has_challenger: bool,
+        experiment_mode: str | None = None,
+        rate_limit: bool | None = None,
+    ) -> None:
+        self.config = config
+        self.task, self.classes = metadata["task"], metadata.get("classes")
+        self.features = [f["name"] for f in metadata["features"]]
+        self.window = DriftWindow(load_profile(champion_dir), config.drift.window_size)
+        self.feedback = FeedbackStore(self.task, self.classes, config.feedback)
+        experiment = config.experiment
+        if experiment_mode:
+            try:
+                experiment = ExperimentConfig.model_validate({**experiment.model_dump(), "mode": experiment_mode})
+            except ValidationError:
+                modes = ", ".join(ExperimentConfig.model_fields["mode"].annotation.__args__)
+                problem = f"environment variable EXPERIMENT_MODE={experiment_mode!r}: expected one of {modes}"
+                raise UserError(problem) from None
+        if experiment.mode != "single" and not has_challenger:
+            log.warning("experiment mode %s needs CHALLENGER_MODEL_DIR; serving the champion only", experiment.mode)
+        self.experiment = Experiment(experiment, has_challenger)
+        enabled = config.rate_limit.enabled if rate_limit is None else rate_limit
+        self.limiter = RateLimiter(config.rate_limit) if enabled else None
+        self._drift_lock = threading.Lock()  # one recomputation at a time (scrape and GET may coincide)
+
+    # ---- per request ---------------------------------------------------------------------------------------
+    def record(self, request_id: str, batch: bool, columns: dict[str, Any], predictions: Predictions,
+               variant: str, served: bool = True) -> None:  # fmt: skip
+        """Remember a variant's predictions for feedback; served ones also go to the drift window."""
+        ids = feedback_ids(request_id, len(predictions.labels), batch)
+        if served:
+            outputs = output_frame(self.task, self.classes, predictions.labels, predictions.probabilities)
+            self.window.add({name: columns[name] for name in self.window.profile["features"]}, outputs)
+        self.feedback.record_batch(ids, predictions.labels, predictions.probabilities, variant, served)
+
+    # ---- read side -------------------------------------------------------------------------------------------
+    def drift(self) -> dict[str, Any]:
+        """The cached live drift report (blocking: call it from a worker thread)."""
+        with self._drift_lock:
+            return self.window.cached_drift(self.config.drift)
+
+    def experiment_stats(self) -> dict[str, Any]:
+        stats = self.experiment.stats()
+        stats["live_quality"] = {scope: self.feedback.metrics(scope) for scope in ("served", *VARIANTS)}
+        return stats
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
+class Collector:
+    """Scrape-time gauges: drift (cached report), live quality, experiment; names from monitoring/metrics.py."""
+
+    def __init__(self, live: Live) -> None:
+        self.live = live
+
+    def _family(self, name: str, kind: str = "gauge") -> Metric:
+        cls = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+        return cls(name.removesuffix("_total") if kind == "counter" else name, HELP[name], labels=LABELS[name])
+
+    def describe(self) -> Iterator[Metric]:
+        """Names only (no computation at registration)."""
+        for name in (*DRIFT_GAUGES, *LIVE_GAUGES, "model_live_accuracy_min", "model_experiment_success_rate",
+                     "model_experiment_p_value"):  # fmt: skip
+            yield self._family(name)
+        yield self._family("model_experiment_requests_total", "counter")
+        yield self._family("model_experiment_feedback_total", "counter")
+
+    def collect(self) -> Iterator[Metric]:
+        live = self.live
+        families = {name: self._family(name) for name in DRIFT_GAUGES}
+        for name, labels, value in prometheus_samples(live.drift()):
+            families[name].add_metric([labels[k] for k in LABELS[name]], value)
+        yield from families.values()
+        quality = live.feedback.metrics()
+        for name, key in zip(LIVE_GAUGES, ("feedback", "accuracy", "roc_auc", "mae"), strict=True):
+            family = self._family(name)
+            family.add_metric([], _nan(quality[key]))
+            yield family
+        minimum = self._family("model_live_accuracy_min")
+        minimum.add_metric([], live.config.feedback.min_accuracy)
+        yield minimum
+        stats = live.experiment.stats()
+        requests = self._family("model_experiment_requests_total", "counter")
+        feedback = self._family("model_experiment_feedback_total", "counter")
+        rate = self._family("model_experiment_success_rate")
+        for variant, counts in stats["variants"].items():
+            requests.add_metric([variant], counts["requests"])
+            feedback.add_metric([variant], counts["feedback"])
+            rate.add_metric([variant], _nan(counts["success_rate"]))
+        p_value = self._family("model_experiment_p_value")
+        p_value.add_metric([], _nan(stats["comparison"]["p_value"]))
+        yield from (requests, feedback, rate, p_value)
+
+
+def check_compatible(champion: dict[str, Any], challenger: dict[str, Any], directory: Path) -> None:
+    """A challenger must answer the same requests with the same kind of output (task, classes, features)."""
+    problems: Sequence[str] = [
+        f"{key} {challenger.get(key)!r} differs from the champion's {champion.get(key)!r}"
+        for key in ("task", "classes")
+        if champion.get(key) != challenger.get(key)
+    ]
+
+    def shape(meta: dict[str, Any]) -> list[tuple[str, str]]:
+        return [(f["name"], f["type"]) for f in meta["features"]]
+
+    if shape(champion) != shape(challenger):
+        problems = [*problems, f"features {shape(challenger)} differ from the champion's {shape(champion)}"]
+    if problems:
+        raise UserError(
+            f"CHALLENGER_MODEL_DIR={directory}: cannot serve it next to the champion: {'; '.join(problems)}"
+        )
+
+
+__all__ = ["CHALLENGER", "Collector", "Live", "check_compatible", "feedback_ids", "load_monitoring"]
