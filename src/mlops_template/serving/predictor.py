@@ -15,7 +15,7 @@ import pandas as pd
 
 from mlops_template.bundle import Bundle
 from mlops_template.errors import UserError
-from mlops_template.onnx_export import ONNX_FILE, feeds, onnx_output, session
+from mlops_template.onnx_export import ONNX_FILE, feeds, is_fused, onnx_output, session
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +56,11 @@ class OnnxPredictor(_Base):
         super().__init__(bundle.metadata)
         self.session = session(bundle.path / ONNX_FILE)
         self.output = [onnx_output(self.session, self.task)]
+        self.fused = is_fused(self.session)  # two matrix inputs; older bundles: one input per feature
 
     def predict(self, columns: dict[str, np.ndarray]) -> Predictions:
-        return self._finish(self.session.run(self.output, feeds(columns, self.numeric, self.categorical))[0])
+        inputs = feeds(columns, self.numeric, self.categorical, self.fused)
+        return self._finish(self.session.run(self.output, inputs)[0])
 
 
 class SklearnPredictor(_Base):
