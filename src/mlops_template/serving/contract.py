@@ -117,12 +117,15 @@ class Columns(dict[str, np.ndarray]):
     texts: np.ndarray | None = None
 
     @classmethod
-    def from_matrices(cls, contract: Contract, numbers: np.ndarray, raw_texts: np.ndarray) -> Columns:
+    def from_matrices(
+        cls, contract: Contract, numbers: np.ndarray, raw_texts: np.ndarray, maybe_missing: bool = True
+    ) -> Columns:
+        """`raw_texts` has None for missing; `maybe_missing=False` says it has none (skips a scan)."""
         columns = cls()
         for j, name in enumerate(contract.numeric):
             columns[name] = numbers[:, j]
         texts = raw_texts
-        if contract._nullable_text:
+        if maybe_missing and contract._nullable_text:
             missing = raw_texts == None  # noqa: E711 - elementwise
             if missing.any():
                 texts = raw_texts.copy()
@@ -213,8 +216,10 @@ class Contract:
         except ValidationError as exc:
             raise RowError(self._details(exc)) from None
         numbers = np.array([self._numeric_of(r) for r in records], dtype=np.float64).reshape(len(records), -1)
-        texts = np.array([self._categorical_of(r) for r in records], dtype=object).reshape(len(records), -1)
-        return Columns.from_matrices(self, numbers, texts)
+        rows = [self._categorical_of(r) for r in records]
+        texts = np.array(rows, dtype=object).reshape(len(records), -1)
+        missing = bool(self._nullable_text) and any(None in row for row in rows)  # C-speed scan of tuples
+        return Columns.from_matrices(self, numbers, texts, missing)
 
     def _details(self, exc: ValidationError) -> list[dict[str, Any]]:
         details = []

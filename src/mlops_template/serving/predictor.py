@@ -41,11 +41,14 @@ class _Base:
         self.numeric = [f["name"] for f in features if f["type"] == "numeric"]
         self.categorical = [f["name"] for f in features if f["type"] == "categorical"]
         self.classes = np.asarray([str(c) for c in metadata.get("classes") or []], dtype=object)
+        self.labels = self.classes.tolist()
 
     def _finish(self, raw: np.ndarray) -> Predictions:
         if self.task == "regression":
             return Predictions(np.asarray(raw, dtype=np.float64).reshape(-1).tolist(), None)
         proba = np.asarray(raw, dtype=np.float64)
+        if len(proba) <= 64:  # a handful of rows: indexing a list beats numpy's fancy indexing set-up
+            return Predictions([self.labels[i] for i in proba.argmax(axis=1).tolist()], proba)
         return Predictions(self.classes[np.argmax(proba, axis=1)].tolist(), proba)
 
 
