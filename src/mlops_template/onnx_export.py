@@ -1,8 +1,11 @@
 """The verified fast path: export the fitted pipeline to ONNX, keep it only if it reproduces sklearn.
 
-The graph takes one [n, 1] input per feature: numeric features as float64 (NaN = missing), categorical
-ones as strings ("" = missing). Parity is checked on the prepared test split with the tolerances in
-params.yaml (`onnx:`); any failure (no converter, runtime error, parity) is recorded, not raised.
+The graph takes two inputs: `numeric_features` [n, numeric features] float64 (NaN = missing) and
+`categorical_features` [n, categorical features] strings ("" = missing), columns in metadata order. It
+is converted with one [n, 1] input per feature and then fused (`fuse`): fewer inputs cost less per call.
+Bundles written before the fusion (one input per feature) still serve: `feeds` follows the graph's inputs.
+Parity is checked on the fused graph, on the prepared test split with the tolerances in params.yaml
+(`onnx:`); any failure (no converter, runtime error, parity) is recorded, not raised.
 """
 
 from __future__ import annotations
@@ -21,15 +24,94 @@ from mlops_template.config import OnnxConfig
 log = logging.getLogger(__name__)
 ONNX_FILE = "model.onnx"
 MISSING_TEXT = ""  # how a missing categorical value reaches the ONNX graph (strings cannot be NaN)
+NUMERIC_INPUT = "numeric_features"  # the fused graph's inputs (see `fuse`)
+CATEGORICAL_INPUT = "categorical_features"
 
 
-def feeds(columns: dict[str, np.ndarray], numeric: list[str], categorical: list[str]) -> dict[str, np.ndarray]:
-    """ONNX inputs from whole-batch columns (float64 with NaN / object with None)."""
-    out = {name: np.asarray(columns[name], dtype=np.float64).reshape(-1, 1) for name in numeric}
-    for name in categorical:
-        text = [v if isinstance(v, str) else MISSING_TEXT for v in columns[name].tolist()]
-        out[name] = np.array(text, dtype=object).reshape(-1, 1)
+def _text(values: np.ndarray) -> list[Any]:
+    return [v if isinstance(v, str) else MISSING_TEXT for v in values.tolist()]
+
+
+def feeds(
+    columns: dict[str, np.ndarray], numeric: list[str], categorical: list[str], fused: bool = False
+) -> dict[str, np.ndarray]:
+    """ONNX inputs from whole-batch columns (float64 with NaN / object with None or NaN).
+
+    `fused`: the two matrices of a fused graph (taken as they are when the columns carry them, see
+    `serving.contract.Columns`), else one [n, 1] input per feature.
+    """
+    if not fused:
+        out = {name: np.asarray(columns[name], dtype=np.float64).reshape(-1, 1) for name in numeric}
+        for name in categorical:
+            out[name] = np.array(_text(columns[name]), dtype=object).reshape(-1, 1)
+        return out
+    out = {}
+    if numeric:
+        numbers = getattr(columns, "numbers", None)
+        if numbers is None:
+            numbers = np.column_stack([np.asarray(columns[name], dtype=np.float64) for name in numeric])
+        out[NUMERIC_INPUT] = numbers
+    if categorical:
+        texts = getattr(columns, "texts", None)
+        if texts is None:
+            texts = np.empty((len(columns[categorical[0]]), len(categorical)), dtype=object)
+            for j, name in enumerate(categorical):
+                texts[:, j] = _text(columns[name])
+        out[CATEGORICAL_INPUT] = texts
     return out
+
+
+def is_fused(sess: Any) -> bool:
+    """Whether a session's graph takes the fused inputs (bundles from before the fusion do not)."""
+    return {i.name for i in sess.get_inputs()} <= {NUMERIC_INPUT, CATEGORICAL_INPUT}
+
+
+def fuse(model: Any, numeric: list[str], categorical: list[str]) -> Any:
+    """The graph with the per-feature inputs replaced by the two matrices (in place; returns it).
+
+    skl2onnx starts the graph with a Concat of each group's inputs: that Concat is dropped and its
+    output renamed to the matrix. Any other use of a feature input is served by a Split of the matrix.
+    """
+    from onnx import TensorProto, helper
+
+    graph = model.graph
+    if {NUMERIC_INPUT, CATEGORICAL_INPUT} & set(numeric + categorical):
+        raise ValueError(f"a feature is named {NUMERIC_INPUT!r} or {CATEGORICAL_INPUT!r}")
+    if [i.name for i in graph.input] != numeric + categorical:
+        raise ValueError(f"unexpected graph inputs {[i.name for i in graph.input]}")
+    new_inputs = []
+    for names, fused_name, kind in (
+        (numeric, NUMERIC_INPUT, TensorProto.DOUBLE),
+        (categorical, CATEGORICAL_INPUT, TensorProto.STRING),
+    ):
+        if not names:
+            continue
+        new_inputs.append(helper.make_tensor_value_info(fused_name, kind, [None, len(names)]))
+        concat = next((n for n in graph.node if n.op_type == "Concat" and list(n.input) == names), None)
+        if concat is not None and [(a.name, a.i) for a in concat.attribute] in ([("axis", 1)], [("axis", -1)]):
+            graph.node.remove(concat)
+            _rename(graph, concat.output[0], fused_name)
+        consumers = {x for node in graph.node for x in node.input} | {o.name for o in graph.output}
+        if consumers & set(names):  # still used one by one: split the matrix back into [n, 1] columns
+            sizes = f"split_sizes_{fused_name}"
+            graph.initializer.append(helper.make_tensor(sizes, TensorProto.INT64, [len(names)], [1] * len(names)))
+            split = helper.make_node("Split", [fused_name, sizes], list(names), axis=1, name=f"split_{fused_name}")
+            graph.node.insert(0, split)
+    del graph.input[:]
+    graph.input.extend(new_inputs)
+    return model
+
+
+def _rename(graph: Any, old: str, new: str) -> None:
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name == old:
+                node.input[i] = new
+    for output in graph.output:
+        if output.name == old:  # a graph that is only the Concat: keep its output name via Identity
+            from onnx import helper
+
+            graph.node.append(helper.make_node("Identity", [new], [old]))
 
 
 def frame_columns(frame: pd.DataFrame, numeric: list[str], categorical: list[str]) -> dict[str, np.ndarray]:
@@ -105,6 +187,10 @@ def convert(pipeline: Any, numeric: list[str], categorical: list[str], opset: in
         model = convert_sklearn(
             export, initial_types=inputs, options=options, target_opset={"": opset, "ai.onnx.ml": 3}
         )
+    try:
+        fuse(model, numeric, categorical)
+    except ValueError as exc:  # an unusual graph: keep one input per feature (still verified by parity)
+        log.warning("ONNX inputs not fused, one input per feature kept: %s", exc)
     return model.SerializeToString()
 
 
@@ -141,7 +227,7 @@ def parity(
 ) -> dict[str, Any]:
     """Compare ONNX and sklearn on `frame`; returns the figures and whether they are within tolerance."""
     columns = frame_columns(frame, numeric, categorical)
-    got = sess.run([onnx_output(sess, task)], feeds(columns, numeric, categorical))[0]
+    got = sess.run([onnx_output(sess, task)], feeds(columns, numeric, categorical, is_fused(sess)))[0]
     x = frame[numeric + categorical]
     if task == "regression":
         want = pipeline.predict(x).astype(np.float64)

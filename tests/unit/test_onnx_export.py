@@ -80,3 +80,50 @@ def test_runtime_onnx_refused_without_verified_model(tmp_path: Path):
     bundle = build_bundle(tmp_path, rows=800, onnx={"enabled": False})
     with pytest.raises(UserError, match="MODEL_RUNTIME=onnx but the bundle has no verified ONNX model"):
         build_predictor(load_bundle(bundle), "onnx")
+
+
+def _unfused(pipeline, contract: Contract) -> bytes:
+    """The graph as bundles written before the fusion carry it: one [n, 1] input per feature."""
+    from unittest import mock
+
+    with mock.patch.object(onnx_export, "fuse", lambda model, *a: model):
+        return onnx_export.convert(pipeline, contract.numeric, contract.categorical, OnnxConfig().opset)
+
+
+def test_graph_takes_two_matrices_and_old_graphs_still_serve(lr_bundle: Path):
+    import onnx
+
+    bundle = load_bundle(lr_bundle)
+    contract = Contract(bundle.metadata)
+    fused = onnx_export.session(lr_bundle / "model.onnx")
+    assert [i.name for i in fused.get_inputs()] == [onnx_export.NUMERIC_INPUT, onnx_export.CATEGORICAL_INPUT]
+    assert onnx_export.is_fused(fused)
+    old = onnx_export.session(_unfused(bundle.model, contract))
+    assert not onnx_export.is_fused(old)
+    validated = contract.validate_records([contract.example] * 3)
+    plain = dict(validated)  # columns without the matrices (the batch scorer's form)
+    test, _, _ = load_prepared(lr_bundle.parent / "prepared", "test")
+    columns = onnx_export.frame_columns(test, contract.numeric, contract.categorical)  # NaN in categoricals
+    for cols in (validated, plain, columns):
+        want = old.run(["probabilities"], onnx_export.feeds(cols, contract.numeric, contract.categorical))[0]
+        got = fused.run(["probabilities"], onnx_export.feeds(cols, contract.numeric, contract.categorical, True))[0]
+        np.testing.assert_array_equal(got, want)  # the fusion only renames inputs: the same function
+    # a feature used apart from the group's Concat is served by a Split of the matrix
+    model = onnx.load_model_from_string(_unfused(bundle.model, contract))
+    model.graph.node.insert(1, onnx.helper.make_node("Identity", [contract.numeric[0]], ["extra_use"]))
+    onnx_export.fuse(model, contract.numeric, contract.categorical)
+    assert any(n.op_type == "Split" for n in model.graph.node)
+    split = onnx_export.session(model.SerializeToString())
+    got = split.run(["probabilities"], onnx_export.feeds(columns, contract.numeric, contract.categorical, True))[0]
+    want = old.run(["probabilities"], onnx_export.feeds(columns, contract.numeric, contract.categorical))[0]
+    np.testing.assert_array_equal(got, want)
+
+
+def test_fuse_refuses_clashing_names(lr_bundle: Path):
+    import onnx
+
+    bundle = load_bundle(lr_bundle)
+    contract = Contract(bundle.metadata)
+    model = onnx.load_model_from_string(_unfused(bundle.model, contract))
+    with pytest.raises(ValueError, match="named"):
+        onnx_export.fuse(model, [onnx_export.NUMERIC_INPUT], contract.categorical)

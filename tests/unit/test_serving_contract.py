@@ -33,6 +33,13 @@ def test_valid_records_become_columns(contract: Contract):
     assert math.isnan(columns["loan amount"][1])
     assert columns["gender"][0] == "F"
     assert pd.isna(columns["gender"][1])
+    assert list(columns) == [f["name"] for f in METADATA["features"]]
+    # the fused ONNX graph's inputs, ready made: numeric matrix (NaN) and text matrix ("" for missing)
+    np.testing.assert_array_equal(columns.numbers, [[50.0, 2.0], [7.0, np.nan]])
+    assert columns.texts.tolist() == [["Urban", "F"], ["Urban", ""]]
+    flags = contract.flags(columns, 2)
+    assert flags.out_of_range == [[], ["income"]] and flags.unknown_categories == [[], []]
+    assert flags == contract.flags(dict(columns), 2)  # same as from plain columns (the CSV path's form)
 
 
 @pytest.mark.parametrize(

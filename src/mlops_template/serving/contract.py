@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+
+from mlops_template.onnx_export import MISSING_TEXT
 
 MAX_ERRORS = 20  # error details returned per request / kept per CSV row
 SMALL_BATCH = 64  # below this, plain Python beats numpy/pandas set-up costs
@@ -102,6 +105,60 @@ def _describe(detail: dict[str, Any]) -> str:
     )
 
 
+class Columns(dict[str, np.ndarray]):
+    """Validated features: one 1-D array per feature (float64 with NaN / object with NaN for missing).
+
+    Records validated by the API also carry `numbers` [rows, numeric features] (float64, NaN = missing)
+    and `texts` [rows, categorical features] (object, "" = missing: strings cannot be NaN), in the
+    order of `Contract.numeric` / `Contract.categorical`: the fused ONNX graph's inputs as they are.
+    """
+
+    numbers: np.ndarray | None = None
+    texts: np.ndarray | None = None
+
+    @classmethod
+    def from_matrices(
+        cls, contract: Contract, numbers: np.ndarray, raw_texts: np.ndarray, maybe_missing: bool = True
+    ) -> Columns:
+        """`raw_texts` has None for missing; `maybe_missing=False` says it has none (skips a scan)."""
+        columns = cls()
+        for j, name in enumerate(contract.numeric):
+            columns[name] = numbers[:, j]
+        texts = raw_texts
+        if maybe_missing and contract._nullable_text:
+            missing = raw_texts == None  # noqa: E711 - elementwise
+            if missing.any():
+                texts = raw_texts.copy()
+                texts[missing] = MISSING_TEXT
+        for j, name in enumerate(contract.categorical):
+            column = raw_texts[:, j]
+            if j in contract._nullable_text and texts is not raw_texts:
+                column = column.copy()
+                column[column == None] = np.nan  # noqa: E711 - elementwise; sklearn imputers look for NaN
+            columns[name] = column
+        columns.numbers, columns.texts = numbers, texts
+        # the public form keeps the metadata's feature order
+        return cls._ordered(columns, contract)
+
+    @classmethod
+    def _ordered(cls, columns: Columns, contract: Contract) -> Columns:
+        if list(columns) == list(contract.by_name):
+            return columns
+        ordered = cls({name: columns[name] for name in contract.by_name})
+        ordered.numbers, ordered.texts = columns.numbers, columns.texts
+        return ordered
+
+
+def _getter(attributes: list[str]) -> Any:
+    """record -> tuple of the attributes (operator.attrgetter returns a bare value for one name)."""
+    if not attributes:
+        return lambda record: ()
+    if len(attributes) == 1:
+        name = attributes[0]
+        return lambda record: (getattr(record, name),)
+    return attrgetter(*attributes)
+
+
 @dataclass
 class Flags:
     """Per row: the features whose value lies outside the training range / is an unseen category."""
@@ -137,25 +194,32 @@ class Contract:
             **fields,
         )
         self._records = TypeAdapter(list[self.record_model])
+        attribute = dict(zip(self.by_name, self._attributes, strict=True))
+        self._numeric_of = _getter([attribute[name] for name in self.numeric])  # record -> tuple of values
+        self._categorical_of = _getter([attribute[name] for name in self.categorical])
+        self._bounds = [
+            (f.name, -math.inf if f.minimum is None else f.minimum, math.inf if f.maximum is None else f.maximum)
+            for f in (self.by_name[name] for name in self.numeric)
+        ]
+        self._known = [(name, self.by_name[name].known) for name in self.categorical]
+        self._nullable_text = [i for i, name in enumerate(self.categorical) if self.by_name[name].nullable]
 
     # ---- JSON records (API) -------------------------------------------------------------------
-    def validate_records(self, rows: list[Any]) -> dict[str, np.ndarray]:
-        """Validate parsed JSON records; return whole-batch columns (float64 with NaN / object with NaN)."""
+    def validate_records(self, rows: list[Any]) -> Columns:
+        """Validate parsed JSON records; return whole-batch columns (float64 with NaN / object with NaN).
+
+        The result also carries the two matrices the fused ONNX graph takes, built here in one pass so
+        that the predictor converts nothing per request.
+        """
         try:
             records = self._records.validate_python(rows)
         except ValidationError as exc:
             raise RowError(self._details(exc)) from None
-        columns: dict[str, np.ndarray] = {}
-        for attr, spec in zip(self._attributes, self.features, strict=True):
-            values = [getattr(r, attr) for r in records]
-            if spec.kind == "numeric":
-                columns[spec.name] = np.array(values, dtype=np.float64)  # None -> NaN
-            else:
-                column = np.array(values, dtype=object)
-                if spec.nullable:
-                    column[column == None] = np.nan  # noqa: E711 - elementwise; sklearn imputers look for NaN
-                columns[spec.name] = column
-        return columns
+        numbers = np.array([self._numeric_of(r) for r in records], dtype=np.float64).reshape(len(records), -1)
+        rows = [self._categorical_of(r) for r in records]
+        texts = np.array(rows, dtype=object).reshape(len(records), -1)
+        missing = bool(self._nullable_text) and any(None in row for row in rows)  # C-speed scan of tuples
+        return Columns.from_matrices(self, numbers, texts, missing)
 
     def _details(self, exc: ValidationError) -> list[dict[str, Any]]:
         details = []
@@ -259,6 +323,9 @@ class Contract:
 
     def _flags_small(self, columns: dict[str, np.ndarray], n: int) -> Flags:
         """Same result as the vectorised path; plain Python is faster for a handful of rows."""
+        numbers, texts = getattr(columns, "numbers", None), getattr(columns, "texts", None)
+        if numbers is not None and texts is not None:
+            return self._flags_rows(numbers, texts)
         out_of_range: list[list[str]] = [[] for _ in range(n)]
         unknown: list[list[str]] = [[] for _ in range(n)]
         counts_range: dict[str, int] = {}
@@ -278,6 +345,30 @@ class Contract:
                     if isinstance(value, str) and value not in known:
                         unknown[i].append(name)
                         counts_unknown[name] = counts_unknown.get(name, 0) + 1
+        return Flags(out_of_range, unknown, counts_range, counts_unknown)
+
+    def _flags_rows(self, numbers: np.ndarray, texts: np.ndarray) -> Flags:
+        """`_flags_small` on the matrices of `Columns`: row by row, one list conversion per matrix."""
+        out_of_range: list[list[str]] = []
+        unknown: list[list[str]] = []
+        counts_range: dict[str, int] = {}
+        counts_unknown: dict[str, int] = {}
+        for row in numbers.tolist():
+            # NaN compares False: missing is not out of range
+            found = [
+                name for (name, low, high), value in zip(self._bounds, row, strict=True) if value < low or value > high
+            ]
+            out_of_range.append(found)
+            for name in found:
+                counts_range[name] = counts_range.get(name, 0) + 1
+        for row in texts.tolist():
+            # MISSING_TEXT ("") is no category: validation refuses empty strings
+            found = [
+                name for (name, known), value in zip(self._known, row, strict=True) if value and value not in known
+            ]
+            unknown.append(found)
+            for name in found:
+                counts_unknown[name] = counts_unknown.get(name, 0) + 1
         return Flags(out_of_range, unknown, counts_range, counts_unknown)
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 
 from mlops_template.bundle import Bundle
 from mlops_template.errors import UserError
-from mlops_template.onnx_export import ONNX_FILE, feeds, onnx_output, session
+from mlops_template.onnx_export import ONNX_FILE, feeds, is_fused, onnx_output, session
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +41,14 @@ class _Base:
         self.numeric = [f["name"] for f in features if f["type"] == "numeric"]
         self.categorical = [f["name"] for f in features if f["type"] == "categorical"]
         self.classes = np.asarray([str(c) for c in metadata.get("classes") or []], dtype=object)
+        self.labels = self.classes.tolist()
 
     def _finish(self, raw: np.ndarray) -> Predictions:
         if self.task == "regression":
             return Predictions(np.asarray(raw, dtype=np.float64).reshape(-1).tolist(), None)
         proba = np.asarray(raw, dtype=np.float64)
+        if len(proba) <= 64:  # a handful of rows: indexing a list beats numpy's fancy indexing set-up
+            return Predictions([self.labels[i] for i in proba.argmax(axis=1).tolist()], proba)
         return Predictions(self.classes[np.argmax(proba, axis=1)].tolist(), proba)
 
 
@@ -56,9 +59,11 @@ class OnnxPredictor(_Base):
         super().__init__(bundle.metadata)
         self.session = session(bundle.path / ONNX_FILE)
         self.output = [onnx_output(self.session, self.task)]
+        self.fused = is_fused(self.session)  # two matrix inputs; older bundles: one input per feature
 
     def predict(self, columns: dict[str, np.ndarray]) -> Predictions:
-        return self._finish(self.session.run(self.output, feeds(columns, self.numeric, self.categorical))[0])
+        inputs = feeds(columns, self.numeric, self.categorical, self.fused)
+        return self._finish(self.session.run(self.output, inputs)[0])
 
 
 class SklearnPredictor(_Base):
