@@ -67,7 +67,7 @@ def _numeric_errors(column: pd.Series) -> pd.Index:
     return column.index[column.notna() & parsed.isna()]
 
 
-def _coerce_numeric(frame: pd.DataFrame, name: str, path: Path) -> None:
+def coerce_numeric(frame: pd.DataFrame, name: str, path: Path) -> None:
     bad = _numeric_errors(frame[name])
     if len(bad):
         examples = ", ".join(repr(v) for v in frame.loc[bad[:MAX_ROWS_SHOWN], name])
@@ -93,7 +93,7 @@ def _infer_types(frame: pd.DataFrame, candidates: list[str], path: Path) -> tupl
             and pd.to_numeric(probe, errors="coerce").notna().mean() >= NUMERIC_SHARE / 2
             and (pd.to_numeric(present, errors="coerce").notna().mean() >= NUMERIC_SHARE)
         ):
-            _coerce_numeric(frame, name, path)  # raises: mostly numbers, a few typos
+            coerce_numeric(frame, name, path)  # raises: mostly numbers, a few typos
         if present.nunique() > max(50, ID_LIKE_UNIQUE * len(present)):
             raise UserError(
                 f"{path}: column {name!r} looks like an identifier ({present.nunique()} distinct values "
@@ -130,12 +130,12 @@ def clean(frame: pd.DataFrame, schema: Schema, path: Path) -> pd.DataFrame:
     """Types per the schema, no rows without a target; the target validated for the task."""
     frame = frame[[*schema.features, schema.target]].copy()
     for name in schema.numeric:
-        _coerce_numeric(frame, name, path)
+        coerce_numeric(frame, name, path)
         inf = frame.index[np.isinf(frame[name])]
         if len(inf):
             raise UserError(f"{path}: column {name!r} has infinite values at line(s) {_lines(inf)}")
     for name in schema.categorical:
-        frame[name] = _labels(frame[name])
+        frame[name] = as_labels(frame[name])
     frame = frame[frame[schema.target].notna()]
     if frame.empty:
         raise UserError(f"{path}: the target column {schema.target!r} is empty in every row")
@@ -149,21 +149,21 @@ def clean(frame: pd.DataFrame, schema: Schema, path: Path) -> pd.DataFrame:
             )
         frame[schema.target] = pd.to_numeric(target).astype("float64")
         return frame
-    frame[schema.target] = _labels(target)
+    frame[schema.target] = as_labels(target)
     return frame
 
 
-def _label(value: object) -> str:
+def as_label(value: object) -> str:
     """Class labels as text, so 1, 1.0 and "1" are the same class everywhere (CSV, JSON, API)."""
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     return str(value).strip()
 
 
-def _labels(column: pd.Series) -> pd.Series:
-    """`_label` for a whole column: once per distinct value, not once per row; missing stays None."""
+def as_labels(column: pd.Series) -> pd.Series:
+    """`as_label` for a whole column: once per distinct value, not once per row; missing stays None."""
     codes, uniques = pd.factorize(column)
-    labels = np.array([_label(u) for u in uniques] + [None], dtype=object)
+    labels = np.array([as_label(u) for u in uniques] + [None], dtype=object)
     return pd.Series(labels[codes], index=column.index, name=column.name, dtype=object)
 
 
@@ -183,7 +183,7 @@ def check_classes(frame: pd.DataFrame, schema: Schema, config: SchemaConfig, pat
                 "schema.task is binary; set schema.task: multiclass"
             )
         if config.positive_class is not None:
-            positive = _label(config.positive_class)
+            positive = as_label(config.positive_class)
             if positive not in classes:
                 raise UserError(f"{path}: schema.positive_class {positive!r} is not one of {classes}")
             classes = [c for c in classes if c != positive] + [positive]

@@ -19,7 +19,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from mlops_template.config import FeedbackConfig
-from mlops_template.data import _label
+from mlops_template.data import as_label
 
 SERVED = "served"  # the scope of the answers clients actually received, whatever the variant
 
@@ -135,7 +135,7 @@ class FeedbackStore:
     ) -> None:
         """Remember a prediction of `variant` (served: the one the client got; else a shadow prediction)."""
         now = self.clock()
-        label = prediction if self.task == "regression" else _label(prediction)
+        label = prediction if self.task == "regression" else as_label(prediction)
         with self._lock:
             self._expire(now)
             entry = self._pending.get(request_id)
@@ -163,7 +163,7 @@ class FeedbackStore:
         if self.positive is not None and proba is not None:
             scores = np.asarray(proba, dtype=float)[:, -1].tolist()
         if not regression:  # few distinct classes: label each once, not once per row
-            names = {p: _label(p) for p in set(predictions)}
+            names = {p: as_label(p) for p in set(predictions)}
             predictions = [names[p] for p in predictions]
         with self._lock:
             self._expire(now)
@@ -188,7 +188,7 @@ class FeedbackStore:
             if not math.isfinite(value):
                 raise InvalidActual(f"actual must be a finite number, got {actual!r}")
             return value
-        label = _label(actual)
+        label = as_label(actual)
         if label not in self.classes:
             raise InvalidActual(f"actual {actual!r} is not one of the model's classes {self.classes}")
         return label

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_template.config import ProfileConfig
-from mlops_template.data import _label
+from mlops_template.data import as_label, as_labels
 from mlops_template.errors import UserError
 
 PROFILE_FILE = "reference_profile.json"
@@ -49,7 +49,7 @@ def numeric_entry(values: Any, config: ProfileConfig, seed_offset: int = 0) -> E
 def categorical_entry(values: Any, config: ProfileConfig) -> Entry:
     """The frequent categories (most frequent first); rare ones are pooled into "(other)"."""
     series = pd.Series(values, dtype=object)
-    labels = series[series.notna()].map(_label)
+    labels = as_labels(series[series.notna()])
     freq = labels.value_counts(normalize=True, sort=True)
     kept = freq[freq >= config.min_category_fraction].index[: config.max_categories]
     # ties in frequency are ordered by name so the profile is the same on every run
@@ -83,7 +83,7 @@ def bucket_index(entry: Entry, values: Any) -> np.ndarray:
     lookup = {c: i for i, c in enumerate(entry["categories"])}
     # label each distinct value once (few per column), then index: missing values have code -1
     codes, uniques = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=True)
-    buckets = [lookup.get(_label(u), len(lookup)) for u in uniques]
+    buckets = [lookup.get(as_label(u), len(lookup)) for u in uniques]
     return np.array([*buckets, missing_bucket], dtype=np.int32)[codes]
 
 
@@ -96,9 +96,10 @@ def output_frame(task: str, classes: Sequence[str] | None, predicted: Any, proba
     """Model outputs as profile columns: "class" (+ "score", the positive probability, for binary) or "value"."""
     if task == "regression":
         return {"value": np.asarray(predicted, dtype=float)}
-    outputs: dict[str, Any] = {"class": np.asarray([_label(p) for p in predicted], dtype=object)}
+    outputs: dict[str, Any] = {"class": as_labels(pd.Series(predicted, dtype=object)).to_numpy()}
     if task == "binary" and proba is not None:
-        outputs["score"] = np.asarray(proba, dtype=float)[:, -1]  # classes are ordered positive last
+        # the last class in the model's order: the same column in the profile, the batch report and live
+        outputs["score"] = np.asarray(proba, dtype=float)[:, -1]
     return outputs
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 
 from mlops_template.bundle import load_bundle
 from mlops_template.config import Params
-from mlops_template.data import _coerce_numeric, _label, read_csv
+from mlops_template.data import as_labels, coerce_numeric, read_csv
 from mlops_template.errors import DriftDetected, UserError
 from mlops_template.fsutil import atomic_dir
 from mlops_template.monitoring.drift import NOT_ENOUGH, compare, markdown, observe_frame, observe_outputs, plot
@@ -34,9 +34,9 @@ def read_batch(path: Path, profile: dict[str, Any]) -> pd.DataFrame:
     frame = frame[features].copy()
     for name, entry in profile["features"].items():
         if entry["type"] == "numeric":
-            _coerce_numeric(frame, name, path)
+            coerce_numeric(frame, name, path)
         else:
-            frame[name] = frame[name].map(_label, na_action="ignore").astype(object)
+            frame[name] = as_labels(frame[name])
     return frame
 
 

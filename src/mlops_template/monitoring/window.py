@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_template.config import DriftConfig
-from mlops_template.data import _label
+from mlops_template.data import as_label
 from mlops_template.monitoring.drift import Observed, compare
 from mlops_template.monitoring.profile import Entry, bucket_index, n_buckets
 
@@ -146,4 +146,4 @@ def _to_float(values: Sequence[Any]) -> np.ndarray:
 def _code(value: Any, lookup: dict[str, int], other: int, missing: int) -> int:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return missing
-    return lookup.get(_label(value), other)
+    return lookup.get(as_label(value), other)

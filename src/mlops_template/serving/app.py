@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -274,7 +274,7 @@ class RequestContext:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        request_id = _incoming_request_id(scope["headers"]) or uuid.uuid4().hex
+        request_id = _incoming_request_id(scope["headers"]) or os.urandom(16).hex()
         scope["request_id"] = request_id
         header = (b"x-request-id", request_id.encode())
         state = {"status": 500, "started": False}
@@ -425,6 +425,9 @@ def create_app(
             "POST one record (a JSON object) or a batch (a JSON array of records) to /predict."
         ),
         default_response_class=JSONBody,
+        # FastAPI's native OpenTelemetry looks the providers up on every request; this app exports
+        # Prometheus metrics and JSON logs instead
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.variants = variants
