@@ -16,11 +16,10 @@ import numpy as np
 import pandas as pd
 
 from mlops_template.config import DriftConfig
-from mlops_template.data import as_label
 from mlops_template.monitoring.drift import Observed, compare
 from mlops_template.monitoring.profile import Entry, bucket_index, n_buckets
 
-SMALL = 16  # rows per add() up to which the per-value path is used
+FLUSH_ROWS = 256  # rows buffered before they are encoded together (bounded: at most this many wait)
 
 
 class DriftWindow:
@@ -39,11 +38,8 @@ class DriftWindow:
                 self._entries[key] = (group, entry)
                 numeric = entry["type"] == "numeric"
                 self._buffers[key] = np.full(size, np.nan) if numeric else np.zeros(size, dtype=np.int32)
-        self._lookup = {  # category -> bucket code, for the per-request path (no pandas per row)
-            key: {c: i for i, c in enumerate(entry["categories"])}
-            for key, (_, entry) in self._entries.items()
-            if entry["type"] != "numeric"
-        }
+        self._pending: dict[str, list[Any]] = {key: [] for key in self._entries}  # at most FLUSH_ROWS rows
+        self._pending_rows = 0
         self._next = 0  # slot the next row goes to
         self._filled = 0
         self._seen = 0
@@ -58,23 +54,25 @@ class DriftWindow:
     @property
     def seen(self) -> int:
         """Rows added since start (including those the window has dropped)."""
+        self.flush()
         return self._seen
 
     def __len__(self) -> int:
+        self.flush()
         return self._filled
 
     def _encode(self, key: str, values: Sequence[Any]) -> np.ndarray:
         _, entry = self._entries[key]
-        # few rows (one request): plain Python per value is much faster than building a pandas Series
         if entry["type"] == "numeric":
-            return _floats(values) if len(values) <= SMALL else _to_float(values)
-        if len(values) > SMALL:
-            return bucket_index(entry, values)
-        lookup, other, missing = self._lookup[key], len(self._lookup[key]), n_buckets(entry) - 1
-        return np.array([_code(v, lookup, other, missing) for v in values], dtype=np.int32)
+            return _to_float(values)
+        return bucket_index(entry, values)
 
     def add(self, features: Mapping[str, Sequence[Any]], outputs: Mapping[str, Sequence[Any]]) -> None:
-        """Add rows: `features` maps each profiled feature to its column, `outputs` each profiled output."""
+        """Add rows: `features` maps each profiled feature to its column, `outputs` each profiled output.
+
+        Rows wait in short lists and are encoded together, FLUSH_ROWS at a time (or when the window is
+        read): one request then costs a few list appends, not a numpy round-trip per feature.
+        """
         columns = {f"features:{n}": features[n] for n in self.profile["features"]}
         columns |= {f"outputs:{n}": outputs[n] for n in self.profile["outputs"]}
         lengths = {len(c) for c in columns.values()}
@@ -83,19 +81,36 @@ class DriftWindow:
         rows = lengths.pop()
         if rows == 0:
             return
-        encoded = {key: self._encode(key, values)[-self.size :] for key, values in columns.items()}
-        kept = min(rows, self.size)
         with self._lock:
-            slots = (self._next + np.arange(kept)) % self.size
-            for key, values in encoded.items():
-                self._buffers[key][slots] = values
-            self._next = (self._next + kept) % self.size
-            self._filled = min(self._filled + kept, self.size)
-            self._seen += rows
+            for key, values in columns.items():
+                self._pending[key].extend(values)
+            self._pending_rows += rows
+            if self._pending_rows >= FLUSH_ROWS:
+                self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        rows = self._pending_rows
+        if rows == 0:
+            return
+        kept = min(rows, self.size)
+        slots = (self._next + np.arange(kept)) % self.size
+        for key, values in self._pending.items():
+            self._buffers[key][slots] = self._encode(key, values[-kept:])
+            values.clear()
+        self._pending_rows = 0
+        self._next = (self._next + kept) % self.size
+        self._filled = min(self._filled + kept, self.size)
+        self._seen += rows
+
+    def flush(self) -> None:
+        """Encode the waiting rows into the ring buffers (reads do this themselves)."""
+        with self._lock:
+            self._flush_locked()
 
     def snapshot(self) -> dict[str, np.ndarray]:
         """Copies of the filled part of every buffer (taken under the lock, computed on outside it)."""
         with self._lock:
+            self._flush_locked()
             return {key: buffer[: self._filled].copy() for key, buffer in self._buffers.items()}
 
     def cached_drift(self, config: DriftConfig, now: float | None = None) -> dict[str, Any]:
@@ -125,25 +140,8 @@ class DriftWindow:
         return {**report, "window_size": self.size, "rows_seen": self._seen}
 
 
-def _floats(values: Sequence[Any]) -> np.ndarray:
-    """Numbers as float64, anything else (None, text) as NaN: the service has validated types already."""
-    out = np.empty(len(values))
-    for i, v in enumerate(values):
-        try:
-            out[i] = np.nan if v is None else float(v)
-        except (TypeError, ValueError):
-            out[i] = np.nan
-    return out
-
-
 def _to_float(values: Sequence[Any]) -> np.ndarray:
     try:
         return np.asarray(values, dtype=float)  # numbers and None (-> NaN): the common, fast case
     except (TypeError, ValueError):
         return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype=float)
-
-
-def _code(value: Any, lookup: dict[str, int], other: int, missing: int) -> int:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return missing
-    return lookup.get(as_label(value), other)
