@@ -8,25 +8,19 @@ test_serving_monitoring.py::test_prometheus_fires_feature_drift_from_the_real_se
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
 import threading
-import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-import yaml
 
 from mlops_template.config import DriftConfig, FeedbackConfig
 from mlops_template.monitoring.drift import prometheus_samples
 from mlops_template.monitoring.feedback import FeedbackStore
 from mlops_template.monitoring.window import DriftWindow
-from tests.conftest import ROOT, require_tool
-from tests.integration.test_alert_relay import free_port, wait_http
-from tests.monitoring_support import fake_outputs, loan_frame, reference
+from tests.conftest import require_tool
+from tests.monitoring_support import fake_outputs, loan_frame, prometheus_with_shipped_rules, reference, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -68,51 +62,13 @@ def test_prometheus_fires_drift_and_accuracy_alerts(tmp_path: Path) -> None:
     exporter = ThreadingHTTPServer(("127.0.0.1", 0), Exporter)
     threading.Thread(target=exporter.serve_forever, daemon=True).start()
 
-    rules = yaml.safe_load((ROOT / "deploy/monitoring/alerts.yml").read_text())
-    for group in rules["groups"]:
-        group["interval"] = "1s"
-        for rule in group["rules"]:
-            rule["for"] = "2s"  # the shipped waits are minutes; the rules are otherwise unchanged
-    (tmp_path / "alerts.yml").write_text(yaml.safe_dump(rules))
-    config = yaml.safe_load((ROOT / "deploy/monitoring/prometheus.yml").read_text())
-    config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
-    config.pop("alerting")
-    job = next(j for j in config["scrape_configs"] if j["job_name"] == "mlops-service")
-    job["static_configs"] = [{"targets": [f"127.0.0.1:{exporter.server_address[1]}"]}]
-    config["scrape_configs"] = [job]
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-
-    port = free_port()
-    log = open(tmp_path / "prometheus.log", "w")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        [
-            prometheus,
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    firing: dict[str, set] = {}
+    target = f"127.0.0.1:{exporter.server_address[1]}"
     try:
-        wait_http(f"http://127.0.0.1:{port}/-/ready", timeout=60)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/alerts", timeout=5) as response:
-                alerts = json.loads(response.read())["data"]["alerts"]
-            firing = {}
-            for alert in alerts:
-                if alert["state"] == "firing":
-                    labels = alert["labels"]
-                    firing.setdefault(labels["alertname"], set()).add(labels.get("feature") or labels.get("output"))
-            if "LiveAccuracyLow" in firing and "loan_amount" in firing.get("FeatureDrift", set()):
-                break
-            time.sleep(1)
+        with prometheus_with_shipped_rules(prometheus, target, tmp_path) as alerts:
+            firing = wait_for(
+                alerts, lambda f: "LiveAccuracyLow" in f and "loan_amount" in f.get("FeatureDrift", set())
+            )
     finally:
-        process.terminate()
-        process.wait(timeout=20)
-        log.close()
         exporter.shutdown()
     assert "loan_amount" in firing.get("FeatureDrift", set()), (
         firing,

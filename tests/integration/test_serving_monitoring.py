@@ -6,19 +6,16 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-import yaml
 
 from mlops_template.sample import make_chunk
-from tests.conftest import ROOT, require_tool, write_params
-from tests.integration.conftest import free_port
-from tests.integration.test_alert_relay import wait_http
+from tests.conftest import require_tool, write_params
+from tests.monitoring_support import prometheus_with_shipped_rules, wait_for
 
 pytestmark = pytest.mark.integration
 KEY = "s3cret-admin-key-for-tests"
@@ -210,42 +207,8 @@ def test_prometheus_fires_feature_drift_from_the_real_service(served_bundle: Pat
     server = live_server(served_bundle, PARAMS_FILE=drift_params(tmp_path, refresh_seconds=1), RATE_LIMIT="off")
     post_rows(server.url, records(served_bundle, 600, seed=41, drift=0.5))
 
-    rules = yaml.safe_load((ROOT / "deploy/monitoring/alerts.yml").read_text())
-    for group in rules["groups"]:
-        group["interval"] = "1s"
-        for rule in group["rules"]:
-            rule["for"] = "2s"  # the shipped waits are minutes; the expressions are unchanged
-    (tmp_path / "alerts.yml").write_text(yaml.safe_dump(rules))
-    config = yaml.safe_load((ROOT / "deploy/monitoring/prometheus.yml").read_text())
-    config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
-    config.pop("alerting")
-    job = next(j for j in config["scrape_configs"] if j["job_name"] == "mlops-service")
-    job["static_configs"] = [{"targets": [f"127.0.0.1:{server.port}"]}]
-    config["scrape_configs"] = [job]
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-
-    port = free_port()
-    with open(tmp_path / "prometheus.log", "w") as log:
-        process = subprocess.Popen(
-            [prometheus, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    firing: dict[str, set] = {}
-    try:
-        wait_http(f"http://127.0.0.1:{port}/-/ready", timeout=30)
-        deadline = time.monotonic() + 45
-        while time.monotonic() < deadline and "loan_amount" not in firing.get("FeatureDrift", set()):
-            time.sleep(1)
-            alerts = httpx.get(f"http://127.0.0.1:{port}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
-            firing = {}
-            for alert in alerts:
-                if alert["state"] == "firing":
-                    labels = alert["labels"]
-                    firing.setdefault(labels["alertname"], set()).add(labels.get("feature") or labels.get("output"))
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
+    with prometheus_with_shipped_rules(prometheus, f"127.0.0.1:{server.port}", tmp_path) as alerts:
+        firing = wait_for(alerts, lambda f: "loan_amount" in f.get("FeatureDrift", set()), timeout=45)
     log_tail = (tmp_path / "prometheus.log").read_text()[-2000:]
     assert "loan_amount" in firing.get("FeatureDrift", set()), (firing, log_tail)
     assert "married" not in firing["FeatureDrift"]
