@@ -163,17 +163,9 @@ def _score_chunk(chunk: pd.DataFrame, contract: Contract, predictor: Any, extra:
     return scored, rejected
 
 
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 def _progress(total: int | None, enabled: bool) -> Any:
-    if not enabled:
-        return _NoBar()
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="rows", unit_scale=True, file=sys.stderr, desc="predict", mininterval=0.5)
+    return tqdm(
+        total=total, unit="rows", unit_scale=True, file=sys.stderr, desc="predict", mininterval=0.5, disable=not enabled
+    )
