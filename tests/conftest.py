@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -12,15 +15,38 @@ ROOT = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
-def require_tool(name: str, hint: str = "") -> str:
-    """Path of an external command; skip when missing, except in CI where it must be installed."""
-    path = shutil.which(name)
-    if path:
-        return path
-    message = f"{name} not found on PATH{': ' + hint if hint else ''}"
+def missing(message: str) -> None:
+    """Something a test needs is absent: a failure in CI (it must be installed there), a skip locally."""
     if IN_CI:
         pytest.fail(f"{message} (CI must install it: see .ci/run)")
     pytest.skip(message)
+
+
+def require_tool(name: str, hint: str = "") -> str:
+    """Path of an external command; skip when missing, except in CI where it must be installed."""
+    path = shutil.which(name)
+    if not path:
+        missing(f"{name} not found on PATH{': ' + hint if hint else ''}")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 30) -> None:
+    """Poll `url` until it answers 2xx; re-raise the last error after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 @pytest.fixture

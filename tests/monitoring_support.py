@@ -18,7 +18,7 @@ import yaml
 from mlops_template.config import DriftConfig, ProfileConfig
 from mlops_template.monitoring.profile import build_profile, output_frame
 from mlops_template.sample import make_chunk
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port, wait_http
 
 NUMERIC = ["applicant_income", "coapplicant_income", "loan_amount", "loan_amount_term", "credit_history"]
 CATEGORICAL = ["gender", "married", "dependents", "education", "self_employed", "property_area"]
@@ -52,8 +52,6 @@ def prometheus_with_shipped_rules(prometheus: str, target: str, tmp_path: Path) 
 
     Yields a function returning the firing alerts as {alertname: {feature or output label}}.
     """
-    from tests.integration.test_alert_relay import free_port, wait_http
-
     rules = yaml.safe_load((ROOT / "deploy/monitoring/alerts.yml").read_text())
     for group in rules["groups"]:
         group["interval"] = "1s"

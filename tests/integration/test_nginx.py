@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, require_tool
+from tests.conftest import ROOT, free_port, require_tool
 
 pytestmark = pytest.mark.integration
 CONFIG = ROOT / "deploy" / "monitoring" / "nginx.conf"
@@ -33,12 +33,6 @@ UPSTREAM = textwrap.dedent(
         return {"bytes": len(await request.body())}
     """
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def local_config(tmp_path: Path, upstream: int, listen: int) -> Path:

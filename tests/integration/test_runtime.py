@@ -10,7 +10,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,23 +21,10 @@ from sklearn.dummy import DummyClassifier
 
 from mlops_template.bundle import REJECTED, save_bundle
 from mlops_template.config import load_params
-from tests.conftest import IN_CI, ROOT, require_tool
+from tests.conftest import ROOT, free_port, missing, require_tool
 
 pytestmark = pytest.mark.integration
 IMAGE_TOOL = ROOT / "tools" / "image_test.py"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def missing(message: str) -> None:
-    """require_tool's rule for things that are not a plain command: fail in CI, skip locally."""
-    if IN_CI:
-        pytest.fail(f"{message} (CI must provide it: see .ci/run)")
-    pytest.skip(message)
 
 
 def container_engine() -> list[str]:

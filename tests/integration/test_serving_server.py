@@ -15,8 +15,8 @@ from xml.etree import ElementTree
 import httpx
 import pytest
 
-from tests.conftest import ROOT, require_tool
-from tests.integration.conftest import free_port, serve_command, server_env
+from tests.conftest import ROOT, free_port, require_tool
+from tests.integration.conftest import serve_command, server_env
 
 pytestmark = pytest.mark.integration
 
