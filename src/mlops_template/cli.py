@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mlops_template.config import DEFAULT_PARAMS, load_params
-from mlops_template.errors import DriftDetected, GateRejected, UserError
+from mlops_template.errors import Reported, UserError
 
 log = logging.getLogger("mlops_template")
 COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], object], Callable[[argparse.ArgumentParser], None]]] = {}
@@ -321,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         args.run(args)
-    except (UserError, GateRejected, DriftDetected) as exc:
+    except Reported as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
