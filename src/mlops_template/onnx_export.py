@@ -1,7 +1,7 @@
 """The verified fast path: export the fitted pipeline to ONNX, keep it only if it reproduces sklearn.
 
 The graph takes two inputs: `numeric_features` [n, numeric features] float64 (NaN = missing) and
-`categorical_features` [n, categorical features] strings ("" = missing), columns in metadata order. It
+`categorical_features` [n, categorical features] strings (MISSING_TEXT = missing), columns in metadata order. It
 is converted with one [n, 1] input per feature and then fused (`fuse`): fewer inputs cost less per call.
 Bundles written before the fusion (one input per feature) still serve: `feeds` follows the graph's inputs.
 Parity is checked on the fused graph, on the prepared test split with the tolerances in params.yaml
@@ -20,10 +20,13 @@ import numpy as np
 import pandas as pd
 
 from mlops_template.config import OnnxConfig
+from mlops_template.features import MISSING_CATEGORY
 
 log = logging.getLogger(__name__)
 ONNX_FILE = "model.onnx"
-MISSING_TEXT = ""  # how a missing categorical value reaches the ONNX graph (strings cannot be NaN)
+# how a missing categorical value reaches the ONNX graph (strings cannot be NaN): already imputed, so the
+# graph needs no imputer nodes (see `_exportable`); graphs from older bundles map "" to it, and pass it as is
+MISSING_TEXT = MISSING_CATEGORY
 NUMERIC_INPUT = "numeric_features"  # the fused graph's inputs (see `fuse`)
 CATEGORICAL_INPUT = "categorical_features"
 
@@ -157,9 +160,14 @@ def _exportable(pipeline: Any) -> Any:
     features = export.named_steps["features"]
     for _, transformer, _ in features.transformers_:
         steps = transformer.steps if isinstance(transformer, Pipeline) else []
-        for _, step in steps:
-            if isinstance(step, SimpleImputer) and step.strategy == "constant":
-                step.missing_values = MISSING_TEXT  # string inputs carry missing as "" (see feeds)
+        for step in list(steps):
+            imputer = step[1]
+            if not (isinstance(imputer, SimpleImputer) and isinstance(imputer.fill_value, str)):
+                continue
+            if imputer.fill_value == MISSING_TEXT and len(steps) > 1:
+                steps.remove(step)  # the inputs arrive imputed with this very value (see feeds): 30 nodes fewer
+            else:
+                imputer.missing_values = MISSING_TEXT  # string inputs carry missing as MISSING_TEXT
     estimator = export.steps[-1][1]
     if type(estimator).__module__.startswith(("sklearn.ensemble", "sklearn.tree")):
         # onnxruntime's tree ensembles compute in float32 (sklearn's forests compare float32 copies of X too):

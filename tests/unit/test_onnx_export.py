@@ -127,3 +127,27 @@ def test_fuse_refuses_clashing_names(lr_bundle: Path):
     model = onnx.load_model_from_string(_unfused(bundle.model, contract))
     with pytest.raises(ValueError, match="named"):
         onnx_export.fuse(model, [onnx_export.NUMERIC_INPUT], contract.categorical)
+
+
+def test_categorical_inputs_arrive_imputed_so_the_graph_has_no_imputer(
+    lr_bundle: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import onnx
+
+    bundle = load_bundle(lr_bundle)
+    contract = Contract(bundle.metadata)
+    graph = onnx.load(lr_bundle / "model.onnx").graph
+    assert "LabelEncoder" not in {n.op_type for n in graph.node}  # the string imputer's nodes are gone
+    with monkeypatch.context() as patch:  # convert as bundles before this change were: imputer kept, "" = missing
+        patch.setattr(onnx_export, "MISSING_TEXT", "")
+        old_model = onnx_export.convert(bundle.model, contract.numeric, contract.categorical, OnnxConfig().opset)
+    assert len(onnx.load_model_from_string(old_model).graph.node) > len(graph.node)
+    test, _, _ = load_prepared(lr_bundle.parent / "prepared", "test")
+    columns = onnx_export.frame_columns(test, contract.numeric, contract.categorical)
+    assert any(not isinstance(v, str) for name in contract.categorical for v in columns[name])  # missing values
+    inputs = onnx_export.feeds(columns, contract.numeric, contract.categorical, fused=True)
+    new = onnx_export.session(lr_bundle / "model.onnx").run(["probabilities"], inputs)[0]
+    old = onnx_export.session(old_model).run(["probabilities"], inputs)[0]
+    np.testing.assert_array_equal(new, old)  # old bundles' graphs take the imputed inputs unchanged
+    want = bundle.model.predict_proba(test[contract.numeric + contract.categorical])
+    np.testing.assert_allclose(new, want, atol=1e-4)

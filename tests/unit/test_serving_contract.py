@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlops_template.onnx_export import MISSING_TEXT
 from mlops_template.serving.contract import SMALL_BATCH, Contract, RowError
 
 METADATA = {
@@ -34,9 +35,9 @@ def test_valid_records_become_columns(contract: Contract):
     assert columns["gender"][0] == "F"
     assert pd.isna(columns["gender"][1])
     assert list(columns) == [f["name"] for f in METADATA["features"]]
-    # the fused ONNX graph's inputs, ready made: numeric matrix (NaN) and text matrix ("" for missing)
+    # the fused ONNX graph's inputs, ready made: numeric matrix (NaN) and text matrix (imputed: MISSING_TEXT)
     np.testing.assert_array_equal(columns.numbers, [[50.0, 2.0], [7.0, np.nan]])
-    assert columns.texts.tolist() == [["Urban", "F"], ["Urban", ""]]
+    assert columns.texts.tolist() == [["Urban", "F"], ["Urban", MISSING_TEXT]]
     flags = contract.flags(columns, 2)
     assert flags.out_of_range == [[], ["income"]] and flags.unknown_categories == [[], []]
     assert flags == contract.flags(dict(columns), 2)  # same as from plain columns (the CSV path's form)

@@ -155,8 +155,12 @@ class FeedbackStore:
         proba: Any | None = None,
         variant: str = "champion",
         served: bool = True,
+        created: Sequence[float] | None = None,
     ) -> None:
-        """`record` for the rows of one request under one lock (`proba`: [rows, classes] in class order)."""
+        """`record` for many rows under one lock (`proba`: [rows, classes] in class order).
+
+        `created`: when each row was predicted (the store's clock; default now), for rows recorded late.
+        """
         now = self.clock()
         regression = self.task == "regression"
         scores = [None] * len(request_ids)
@@ -168,10 +172,11 @@ class FeedbackStore:
         with self._lock:
             self._expire(now)
             pending = self._pending
-            for request_id, prediction, score in zip(request_ids, predictions, scores, strict=True):
+            times = [now] * len(request_ids) if created is None else created
+            for request_id, prediction, score, at in zip(request_ids, predictions, scores, times, strict=True):
                 entry = pending.get(request_id)
                 if entry is None:
-                    entry = pending[request_id] = Pending(created=now, served=variant)
+                    entry = pending[request_id] = Pending(created=at, served=variant)
                 if served:
                     entry.served = variant
                 entry.predictions[variant] = (prediction, score)

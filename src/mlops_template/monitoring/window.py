@@ -19,8 +19,6 @@ from mlops_template.config import DriftConfig
 from mlops_template.monitoring.drift import Observed, compare
 from mlops_template.monitoring.profile import Entry, bucket_index, n_buckets
 
-FLUSH_ROWS = 256  # rows buffered before they are encoded together (bounded: at most this many wait)
-
 
 class DriftWindow:
     """The last `size` rows seen (features and outputs), in fixed-size ring buffers."""
@@ -38,8 +36,6 @@ class DriftWindow:
                 self._entries[key] = (group, entry)
                 numeric = entry["type"] == "numeric"
                 self._buffers[key] = np.full(size, np.nan) if numeric else np.zeros(size, dtype=np.int32)
-        self._pending: dict[str, list[Any]] = {key: [] for key in self._entries}  # at most FLUSH_ROWS rows
-        self._pending_rows = 0
         self._next = 0  # slot the next row goes to
         self._filled = 0
         self._seen = 0
@@ -54,11 +50,9 @@ class DriftWindow:
     @property
     def seen(self) -> int:
         """Rows added since start (including those the window has dropped)."""
-        self.flush()
         return self._seen
 
     def __len__(self) -> int:
-        self.flush()
         return self._filled
 
     def _encode(self, key: str, values: Sequence[Any]) -> np.ndarray:
@@ -70,8 +64,8 @@ class DriftWindow:
     def add(self, features: Mapping[str, Sequence[Any]], outputs: Mapping[str, Sequence[Any]]) -> None:
         """Add rows: `features` maps each profiled feature to its column, `outputs` each profiled output.
 
-        Rows wait in short lists and are encoded together, FLUSH_ROWS at a time (or when the window is
-        read): one request then costs a few list appends, not a numpy round-trip per feature.
+        Encoding costs a numpy round-trip per column: callers add many rows at once (the service queues
+        its requests' rows, see `serving.live.Live.record`).
         """
         columns = {f"features:{n}": features[n] for n in self.profile["features"]}
         columns |= {f"outputs:{n}": outputs[n] for n in self.profile["outputs"]}
@@ -81,36 +75,19 @@ class DriftWindow:
         rows = lengths.pop()
         if rows == 0:
             return
+        kept = min(rows, self.size)  # older rows of a batch bigger than the window would be overwritten anyway
+        encoded = {key: self._encode(key, values[-kept:]) for key, values in columns.items()}
         with self._lock:
-            for key, values in columns.items():
-                self._pending[key].extend(values)
-            self._pending_rows += rows
-            if self._pending_rows >= FLUSH_ROWS:
-                self._flush_locked()
-
-    def _flush_locked(self) -> None:
-        rows = self._pending_rows
-        if rows == 0:
-            return
-        kept = min(rows, self.size)
-        slots = (self._next + np.arange(kept)) % self.size
-        for key, values in self._pending.items():
-            self._buffers[key][slots] = self._encode(key, values[-kept:])
-            values.clear()
-        self._pending_rows = 0
-        self._next = (self._next + kept) % self.size
-        self._filled = min(self._filled + kept, self.size)
-        self._seen += rows
-
-    def flush(self) -> None:
-        """Encode the waiting rows into the ring buffers (reads do this themselves)."""
-        with self._lock:
-            self._flush_locked()
+            slots = (self._next + np.arange(kept)) % self.size
+            for key, values in encoded.items():
+                self._buffers[key][slots] = values
+            self._next = (self._next + kept) % self.size
+            self._filled = min(self._filled + kept, self.size)
+            self._seen += rows
 
     def snapshot(self) -> dict[str, np.ndarray]:
         """Copies of the filled part of every buffer (taken under the lock, computed on outside it)."""
         with self._lock:
-            self._flush_locked()
             return {key: buffer[: self._filled].copy() for key, buffer in self._buffers.items()}
 
     def cached_drift(self, config: DriftConfig, now: float | None = None) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -200,6 +201,24 @@ ERRORS = {
         "description": "records that break the contract (field and row named), or more records than MAX_BATCH_ROWS",
     },
 }
+
+
+class DirectRoute(APIRoute):
+    """An APIRoute documented like any other, whose endpoint takes the Request and returns the Response.
+
+    FastAPI's per-request machinery (dependency solving, body parsing, response validation, exit stacks)
+    is skipped: the endpoint reads and checks the body itself. Used for the hot route, /predict. Errors it
+    raises reach the app's exception handlers as usual (ExceptionMiddleware).
+    """
+
+    def __init__(self, path: str, endpoint: Callable[[Request], Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+
+        async def app(scope: dict, receive: Any, send: Any) -> None:
+            response = await endpoint(Request(scope, receive, send))
+            await response(scope, receive, send)
+
+        self.app = app
 
 
 # ---- request plumbing -----------------------------------------------------------------------------------------
@@ -485,14 +504,6 @@ def create_app(
         },
     }
 
-    @app.post(
-        "/predict",
-        response_model=response_model,
-        responses=ERRORS,
-        openapi_extra={"requestBody": request_body},
-        summary="Predict one record or a batch",
-        tags=["model"],
-    )
     async def predict(request: Request) -> Response:
         route = live.experiment.route(request.headers.get("x-client-id") or _client_host(request))
         variant: Variant = app.state.variants[route.served]
@@ -548,6 +559,19 @@ def create_app(
             },
             background=shadow,
         )
+
+    app.router.add_api_route(
+        "/predict",
+        predict,
+        methods=["POST"],
+        response_model=response_model,
+        responses=ERRORS,
+        openapi_extra={"requestBody": request_body},
+        summary="Predict one record or a batch",
+        tags=["model"],
+        route_class_override=DirectRoute,
+    )
+    app.router.routes.insert(0, app.router.routes.pop())  # the hot route is matched first
 
     def notify(event: PredictionEvent) -> None:
         for observer in app.state.observers:

@@ -109,7 +109,7 @@ class Columns(dict[str, np.ndarray]):
     """Validated features: one 1-D array per feature (float64 with NaN / object with NaN for missing).
 
     Records validated by the API also carry `numbers` [rows, numeric features] (float64, NaN = missing)
-    and `texts` [rows, categorical features] (object, "" = missing: strings cannot be NaN), in the
+    and `texts` [rows, categorical features] (object, MISSING_TEXT = missing: strings cannot be NaN), in the
     order of `Contract.numeric` / `Contract.categorical`: the fused ONNX graph's inputs as they are.
     """
 
@@ -201,7 +201,11 @@ class Contract:
             (f.name, -math.inf if f.minimum is None else f.minimum, math.inf if f.maximum is None else f.maximum)
             for f in (self.by_name[name] for name in self.numeric)
         ]
-        self._known = [(name, self.by_name[name].known) for name in self.categorical]
+        # the categories the model knows: MISSING_TEXT (a missing value, imputed) wherever training had missing values
+        self._known = {
+            name: spec.known | {MISSING_TEXT} if spec.nullable else spec.known
+            for name, spec in ((name, self.by_name[name]) for name in self.categorical)
+        }
         self._nullable_text = [i for i, name in enumerate(self.categorical) if self.by_name[name].nullable]
 
     # ---- JSON records (API) -------------------------------------------------------------------
@@ -310,7 +314,7 @@ class Contract:
                         mask |= values > spec.maximum
             else:  # hashing in pandas beats a Python loop on big batches
                 series = pd.Series(values, dtype=object, copy=False)
-                mask = (series.notna() & ~series.isin(spec.known)).to_numpy()
+                mask = (series.notna() & ~series.isin(self._known[spec.name])).to_numpy()
             masks[spec.name] = mask
         ranges = {name: masks[name] for name in self.numeric}
         unknown = {name: masks[name] for name in self.categorical}
@@ -340,7 +344,7 @@ class Contract:
                         out_of_range[i].append(name)
                         counts_range[name] = counts_range.get(name, 0) + 1
             else:
-                known = spec.known
+                known = self._known[name]
                 for i, value in enumerate(columns[name].tolist()):
                     if isinstance(value, str) and value not in known:
                         unknown[i].append(name)
@@ -362,10 +366,7 @@ class Contract:
             for name in found:
                 counts_range[name] = counts_range.get(name, 0) + 1
         for row in texts.tolist():
-            # MISSING_TEXT ("") is no category: validation refuses empty strings
-            found = [
-                name for (name, known), value in zip(self._known, row, strict=True) if value and value not in known
-            ]
+            found = [name for (name, known), value in zip(self._known.items(), row, strict=True) if value not in known]
             unknown.append(found)
             for name in found:
                 counts_unknown[name] = counts_unknown.get(name, 0) + 1

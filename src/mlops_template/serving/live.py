@@ -1,8 +1,9 @@
 """Live monitoring state of one service process: drift window, feedback store, experiment, rate limiter.
 
 Wires the pure modules of `mlops_template.monitoring` into the app (see README "Monitoring"):
-- `observe` is an app observer: per request, one `DriftWindow.add` and one `FeedbackStore.record_batch`
-  (work proportional to the request's rows only);
+- `record` (fed by an app observer) queues each request's predictions; they are filed into the drift
+  window and the feedback store together, QUEUE_ROWS rows at a time or before anything reads them, so a
+  single-row request costs one list append instead of a numpy round-trip per feature;
 - `Collector` is a prometheus_client custom collector: drift, live quality and experiment gauges are
   computed when /metrics is scraped (drift at most every `drift.refresh_seconds`), never per request.
 
@@ -16,9 +17,11 @@ import logging
 import math
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from pydantic import ValidationError
 
@@ -46,6 +49,7 @@ DRIFT_GAUGES = (
     "model_prediction_drift_detected",
 )
 LIVE_GAUGES = ("model_live_feedback", "model_live_accuracy", "model_live_roc_auc", "model_live_mae")
+QUEUE_ROWS = 256  # predictions waiting to be filed (bounded: a read or the 256th row files them)
 
 
 def load_monitoring(params_file: Path) -> MonitoringConfig:
@@ -59,6 +63,18 @@ def load_monitoring(params_file: Path) -> MonitoringConfig:
 def feedback_ids(request_id: str, rows: int, batch: bool) -> list[str]:
     """The feedback key of each row: the request id for one record, `<request_id>:<row>` in a batch (array)."""
     return [f"{request_id}:{i}" for i in range(rows)] if batch else [request_id]
+
+
+@dataclass(frozen=True)
+class Queued:
+    """One request's predictions by one variant, waiting to be filed."""
+
+    created: float  # the feedback store's clock when predicted (its TTL counts from here)
+    ids: list[str]
+    columns: dict[str, Any]
+    predictions: Predictions
+    variant: str
+    served: bool
 
 
 class Live:
@@ -92,27 +108,71 @@ class Live:
         enabled = config.rate_limit.enabled if rate_limit is None else rate_limit
         self.limiter = RateLimiter(config.rate_limit) if enabled else None
         self._drift_lock = threading.Lock()  # one recomputation at a time (scrape and GET may coincide)
+        self._queue: list[Queued] = []
+        self._queued_rows = 0
+        self._queue_lock = threading.Lock()
+        self._filing_lock = threading.Lock()  # a read waits until rows taken off the queue are filed
 
     # ---- per request ---------------------------------------------------------------------------------------
     def record(self, request_id: str, batch: bool, columns: dict[str, Any], predictions: Predictions,
                variant: str, served: bool = True) -> None:  # fmt: skip
-        """Remember a variant's predictions for feedback; served ones also go to the drift window."""
-        ids = feedback_ids(request_id, len(predictions.labels), batch)
-        if served:
-            outputs = output_frame(self.task, self.classes, predictions.labels, predictions.probabilities)
-            self.window.add({name: columns[name] for name in self.window.profile["features"]}, outputs)
-        self.feedback.record_batch(ids, predictions.labels, predictions.probabilities, variant, served)
+        """Queue a variant's predictions for feedback; served ones also go to the drift window."""
+        rows = len(predictions.labels)
+        queued = Queued(self.feedback.clock(), feedback_ids(request_id, rows, batch), columns, predictions,
+                        variant, served)  # fmt: skip
+        with self._queue_lock:
+            self._queue.append(queued)
+            self._queued_rows += rows
+            full = self._queued_rows >= QUEUE_ROWS
+        if full:
+            self.flush()
+
+    def flush(self) -> None:
+        """File the queued predictions into the drift window and the feedback store (reads call this)."""
+        with self._filing_lock:
+            with self._queue_lock:
+                queue, self._queue, self._queued_rows = self._queue, [], 0
+            served = [q for q in queue if q.served]
+            if served:
+                profiled = self.window.profile["features"]
+                features = {name: np.concatenate([q.columns[name] for q in served]) for name in profiled}
+                labels, proba = _stack([q.predictions for q in served])
+                self.window.add(features, output_frame(self.task, self.classes, labels, proba))
+            for variant, is_served in dict.fromkeys((q.variant, q.served) for q in queue):
+                group = [q for q in queue if q.variant == variant and q.served == is_served]
+                labels, proba = _stack([q.predictions for q in group])
+                ids = [i for q in group for i in q.ids]
+                created = [q.created for q in group for _ in q.ids]
+                self.feedback.record_batch(ids, labels, proba, variant, is_served, created)
+
+    def answer(self, request_id: str, actual: Any) -> Any:
+        """The ground truth of a prediction: joined in the feedback store, counted by the experiment."""
+        self.flush()
+        outcome = self.feedback.feedback(request_id, actual)
+        for variant, success in outcome.success.items():
+            self.experiment.observe(variant, success)
+        return outcome
 
     # ---- read side -------------------------------------------------------------------------------------------
     def drift(self) -> dict[str, Any]:
         """The cached live drift report (blocking: call it from a worker thread)."""
+        self.flush()
         with self._drift_lock:
             return self.window.cached_drift(self.config.drift)
 
     def experiment_stats(self) -> dict[str, Any]:
+        self.flush()
         stats = self.experiment.stats()
         stats["live_quality"] = {scope: self.feedback.metrics(scope) for scope in ("served", *VARIANTS)}
         return stats
+
+
+def _stack(predictions: Sequence[Predictions]) -> tuple[list[Any], np.ndarray | None]:
+    """The labels and probabilities of several requests as those of one batch."""
+    labels = [label for p in predictions for label in p.labels]
+    if predictions[0].probabilities is None:
+        return labels, None
+    return labels, np.concatenate([p.probabilities for p in predictions])
 
 
 def _nan(value: float | None) -> float:
@@ -139,6 +199,7 @@ class Collector:
 
     def collect(self) -> Iterator[Metric]:
         live = self.live
+        live.flush()
         families = {name: self._family(name) for name in DRIFT_GAUGES}
         for name, labels, value in prometheus_samples(live.drift()):
             families[name].add_metric([labels[k] for k in LABELS[name]], value)

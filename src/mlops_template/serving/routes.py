@@ -131,10 +131,8 @@ def add_monitoring_routes(app: FastAPI, live: Live, keys: ApiKeys, metrics: Serv
     async def feedback(request: Request) -> Response:
         body: Any = await _parse(request, feedback_request)
         try:
-            outcome = live.feedback.feedback(body.request_id, body.actual)
+            outcome = live.answer(body.request_id, body.actual)
         except FeedbackError as exc:
             code = {404: "unknown_request", 409: "conflict", 422: "invalid_actual"}.get(exc.http_status, "bad_request")
             raise ApiError(exc.http_status, code, str(exc)) from None
-        for variant, success in outcome.success.items():
-            live.experiment.observe(variant, success)
         return JSONBody({"request_id": outcome.request_id, "served": outcome.served, "success": outcome.success})
