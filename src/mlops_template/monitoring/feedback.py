@@ -46,7 +46,7 @@ class InvalidActual(FeedbackError):
     http_status = 422
 
 
-@dataclass
+@dataclass(slots=True)
 class Pending:
     created: float
     served: str

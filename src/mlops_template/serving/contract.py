@@ -11,6 +11,7 @@ Documented ranges and categories are not enforced: such values are predicted and
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Annotated, Any
@@ -105,48 +106,39 @@ def _describe(detail: dict[str, Any]) -> str:
     )
 
 
-class Columns(dict[str, np.ndarray]):
-    """Validated features: one 1-D array per feature (float64 with NaN / object with NaN for missing).
+class Columns(Mapping[str, np.ndarray]):
+    """Validated records as two matrices, in the order of `Contract.numeric` / `Contract.categorical`:
+    `numbers` [rows, numeric features] (float64, NaN = missing) and `texts` [rows, categorical features]
+    (object, MISSING_TEXT = missing: strings cannot be NaN), the fused ONNX graph's inputs as they are.
 
-    Records validated by the API also carry `numbers` [rows, numeric features] (float64, NaN = missing)
-    and `texts` [rows, categorical features] (object, MISSING_TEXT = missing: strings cannot be NaN), in the
-    order of `Contract.numeric` / `Contract.categorical`: the fused ONNX graph's inputs as they are.
+    As a mapping, one 1-D array per feature in metadata order (float64 with NaN / object with NaN for
+    missing, the form of a CSV chunk), each made on first access: the hot path (ONNX, flags) reads the
+    matrices only.
     """
 
-    numbers: np.ndarray | None = None
-    texts: np.ndarray | None = None
+    def __init__(self, contract: Contract, numbers: np.ndarray, texts: np.ndarray) -> None:
+        self.contract, self.numbers, self.texts = contract, numbers, texts
+        self._made: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        column = self._made.get(name)
+        if column is None:
+            column = self._made[name] = self.contract._column(self, name)
+        return column
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.contract.by_name)
+
+    def __len__(self) -> int:
+        return len(self.contract.by_name)
 
     @classmethod
-    def from_matrices(
-        cls, contract: Contract, numbers: np.ndarray, raw_texts: np.ndarray, maybe_missing: bool = True
-    ) -> Columns:
-        """`raw_texts` has None for missing; `maybe_missing=False` says it has none (skips a scan)."""
-        columns = cls()
-        for j, name in enumerate(contract.numeric):
-            columns[name] = numbers[:, j]
-        texts = raw_texts
-        if maybe_missing and contract._nullable_text:
-            missing = raw_texts == None  # noqa: E711 - elementwise
-            if missing.any():
-                texts = raw_texts.copy()
-                texts[missing] = MISSING_TEXT
-        for j, name in enumerate(contract.categorical):
-            column = raw_texts[:, j]
-            if j in contract._nullable_text and texts is not raw_texts:
-                column = column.copy()
-                column[column == None] = np.nan  # noqa: E711 - elementwise; sklearn imputers look for NaN
-            columns[name] = column
-        columns.numbers, columns.texts = numbers, texts
-        # the public form keeps the metadata's feature order
-        return cls._ordered(columns, contract)
-
-    @classmethod
-    def _ordered(cls, columns: Columns, contract: Contract) -> Columns:
-        if list(columns) == list(contract.by_name):
-            return columns
-        ordered = cls({name: columns[name] for name in contract.by_name})
-        ordered.numbers, ordered.texts = columns.numbers, columns.texts
-        return ordered
+    def concat(cls, parts: Sequence[Columns]) -> Columns:
+        """Several validated batches of one contract as one, rows in order."""
+        if len(parts) == 1:
+            return parts[0]
+        numbers = np.concatenate([part.numbers for part in parts])
+        return cls(parts[0].contract, numbers, np.concatenate([part.texts for part in parts]))
 
 
 def _getter(attributes: list[str]) -> Any:
@@ -207,14 +199,13 @@ class Contract:
             for name, spec in ((name, self.by_name[name]) for name in self.categorical)
         }
         self._nullable_text = [i for i, name in enumerate(self.categorical) if self.by_name[name].nullable]
+        self._numeric_index = {name: j for j, name in enumerate(self.numeric)}
+        self._categorical_index = {name: j for j, name in enumerate(self.categorical)}
 
     # ---- JSON records (API) -------------------------------------------------------------------
     def validate_records(self, rows: list[Any]) -> Columns:
-        """Validate parsed JSON records; return whole-batch columns (float64 with NaN / object with NaN).
-
-        The result also carries the two matrices the fused ONNX graph takes, built here in one pass so
-        that the predictor converts nothing per request.
-        """
+        """Validate parsed JSON records into the two matrices the fused ONNX graph takes (see `Columns`),
+        built in one pass so that the predictor converts nothing per request."""
         try:
             records = self._records.validate_python(rows)
         except ValidationError as exc:
@@ -222,8 +213,21 @@ class Contract:
         numbers = np.array([self._numeric_of(r) for r in records], dtype=np.float64).reshape(len(records), -1)
         rows = [self._categorical_of(r) for r in records]
         texts = np.array(rows, dtype=object).reshape(len(records), -1)
-        missing = bool(self._nullable_text) and any(None in row for row in rows)  # C-speed scan of tuples
-        return Columns.from_matrices(self, numbers, texts, missing)
+        if self._nullable_text and any(None in row for row in rows):  # C-speed scan of tuples
+            texts[texts == None] = MISSING_TEXT  # noqa: E711 - elementwise
+        return Columns(self, numbers, texts)
+
+    def _column(self, columns: Columns, name: str) -> np.ndarray:
+        """One feature of validated records as a 1-D array (missing categories as NaN: sklearn imputes NaN)."""
+        if name in self._numeric_index:
+            return columns.numbers[:, self._numeric_index[name]]
+        column = columns.texts[:, self._categorical_index[name]]
+        if self.by_name[name].nullable:
+            missing = column == MISSING_TEXT
+            if missing.any():
+                column = column.copy()
+                column[missing] = np.nan
+        return column
 
     def _details(self, exc: ValidationError) -> list[dict[str, Any]]:
         details = []

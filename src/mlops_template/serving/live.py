@@ -34,6 +34,7 @@ from mlops_template.monitoring.metrics import METRICS
 from mlops_template.monitoring.profile import load_profile, output_frame
 from mlops_template.monitoring.security import RateLimiter
 from mlops_template.monitoring.window import DriftWindow
+from mlops_template.serving.contract import Columns
 from mlops_template.serving.predictor import Predictions
 
 log = logging.getLogger("mlops_template.serving")
@@ -71,7 +72,7 @@ class Queued:
 
     created: float  # the feedback store's clock when predicted (its TTL counts from here)
     ids: list[str]
-    columns: dict[str, Any]
+    columns: Columns
     predictions: Predictions
     variant: str
     served: bool
@@ -114,7 +115,7 @@ class Live:
         self._filing_lock = threading.Lock()  # a read waits until rows taken off the queue are filed
 
     # ---- per request ---------------------------------------------------------------------------------------
-    def record(self, request_id: str, batch: bool, columns: dict[str, Any], predictions: Predictions,
+    def record(self, request_id: str, batch: bool, columns: Columns, predictions: Predictions,
                variant: str, served: bool = True) -> None:  # fmt: skip
         """Queue a variant's predictions for feedback; served ones also go to the drift window."""
         rows = len(predictions.labels)
@@ -134,8 +135,8 @@ class Live:
                 queue, self._queue, self._queued_rows = self._queue, [], 0
             served = [q for q in queue if q.served]
             if served:
-                profiled = self.window.profile["features"]
-                features = {name: np.concatenate([q.columns[name] for q in served]) for name in profiled}
+                columns = Columns.concat([q.columns for q in served])  # two matrices: no array per feature and row
+                features = {name: columns[name] for name in self.window.profile["features"]}
                 labels, proba = _stack([q.predictions for q in served])
                 self.window.add(features, output_frame(self.task, self.classes, labels, proba))
             for variant, is_served in dict.fromkeys((q.variant, q.served) for q in queue):

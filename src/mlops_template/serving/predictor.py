@@ -25,6 +25,11 @@ class Predictions:
     labels: list[Any]  # class label per row, or the predicted value (regression)
     probabilities: np.ndarray | None  # [rows, classes] in `classes` order; None for regression
 
+    def rows(self, start: int, stop: int) -> Predictions:
+        """The predictions of rows start..stop-1."""
+        proba = None if self.probabilities is None else self.probabilities[start:stop]
+        return Predictions(self.labels[start:stop], proba)
+
 
 class Predictor(Protocol):
     runtime: str

@@ -14,11 +14,12 @@ def serve(settings: Settings) -> None:
     """Load the bundle first (a UserError here is the one-line start-up failure), then listen."""
     import uvicorn
 
-    from mlops_template.serving.app import create_app
+    from mlops_template.serving.app import create_app, freeze_startup_heap
 
     configure(settings.log_level)
     log.info("starting", extra={"settings": settings.public()})
     app = create_app(settings)  # fails before binding the port when the bundle cannot be served
+    freeze_startup_heap()
     target: object = app
     if settings.workers > 1:
         # each worker process loads its own copy from the same environment; the check above already passed
