@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -45,6 +46,36 @@ def test_predict_over_http(served_bundle: Path, live_server):
     assert access[0]["route"] == "/predict"
     assert access[0]["status"] == 200
     assert access[0]["duration_ms"] > 0
+    assert server.stop() in (0, -15)
+
+
+def test_concurrent_requests_each_get_their_own_prediction(served_bundle: Path, live_server):
+    """Concurrent small requests share model calls (micro-batching): no answer may carry another's rows."""
+    server = live_server(served_bundle)
+    metadata = json.loads((served_bundle / "metadata.json").read_text())
+    numeric = [f for f in metadata["features"] if f["type"] == "numeric"]
+
+    def value(feature: dict, share: float) -> float:
+        number = feature["min"] + (feature["max"] - feature["min"]) * share
+        return round(number) if feature.get("integer") else number
+
+    records = [
+        {**metadata["example"], **{f["name"]: value(f, (i * 7 + k) % 40 / 39) for k, f in enumerate(numeric)}}
+        for i in range(40)
+    ]
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        alone = [client.post("/predict", json=record).json()["predictions"][0] for record in records]
+    assert len({json.dumps(p["probabilities"]) for p in alone}) > 10  # the rows really differ
+
+    def ask(i: int) -> tuple[int, dict]:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            return i, client.post("/predict", json=records[i]).json()["predictions"][0]
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(ask, list(range(40)) * 5))
+    for i, answer in answers:
+        assert answer["prediction"] == alone[i]["prediction"]
+        assert answer["probabilities"] == pytest.approx(alone[i]["probabilities"], abs=1e-6)
     assert server.stop() in (0, -15)
 
 

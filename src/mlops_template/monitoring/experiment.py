@@ -23,7 +23,7 @@ VARIANTS = (CHAMPION, CHALLENGER)
 NOT_ENOUGH, KEEP, PROMOTE = "not enough data", "keep champion", "promote challenger"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # per request: a frozen dataclass takes 4x longer to build
 class Route:
     """The variant whose answer the client gets, and the one that predicts in the shadow (if any)."""
 

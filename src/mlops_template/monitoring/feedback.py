@@ -12,7 +12,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -46,11 +46,25 @@ class InvalidActual(FeedbackError):
     http_status = 422
 
 
-@dataclass(slots=True)
-class Pending:
-    created: float
-    served: str
-    predictions: dict[str, tuple[Any, float | None]] = field(default_factory=dict)  # variant -> (label, score)
+# A prediction waiting for feedback: (created, served variant, then variant, label, score for each variant that
+# predicted it). One flat tuple of strings and numbers on purpose: the garbage collector stops tracking it at
+# its first collection, so a full store (`capacity` entries) does not make every full collection stall all
+# requests for tens of milliseconds.
+Pending = tuple[Any, ...]
+
+
+def _with_prediction(entry: Pending | None, at: float, variant: str, label: Any, score: float | None,
+                     served: bool) -> Pending:  # fmt: skip
+    """The entry with `variant`'s prediction set; a new entry is served by its first variant."""
+    if entry is None:
+        return (at, variant, variant, label, score)
+    others = [value for row in _predictions(entry) if row[0] != variant for value in row]
+    return (entry[0], variant if served else entry[1], *others, variant, label, score)
+
+
+def _predictions(entry: Pending) -> list[tuple[str, Any, float | None]]:
+    """(variant, label, score) of each variant that predicted the entry."""
+    return [entry[i : i + 3] for i in range(2, len(entry), 3)]
 
 
 class LiveWindow:
@@ -120,7 +134,7 @@ class FeedbackStore:
     def _expire(self, now: float) -> None:
         while self._pending:
             request_id, entry = next(iter(self._pending.items()))
-            if now - entry.created < self.config.ttl_seconds:
+            if now - entry[0] < self.config.ttl_seconds:
                 break
             self._pending.popitem(last=False)
             self._forget(request_id, f"expired (predictions wait {self.config.ttl_seconds:g} s for feedback)")
@@ -134,19 +148,8 @@ class FeedbackStore:
         served: bool = True,
     ) -> None:
         """Remember a prediction of `variant` (served: the one the client got; else a shadow prediction)."""
-        now = self.clock()
         label = prediction if self.task == "regression" else as_label(prediction)
-        with self._lock:
-            self._expire(now)
-            entry = self._pending.get(request_id)
-            if entry is None:
-                entry = self._pending[request_id] = Pending(created=now, served=variant)
-                while len(self._pending) > self.config.capacity:
-                    evicted, _ = self._pending.popitem(last=False)
-                    self._forget(evicted, f"evicted (at most {self.config.capacity} predictions are kept)")
-            if served:
-                entry.served = variant
-            entry.predictions[variant] = (label, self._score(proba))
+        self.record_batch([request_id], [label], None, variant, served, scores=[self._score(proba)])
 
     def record_batch(
         self,
@@ -156,16 +159,19 @@ class FeedbackStore:
         variant: str = "champion",
         served: bool = True,
         created: Sequence[float] | None = None,
+        scores: Sequence[float | None] | None = None,
     ) -> None:
         """`record` for many rows under one lock (`proba`: [rows, classes] in class order).
 
         `created`: when each row was predicted (the store's clock; default now), for rows recorded late.
+        `scores`: the positive-class probabilities, when given instead of `proba`.
         """
         now = self.clock()
         regression = self.task == "regression"
-        scores = [None] * len(request_ids)
-        if self.positive is not None and proba is not None:
-            scores = np.asarray(proba, dtype=float)[:, -1].tolist()
+        if scores is None:
+            scores = [None] * len(request_ids)
+            if self.positive is not None and proba is not None:
+                scores = np.asarray(proba, dtype=float)[:, -1].tolist()
         if not regression:  # few distinct classes: label each once, not once per row
             names = {p: as_label(p) for p in set(predictions)}
             predictions = [names[p] for p in predictions]
@@ -174,12 +180,7 @@ class FeedbackStore:
             pending = self._pending
             times = [now] * len(request_ids) if created is None else created
             for request_id, prediction, score, at in zip(request_ids, predictions, scores, times, strict=True):
-                entry = pending.get(request_id)
-                if entry is None:
-                    entry = pending[request_id] = Pending(created=at, served=variant)
-                if served:
-                    entry.served = variant
-                entry.predictions[variant] = (prediction, score)
+                pending[request_id] = _with_prediction(pending.get(request_id), at, variant, prediction, score, served)
             while len(pending) > self.config.capacity:
                 evicted, _ = pending.popitem(last=False)
                 self._forget(evicted, f"evicted (at most {self.config.capacity} predictions are kept)")
@@ -219,15 +220,16 @@ class FeedbackStore:
                 )
             del self._pending[request_id]
             self._forget(request_id, "answered")
+            served = entry[1]
             successes = {}
-            for variant, (predicted, score) in entry.predictions.items():
+            for variant, predicted, score in _predictions(entry):
                 success, error = self._success(predicted, truth)
                 successes[variant] = success
-                scopes = [variant, SERVED] if variant == entry.served else [variant]
+                scopes = [variant, SERVED] if variant == served else [variant]
                 for scope in scopes:
                     window = self._windows.setdefault(scope, LiveWindow(self.config.window_size))
                     window.add(success, score, truth == self.positive, error)
-        return Outcome(request_id, entry.served, successes)
+        return Outcome(request_id, served, successes)
 
     def metrics(self, scope: str = SERVED) -> dict[str, Any]:
         """Live quality of a scope ("served" or a variant): None until `min_feedback` outcomes are in."""

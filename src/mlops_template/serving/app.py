@@ -77,7 +77,7 @@ class Variant:
         return self.bundle.version
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # per request: a frozen dataclass takes 4x longer to build
 class PredictionEvent:
     """What observers (drift windows, feedback joins, A/B) get after each prediction."""
 

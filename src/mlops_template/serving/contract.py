@@ -123,7 +123,7 @@ class Columns(Mapping[str, np.ndarray]):
     def __getitem__(self, name: str) -> np.ndarray:
         column = self._made.get(name)
         if column is None:
-            column = self._made[name] = self.contract._column(self, name)
+            column = self._made[name] = self.contract.column(self, name)
         return column
 
     def __iter__(self) -> Iterator[str]:
@@ -217,16 +217,15 @@ class Contract:
             texts[texts == None] = MISSING_TEXT  # noqa: E711 - elementwise
         return Columns(self, numbers, texts)
 
-    def _column(self, columns: Columns, name: str) -> np.ndarray:
+    def column(self, columns: Columns, name: str) -> np.ndarray:
         """One feature of validated records as a 1-D array (missing categories as NaN: sklearn imputes NaN)."""
         if name in self._numeric_index:
             return columns.numbers[:, self._numeric_index[name]]
         column = columns.texts[:, self._categorical_index[name]]
-        if self.by_name[name].nullable:
-            missing = column == MISSING_TEXT
-            if missing.any():
-                column = column.copy()
-                column[missing] = np.nan
+        missing = column == MISSING_TEXT
+        if missing.any():
+            column = column.copy()
+            column[missing] = np.nan
         return column
 
     def _details(self, exc: ValidationError) -> list[dict[str, Any]]:

@@ -66,7 +66,7 @@ def feedback_ids(request_id: str, rows: int, batch: bool) -> list[str]:
     return [f"{request_id}:{i}" for i in range(rows)] if batch else [request_id]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # per request: a frozen dataclass takes 4x longer to build
 class Queued:
     """One request's predictions by one variant, waiting to be filed."""
 

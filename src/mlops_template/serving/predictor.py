@@ -20,7 +20,7 @@ from mlops_template.onnx_export import ONNX_FILE, feeds, is_fused, onnx_output, 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # per request: a frozen dataclass takes 4x longer to build
 class Predictions:
     labels: list[Any]  # class label per row, or the predicted value (regression)
     probabilities: np.ndarray | None  # [rows, classes] in `classes` order; None for regression
