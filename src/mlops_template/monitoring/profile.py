@@ -24,7 +24,6 @@ from mlops_template.errors import UserError
 PROFILE_FILE = "reference_profile.json"
 FORMAT_VERSION = 1
 OTHER, MISSING = "(other)", "(missing)"
-SMALL_BATCH = 64  # rows up to which per-value Python beats pandas' fixed overhead
 Entry = dict[str, Any]
 
 
@@ -97,11 +96,9 @@ def output_frame(task: str, classes: Sequence[str] | None, predicted: Any, proba
     """Model outputs as profile columns: "class" (+ "score", the positive probability, for binary) or "value"."""
     if task == "regression":
         return {"value": np.asarray(predicted, dtype=float)}
-    predicted = np.asarray(predicted, dtype=object)
-    # the service calls this per request: a list for a few rows, pandas' factorize for the test split
-    small = len(predicted) <= SMALL_BATCH
-    labels = [as_label(p) for p in predicted] if small else as_labels(pd.Series(predicted)).to_numpy()
-    outputs: dict[str, Any] = {"class": np.asarray(labels, dtype=object)}
+    predicted = np.asarray(predicted, dtype=object).tolist()
+    names = {p: as_label(p) for p in set(predicted)}  # a few distinct classes: label each once
+    outputs: dict[str, Any] = {"class": np.array([names[p] for p in predicted], dtype=object)}
     if task == "binary" and proba is not None:
         # the last class in the model's order: the same column in the profile, the batch report and live
         outputs["score"] = np.asarray(proba, dtype=float)[:, -1]
