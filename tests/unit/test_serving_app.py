@@ -255,3 +255,28 @@ def test_monitoring_settings_from_env():
     assert Settings.from_env({"MODEL_DIR": "m"}).rate_limit is None  # params.yaml decides
     with pytest.raises(UserError, match="RATE_LIMIT"):
         Settings.from_env({"MODEL_DIR": "m", "RATE_LIMIT": "maybe"})
+
+
+def test_predict_shortcut_keeps_rate_limit_cors_and_errors(bundle: Path, example: dict, tmp_path: Path):
+    """POST /predict skips the router (DirectRoutes) but not the middlewares outside it, nor the JSON errors."""
+    from tests.conftest import write_params
+
+    params = write_params(tmp_path, monitoring={"rate_limit": {"requests_per_second": 0.01, "burst": 3}})
+    settings = Settings(model_dir=bundle, params_file=params, rate_limit=True, cors_origins=("https://a.org",))
+    app = create_app(settings)
+    client = TestClient(app, raise_server_exceptions=False)
+    statuses = [client.post("/predict", json=example, headers={"Origin": "https://a.org"}) for _ in range(4)]
+    assert [r.status_code for r in statuses] == [200, 200, 200, 429]
+    assert all(r.headers["access-control-allow-origin"] == "https://a.org" for r in statuses)
+    plain = TestClient(create_app(Settings(model_dir=bundle)), raise_server_exceptions=False)
+    assert error(plain.post("/predict", content=b"{"), 400)["error"] == "invalid_json"
+    # under a root path the shortcut does not match: the router serves the same route, errors included
+    mounted = TestClient(create_app(Settings(model_dir=bundle)), root_path="/api", raise_server_exceptions=False)
+    assert mounted.post("/api/predict", json=example).status_code == 200
+    assert error(mounted.post("/api/predict", content=b"{"), 400)["error"] == "invalid_json"
+    # an unexpected failure is a JSON 500 with the request id, never a traceback to the client
+    def broken(*args: object) -> None:
+        raise RuntimeError("a bug")
+
+    plain.app.state.variants["champion"].contract.flags = broken  # type: ignore[method-assign]
+    assert error(plain.post("/predict", json=example), 500)["error"] == "internal_error"
