@@ -5,8 +5,9 @@ bad checksum, not VALIDATED, incompatible library versions, unusable ONNX) is a 
 `create_app`; `python -m mlops_template serve` turns it into one log line and exit code 2, so the
 process never listens with a broken model (an orchestrator restarts it and alerts, a deploy fails).
 
-Extension points for later work (challenger models, monitoring):
-- `app.state.variants` maps a variant name to a loaded `Variant`; only `champion` exists now.
+Extension points (challenger models, monitoring, your own observers):
+- `app.state.variants` maps a variant name (`champion`, `challenger`) to a loaded `Variant`;
+  `app.state.batchers` the same names to their `MicroBatcher` (shared model calls, batching.py).
 - `app.state.observers` is a list of callables receiving a `PredictionEvent` after each prediction.
 - `app.state.metrics.registry` is the Prometheus registry /metrics exposes.
 """
@@ -16,9 +17,6 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import os
-import re
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,19 +28,27 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
-from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from threadpoolctl import threadpool_limits
 
 from mlops_template.bundle import Bundle, load_bundle
 from mlops_template.errors import UserError
 from mlops_template.monitoring.experiment import CHALLENGER
 from mlops_template.monitoring.security import ApiKeys
+from mlops_template.serving.asgi import (
+    ApiError,
+    DirectRoute,
+    DirectRoutes,
+    JSONBody,
+    RateLimit,
+    RequestContext,
+    error_body,
+    read_body,
+)
 from mlops_template.serving.batching import MicroBatcher
 from mlops_template.serving.contract import Columns, Contract, Flags, RowError
 from mlops_template.serving.live import Collector, Live, check_compatible, load_monitoring
@@ -51,16 +57,7 @@ from mlops_template.serving.predictor import Predictions, Predictor, build_predi
 from mlops_template.serving.settings import Settings
 
 log = logging.getLogger("mlops_template.serving")
-access_log = logging.getLogger("mlops_template.serving.access")
 CHAMPION = "champion"
-SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # anything else is replaced (no log injection)
-
-
-class JSONBody(JSONResponse):
-    """JSON via orjson (numpy-aware); a JSONResponse so the OpenAPI schema keeps the response models."""
-
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 @dataclass(frozen=True)
@@ -91,12 +88,6 @@ class PredictionEvent:
 
 
 Observer = Callable[[PredictionEvent], None]
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, details: Sequence[dict[str, Any]] = ()):
-        super().__init__(message)
-        self.status, self.code, self.message, self.details = status, code, message, list(details)
 
 
 def load_variant(name: str, directory: Path, runtime: str = "auto") -> Variant:
@@ -204,75 +195,7 @@ ERRORS = {
 }
 
 
-class DirectRoute(APIRoute):
-    """An APIRoute documented like any other, whose endpoint takes the Request and returns the Response.
-
-    FastAPI's per-request machinery (dependency solving, body parsing, response validation, exit stacks)
-    is skipped: the endpoint reads and checks the body itself, and its ApiErrors are answered here, so
-    `DirectRoutes` can call it without the router and exception middlewares. Used for the hot route, /predict.
-    """
-
-    def __init__(self, path: str, endpoint: Callable[[Request], Any], **kwargs: Any) -> None:
-        super().__init__(path, endpoint, **kwargs)
-
-        async def app(scope: dict, receive: Any, send: Any) -> None:
-            request = Request(scope, receive, send)
-            try:
-                response = await endpoint(request)
-            except ApiError as exc:
-                response = _error_body(request, exc.status, exc.code, exc.message, exc.details)
-            await response(scope, receive, send)
-
-        self.app = app
-
-
-class DirectRoutes:
-    """Pure ASGI middleware, the innermost one: requests for a DirectRoute go straight to it.
-
-    Starlette's router, exception and exit-stack middlewares cost ~15 µs per request (12% of a single-row
-    /predict); the middlewares outside this one (request id, metrics, access log, CORS, rate limit) still
-    run. Anything else, and a DirectRoute under a root path, takes the normal way.
-    """
-
-    def __init__(self, app: Any, routes: Sequence[DirectRoute]) -> None:
-        self.app = app
-        self.table = {(method, route.path): route for route in routes for method in route.methods}
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        route = self.table.get((scope.get("method"), scope.get("path"))) if scope["type"] == "http" else None
-        if route is None:
-            await self.app(scope, receive, send)
-            return
-        scope["route"] = route  # as the router does: the metrics and access log label requests by route
-        await route.app(scope, receive, send)
-
-
 # ---- request plumbing -----------------------------------------------------------------------------------------
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it exceeds `limit` (declared or streamed/chunked)."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise ApiError(400, "bad_request", "Content-Length header is not a number")
-        if int(declared) > limit:
-            raise _too_large(int(declared), limit)
-    chunks, total = [], 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise _too_large(total, limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _too_large(size: int, limit: int) -> ApiError:
-    return ApiError(
-        413,
-        "body_too_large",
-        f"request body of {size}+ bytes exceeds MAX_BODY_BYTES={limit}; send fewer records per request",
-    )
-
-
 def parse_rows(body: bytes, max_rows: int) -> tuple[list[Any], bool]:
     """A JSON object (one record) or a JSON array of records -> (list of records, whether it was an array)."""
     try:
@@ -306,127 +229,6 @@ def parse_rows(body: bytes, max_rows: int) -> tuple[list[Any], bool]:
             "split the batch or use `python -m mlops_template predict` for files",
         )
     return data, True
-
-
-class RequestContext:
-    """Pure ASGI middleware: request id, metrics by route template, one JSON access-log line per request."""
-
-    def __init__(self, app: Any, metrics: ServiceMetrics):
-        self.app, self.metrics = app, metrics
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        request_id = _incoming_request_id(scope["headers"]) or os.urandom(16).hex()
-        scope["request_id"] = request_id
-        header = (b"x-request-id", request_id.encode())
-        state = {"status": 500, "started": False}
-
-        async def send_with_id(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                state["status"], state["started"] = message["status"], True
-                message["headers"] = [*message.get("headers", ()), header]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        except ClientDisconnect:
-            state["status"] = 499  # the client went away mid-request: nothing to answer
-        except Exception:
-            log.exception("unhandled error", extra={"request_id": request_id})
-            if not state["started"]:
-                body = orjson.dumps(
-                    {
-                        "error": "internal_error",
-                        "message": "internal server error; see the logs",
-                        "details": [],
-                        "request_id": request_id,
-                    }
-                )
-                await send_with_id(
-                    {
-                        "type": "http.response.start",
-                        "status": 500,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()),
-                        ],
-                    }
-                )
-                await send_with_id({"type": "http.response.body", "body": body})
-        finally:
-            elapsed = time.perf_counter() - start
-            route = getattr(scope.get("route"), "path", None) or "unmatched"  # template: bounded label values
-            self.metrics.observe_request(route, scope["method"], state["status"], elapsed)
-            access_log.info(
-                "request",
-                extra={
-                    "request_id": request_id,
-                    "method": scope["method"],
-                    "route": route,
-                    "status": state["status"],
-                    "duration_ms": round(elapsed * 1000, 3),
-                },
-            )
-
-
-def _incoming_request_id(headers: list[tuple[bytes, bytes]]) -> str | None:
-    for name, value in headers:
-        if name == b"x-request-id":
-            text = value.decode("latin-1")
-            return text if SAFE_REQUEST_ID.fullmatch(text) else None
-    return None
-
-
-UNLIMITED = frozenset({"/health", "/ready", "/metrics"})  # probes and scrapes must not be throttled
-
-
-class RateLimit:
-    """Pure ASGI middleware: a token bucket per client address (the real client's when behind a trusted
-    proxy: uvicorn resolves X-Forwarded-For for FORWARDED_ALLOW_IPS); 429 with Retry-After when empty."""
-
-    def __init__(self, app: Any, limiter: Any, metrics: ServiceMetrics):
-        self.app, self.limiter, self.metrics = app, limiter, metrics
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] in UNLIMITED:
-            await self.app(scope, receive, send)
-            return
-        client = scope.get("client")
-        decision = self.limiter.allow(client[0] if client else "unknown")
-        if decision.allowed:
-            await self.app(scope, receive, send)
-            return
-        self.metrics.rate_limited.inc()
-        body = orjson.dumps(
-            {
-                "error": "rate_limited",
-                "message": f"too many requests from this client; retry in {decision.retry_after_header} s",
-                "details": [],
-                "request_id": scope.get("request_id", ""),
-            }
-        )
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"retry-after", decision.retry_after_header.encode()),
-        ]
-        await send({"type": "http.response.start", "status": 429, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-
-
-def _error_body(request: Request, status: int, code: str, message: str, details: Sequence[dict] = ()) -> JSONBody:
-    return JSONBody(
-        {
-            "error": code,
-            "message": message,
-            "details": list(details),
-            "request_id": request.scope.get("request_id", ""),
-        },
-        status_code=status,
-    )
 
 
 # ---- the app ----------------------------------------------------------------------------------------------------
@@ -681,12 +483,12 @@ def create_app(
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> Response:
-        return _error_body(request, exc.status, exc.code, exc.message, exc.details)
+        return error_body(request, exc.status, exc.code, exc.message, exc.details)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        response = _error_body(request, exc.status_code, code, str(exc.detail))
+        response = error_body(request, exc.status_code, code, str(exc.detail))
         response.headers.update(exc.headers or {})  # e.g. Allow on 405
         if exc.status_code == 405:  # one path may have several routes (GET and POST /experiment): list them all
             path = request.scope["path"]
@@ -698,7 +500,7 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         details = [{"row": None, "field": ".".join(map(str, e["loc"])), "message": e["msg"]} for e in exc.errors()]
-        return _error_body(request, 422, "invalid_request", "invalid request", details)
+        return error_body(request, 422, "invalid_request", "invalid request", details)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -13,7 +13,8 @@ from starlette.responses import Response
 
 from mlops_template.monitoring.feedback import FeedbackError
 from mlops_template.monitoring.security import DISABLED, MISSING, OK, STATUS, ApiKeys
-from mlops_template.serving.app import RATE_LIMITED, ApiError, ErrorResponse, JSONBody, read_body
+from mlops_template.serving.app import RATE_LIMITED, ErrorResponse
+from mlops_template.serving.asgi import ApiError, JSONBody, read_body
 from mlops_template.serving.live import Live
 from mlops_template.serving.metrics import ServiceMetrics
 
