@@ -32,7 +32,7 @@ class Settings:
     log_level: str = "INFO"
     model_runtime: str = "auto"  # auto = ONNX when the bundle's parity check passed, else sklearn
     model_threads: int = 1  # BLAS/OpenMP threads per process: scale with WEB_CONCURRENCY, not threads
-    thread_rows: int = 64  # batches larger than this run in a worker thread, keeping the event loop free
+    thread_rows: int = 64  # larger batches run in a worker thread (the event loop stays free); smaller share calls
     host: str = "0.0.0.0"  # a container must listen on all interfaces
     port: int = 8000
     workers: int = 1
