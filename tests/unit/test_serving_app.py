@@ -274,6 +274,7 @@ def test_predict_shortcut_keeps_rate_limit_cors_and_errors(bundle: Path, example
     mounted = TestClient(create_app(Settings(model_dir=bundle)), root_path="/api", raise_server_exceptions=False)
     assert mounted.post("/api/predict", json=example).status_code == 200
     assert error(mounted.post("/api/predict", content=b"{"), 400)["error"] == "invalid_json"
+
     # an unexpected failure is a JSON 500 with the request id, never a traceback to the client
     def broken(*args: object) -> None:
         raise RuntimeError("a bug")

@@ -5,6 +5,7 @@ batcher predicts all the rows waiting in one call instead of one call each: the 
 (graph set-up, caches gone cold since the last call) is paid once per batch. There is no timer and no added
 wait: a batch is whatever arrived by the next turn of the event loop, so a lone request is predicted at once.
 If the shared call fails, each request is predicted alone, so only a request that fails by itself sees an error.
+A batcher belongs to one event loop (one uvicorn worker): its callers must all run on that loop.
 """
 
 from __future__ import annotations
