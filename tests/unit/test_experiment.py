@@ -93,3 +93,11 @@ def test_observe_and_reconfigure_validate_their_input() -> None:
         experiment.reconfigure(challenger_share=2.0)
     experiment.observe(CHALLENGER, True)
     assert experiment.stats()["variants"][CHALLENGER]["success_rate"] == 1.0
+
+
+def test_only_ab_routing_depends_on_the_client():
+    config = ExperimentConfig(mode="ab", challenger_share=0.5)
+    assert Experiment(config, has_challenger=True).sticky
+    assert not Experiment(config, has_challenger=False).sticky  # no challenger: single
+    for mode in ("single", "shadow", "bandit"):
+        assert not Experiment(ExperimentConfig(mode=mode), has_challenger=True).sticky

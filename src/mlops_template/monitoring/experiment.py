@@ -83,6 +83,11 @@ class Experiment:
         """The effective mode: without a challenger bundle every mode is `single`."""
         return self.config.mode if self.has_challenger else "single"
 
+    @property
+    def sticky(self) -> bool:
+        """Whether routing depends on the client (`ab`): only then is the client key worth computing."""
+        return self.mode == "ab"
+
     def reconfigure(self, **changes: Any) -> None:
         """Change mode / share / name at run time (admin route); validated like params.yaml."""
         with self._lock:

@@ -339,7 +339,7 @@ def create_app(
     }
 
     async def predict(request: Request) -> Response:
-        route = live.experiment.route(request.headers.get("x-client-id") or _client_host(request))
+        route = live.experiment.route(_client_key(request) if live.experiment.sticky else "")
         variant: Variant = app.state.variants[route.served]
         rows, batch = parse_rows(await read_body(request, settings.max_body_bytes), settings.max_batch_rows)
         try:
@@ -539,8 +539,9 @@ def create_app(
     return app
 
 
-def _client_host(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+def _client_key(request: Request) -> str:
+    """Who is asking, for sticky A/B assignment: the X-Client-ID header, else the client address."""
+    return request.headers.get("x-client-id") or (request.client.host if request.client else "unknown")
 
 
 def freeze_startup_heap() -> None:
