@@ -34,6 +34,8 @@ class JSONBody(JSONResponse):
 
 
 class ApiError(Exception):
+    """A refusal answered as JSON {error: code, message, details, request_id} with HTTP `status`."""
+
     def __init__(self, status: int, code: str, message: str, details: Sequence[dict[str, Any]] = ()):
         super().__init__(message)
         self.status, self.code, self.message, self.details = status, code, message, list(details)
