@@ -10,16 +10,14 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jsonschema
 import pytest
 import yaml
 
-from tests.conftest import ROOT, free_port, require_tool, wait_http
+from tests.conftest import ROOT, FakeHandler, free_port, loopback_server, require_tool, wait_http
 
 pytestmark = pytest.mark.integration
 
@@ -36,11 +34,13 @@ DISPATCH_SCHEMA = {
 
 
 class FakeGitHub:
+    """Records each dispatch it receives with the problems found in it (path, token, headers, schema)."""
+
     def __init__(self) -> None:
         self.received: list[dict] = []
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(FakeHandler):
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 problems = []
@@ -60,19 +60,15 @@ class FakeGitHub:
                 self.send_response(422 if problems else 204)
                 self.end_headers()
 
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.handler = Handler
 
 
 @pytest.fixture
 def github():
     fake = FakeGitHub()
-    yield fake
-    fake.server.shutdown()
+    with loopback_server(fake.handler) as url:
+        fake.url = url
+        yield fake
 
 
 @pytest.fixture

@@ -9,8 +9,6 @@ test_serving_monitoring.py::test_prometheus_fires_feature_drift_from_the_real_se
 from __future__ import annotations
 
 import math
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,7 @@ from mlops_template.config import DriftConfig, FeedbackConfig
 from mlops_template.monitoring.drift import prometheus_samples
 from mlops_template.monitoring.feedback import FeedbackStore
 from mlops_template.monitoring.window import DriftWindow
-from tests.conftest import require_tool
+from tests.conftest import FakeHandler, loopback_server, require_tool
 from tests.monitoring_support import fake_outputs, loan_frame, prometheus_with_shipped_rules, reference, wait_for
 
 pytestmark = pytest.mark.integration
@@ -49,27 +47,19 @@ def test_prometheus_fires_drift_and_accuracy_alerts(tmp_path: Path) -> None:
         feedback.feedback(str(i), "Y" if i % 10 < 6 else "N")
     body = exposition(window, feedback, FeedbackConfig().min_accuracy).encode()
 
-    class Exporter(BaseHTTPRequestHandler):
+    class Exporter(FakeHandler):
         def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "text/plain; version=0.0.4")
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, *args) -> None:
-            pass
-
-    exporter = ThreadingHTTPServer(("127.0.0.1", 0), Exporter)
-    threading.Thread(target=exporter.serve_forever, daemon=True).start()
-
-    target = f"127.0.0.1:{exporter.server_address[1]}"
-    try:
+    with loopback_server(Exporter) as url:
+        target = url.removeprefix("http://")
         with prometheus_with_shipped_rules(prometheus, target, tmp_path) as alerts:
             firing = wait_for(
                 alerts, lambda f: "LiveAccuracyLow" in f and "loan_amount" in f.get("FeatureDrift", set())
             )
-    finally:
-        exporter.shutdown()
     assert "loan_amount" in firing.get("FeatureDrift", set()), (
         firing,
         (tmp_path / "prometheus.log").read_text()[-2000:],

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from mlops_template import github
 from mlops_template.errors import UserError
 from mlops_template.report import MARKER
+from tests.conftest import FakeHandler, loopback_server
 
 
 class FakeGitHub:
@@ -26,18 +25,7 @@ class FakeGitHub:
 def fake() -> Iterator[tuple[FakeGitHub, str]]:
     state = FakeGitHub()
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def _reply(self, status: int, payload: object) -> None:
-            body = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
+    class Handler(FakeHandler):
         def _handle(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length)) if length else None
@@ -45,37 +33,31 @@ def fake() -> Iterator[tuple[FakeGitHub, str]]:
             assert self.headers["Accept"] == "application/vnd.github+json"
             state.requests.append((self.command, self.path, body))
             if state.deny and self.command != "GET":
-                return self._reply(403, {"message": "Resource not accessible by integration"})
+                return self.reply(403, {"message": "Resource not accessible by integration"})
             path = self.path.split("?")[0].removeprefix("/repos/o/r")
             if self.command == "GET" and path == "/issues/7/comments":
-                return self._reply(200, state.comments)
+                return self.reply(200, state.comments)
             if self.command == "POST" and path == "/issues/7/comments":
                 state.comments.append({"id": len(state.comments) + 1, "body": body["body"]})
-                return self._reply(201, state.comments[-1])
+                return self.reply(201, state.comments[-1])
             if self.command == "PATCH" and path.startswith("/issues/comments/"):
                 comment = next(c for c in state.comments if c["id"] == int(path.rsplit("/", 1)[1]))
                 comment["body"] = body["body"]
-                return self._reply(200, comment)
+                return self.reply(200, comment)
             if self.command == "GET" and path == "/issues":
-                return self._reply(200, [i for i in state.issues if i["state"] == "open"])
+                return self.reply(200, [i for i in state.issues if i["state"] == "open"])
             if self.command == "POST" and path == "/issues":
                 assert set(body) == {"title", "body", "labels"}
                 state.issues.append({"number": 40 + len(state.issues), "state": "open", **body})
-                return self._reply(201, state.issues[-1])
+                return self.reply(201, state.issues[-1])
             if path.startswith("/issues/4"):
-                return self._reply(200, {})
-            return self._reply(404, {"message": "Not Found"})
+                return self.reply(200, {})
+            return self.reply(404, {"message": "Not Found"})
 
-        do_GET = do_POST = do_PATCH = _handle  # noqa: N815 - http.server's method names
+        do_GET = do_POST = do_PATCH = _handle
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state, f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback_server(Handler) as url:
+        yield state, url
 
 
 def test_the_report_comment_is_created_once_then_updated_in_place(fake: tuple[FakeGitHub, str]) -> None:

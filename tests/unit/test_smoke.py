@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,7 @@ import pytest
 from mlops_template.cli import main
 from mlops_template.errors import UserError
 from mlops_template.smoke import fetch_metrics, smoke_test
+from tests.conftest import FakeHandler, loopback_server
 
 EXAMPLE = {"applicant_income": 4000, "property_area": "Urban"}
 
@@ -21,39 +20,24 @@ EXAMPLE = {"applicant_income": 4000, "property_area": "Urban"}
 def service() -> Iterator[dict]:
     state = {"ready": True, "predictions": [], "metrics": {"roc_auc": 0.85}}
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def _reply(self, status: int, payload: object) -> None:
-            body = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
+    class Handler(FakeHandler):
         def do_GET(self) -> None:
             routes = {
                 "/ready": (200 if state["ready"] else 503, {"ready": state["ready"]}),
                 "/health": (200, {"status": "ok"}),
                 "/model": (200, {"example": EXAMPLE, "metrics": state["metrics"]}),
             }
-            self._reply(*routes.get(self.path, (404, {"detail": "not found"})))
+            self.reply(*routes.get(self.path, (404, {"detail": "not found"})))
 
         def do_POST(self) -> None:
             record = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             state["predictions"].append(record)
             ok = record.keys() == EXAMPLE.keys()
-            self._reply(200 if ok else 422, {"prediction": "Y"} if ok else {"detail": "bad record"})
+            self.reply(200 if ok else 422, {"prediction": "Y"} if ok else {"detail": "bad record"})
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    state["url"] = f"http://127.0.0.1:{server.server_port}"
-    try:
+    with loopback_server(Handler) as url:
+        state["url"] = url
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_smoke_test_sends_the_models_example(service: dict) -> None:
