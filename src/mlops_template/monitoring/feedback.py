@@ -148,8 +148,7 @@ class FeedbackStore:
         served: bool = True,
     ) -> None:
         """Remember a prediction of `variant` (served: the one the client got; else a shadow prediction)."""
-        label = prediction if self.task == "regression" else as_label(prediction)
-        self.record_batch([request_id], [label], None, variant, served, scores=[self._score(proba)])
+        self.record_batch([request_id], [prediction], None, variant, served, scores=[self._score(proba)])
 
     def record_batch(
         self,

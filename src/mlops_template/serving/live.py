@@ -133,18 +133,18 @@ class Live:
         with self._filing_lock:
             with self._queue_lock:
                 queue, self._queue, self._queued_rows = self._queue, [], 0
-            served = [q for q in queue if q.served]
-            if served:
-                columns = Columns.concat([q.columns for q in served])  # two matrices: no array per feature and row
-                features = {name: columns[name] for name in self.window.profile["features"]}
-                labels, proba = _stack([q.predictions for q in served])
-                self.window.add(features, output_frame(self.task, self.classes, labels, proba))
-            for variant, is_served in dict.fromkeys((q.variant, q.served) for q in queue):
-                group = [q for q in queue if q.variant == variant and q.served == is_served]
+            groups: dict[tuple[str, bool], list[Queued]] = {}
+            for queued in queue:
+                groups.setdefault((queued.variant, queued.served), []).append(queued)
+            for (variant, served), group in groups.items():
                 labels, proba = _stack([q.predictions for q in group])
+                if served:  # what clients got goes to the drift window too
+                    columns = Columns.concat([q.columns for q in group])  # two matrices, not an array per row
+                    features = {name: columns[name] for name in self.window.profile["features"]}
+                    self.window.add(features, output_frame(self.task, self.classes, labels, proba))
                 ids = [i for q in group for i in q.ids]
                 created = [q.created for q in group for _ in q.ids]
-                self.feedback.record_batch(ids, labels, proba, variant, is_served, created)
+                self.feedback.record_batch(ids, labels, proba, variant, served, created)
 
     def answer(self, request_id: str, actual: Any) -> Any:
         """The ground truth of a prediction: joined in the feedback store, counted by the experiment."""
