@@ -53,9 +53,10 @@ gate: $(STAMP) ## re-judge the metrics; BASELINE=main (git ref) or BASELINE=path
 plots: $(STAMP) ## render the DVC plots to reports/plots-html/index.html (REV=main compares)
 	dvc plots $(if $(REV),diff $(REV),show) --out reports/plots-html
 
-lint: $(STAMP) ## ruff lint and format check
+lint: $(STAMP) ## ruff lint and format check; import-linter: imports follow the layers (pyproject.toml)
 	ruff check src tests tools
 	ruff format --check src tests tools
+	lint-imports --no-cache
 
 format: $(STAMP) ## apply ruff fixes and formatting
 	ruff check --fix src tests tools
@@ -65,8 +66,8 @@ test: lint ## lint + the whole test suite, JUnit (reports/junit.xml) and coverag
 	@mkdir -p reports
 	pytest --junitxml=reports/junit.xml --cov --cov-report=term --cov-report=xml:reports/coverage.xml
 
-test-fast: $(STAMP) ## unit tests only (no DVC, no servers)
-	pytest tests/unit -q
+test-fast: $(STAMP) ## the fast tests only: everything not marked `integration` (no DVC, no servers)
+	pytest -m "not integration" -q
 
 bench-pipeline: $(STAMP) ## time prep/train/evaluate at 10k, 100k and 1M rows -> reports/bench-pipeline.json
 	python tools/bench_pipeline.py

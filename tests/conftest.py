@@ -101,7 +101,7 @@ def write_params(directory: Path, **sections: dict) -> Path:
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A temporary project directory (cwd) with the default params and a small sample dataset."""
-    from mlops_template.sample import write_sample
+    from mlops_template.pipeline.sample import write_sample
 
     monkeypatch.chdir(tmp_path)
     write_params(tmp_path)
@@ -112,9 +112,9 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A project directory where the whole pipeline already ran once (shared, treat as read-only)."""
-    from mlops_template import evaluate, gate, prep, train
-    from mlops_template.config import load_params
-    from mlops_template.sample import write_sample
+    from mlops_template.core.config import load_params
+    from mlops_template.pipeline import evaluate, gate, prep, train
+    from mlops_template.pipeline.sample import write_sample
 
     directory = tmp_path_factory.mktemp("trained")
     old = Path.cwd()
@@ -130,3 +130,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     finally:
         os.chdir(old)
     return directory
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/integration runs real tools: it carries the `integration` marker."""
+    folder = ROOT / "tests" / "integration"
+    for item in items:
+        if item.path.is_relative_to(folder):
+            item.add_marker(pytest.mark.integration)

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from mlops_template.config import DriftConfig, ProfileConfig
+from mlops_template.core.config import DriftConfig, ProfileConfig
 from mlops_template.monitoring.profile import build_profile, output_frame
-from mlops_template.sample import make_chunk
+from mlops_template.pipeline.sample import make_chunk
 from tests.conftest import ROOT, free_port, wait_http
 
 NUMERIC = ["applicant_income", "coapplicant_income", "loan_amount", "loan_amount_term", "credit_history"]

@@ -7,8 +7,8 @@ from typing import Any
 
 import yaml
 
-from mlops_template.bundle import VALIDATED, now
-from mlops_template.config import Params
+from mlops_template.core.bundle import VALIDATED, now
+from mlops_template.core.config import Params
 from tests.conftest import ROOT
 
 REGRESSION = {"target": "loan_amount", "task": "regression", "positive_class": None, "drop": ["loan_id", "loan_status"]}
@@ -31,9 +31,9 @@ def small_params(directory: Path, estimator: str = "logistic_regression", schema
 def build_bundle(directory: Path, estimator: str = "logistic_regression", rows: int = 1500,
                  schema: dict | None = None, onnx: dict | None = None, verdict: str = VALIDATED) -> Path:  # fmt: skip
     """prep + train on a small sample, then the gate's verdict recorded (metrics not computed)."""
-    from mlops_template import prep, train
-    from mlops_template.gate import record_verdict
-    from mlops_template.sample import write_sample
+    from mlops_template.pipeline import prep, train
+    from mlops_template.pipeline.gate import record_verdict
+    from mlops_template.pipeline.sample import write_sample
 
     params = small_params(directory, estimator, schema, onnx)
     write_sample(params.data.path, rows, seed=7, drift=0.0)

@@ -21,7 +21,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("prep", "train", "evaluate")
-IMPORT_PROBE = "import mlops_template.prep, mlops_template.train, mlops_template.evaluate"
+IMPORT_PROBE = "import mlops_template.pipeline.prep, mlops_template.pipeline.train, mlops_template.pipeline.evaluate"
 
 
 def measure(command: list[str], cwd: Path) -> dict[str, float]:

@@ -304,10 +304,10 @@ def main() -> int:
     args = parse_args()
     import pandas as pd
 
-    from mlops_template.bundle import load_bundle
-    from mlops_template.config import load_params
-    from mlops_template.fsutil import write_text
-    from mlops_template.prep import load_prepared
+    from mlops_template.core.bundle import load_bundle
+    from mlops_template.core.config import load_params
+    from mlops_template.core.fsutil import write_text
+    from mlops_template.pipeline.prep import load_prepared
 
     params = load_params()
     bundle = load_bundle(params.gate.bundle_dir)  # verified checksums, VALIDATED only

@@ -203,7 +203,7 @@ def image_size(engine: list[str], image: str) -> int:
 
 
 def write_report(path: Path, report: dict[str, Any]) -> None:
-    from mlops_template.fsutil import write_text
+    from mlops_template.core.fsutil import write_text
 
     write_text(path, json.dumps(report, indent=2) + "\n")
 

@@ -9,8 +9,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from mlops_template.config import DEFAULT_PARAMS, load_params
-from mlops_template.errors import Reported, UserError
+from mlops_template.core.config import DEFAULT_PARAMS, load_params
+from mlops_template.core.errors import Reported, UserError
 
 log = logging.getLogger("mlops_template")
 COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], object], Callable[[argparse.ArgumentParser], None]]] = {}
@@ -36,7 +36,7 @@ def _sample_args(parser: argparse.ArgumentParser) -> None:
 
 @command("sample", "write the deterministic sample dataset (the embedded default data)", _sample_args)
 def _sample(args: argparse.Namespace) -> None:
-    from mlops_template.sample import write_sample
+    from mlops_template.pipeline.sample import write_sample
 
     config = load_params(args.params).data
     output = args.output or config.path
@@ -53,23 +53,26 @@ def _sample(args: argparse.Namespace) -> None:
 
 @command("prep", "stage prep: validate, clean and split the raw CSV")
 def _prep(args: argparse.Namespace) -> None:
-    from mlops_template import prep
+    from mlops_template.pipeline import prep
+    from mlops_template.pipeline.models import load_training_params
 
-    prep.run(load_params(args.params))
+    prep.run(load_training_params(args.params))
 
 
 @command("train", "stage train: fit the model and write the candidate bundle")
 def _train(args: argparse.Namespace) -> None:
-    from mlops_template import train
+    from mlops_template.pipeline import train
+    from mlops_template.pipeline.models import load_training_params
 
-    train.run(load_params(args.params))
+    train.run(load_training_params(args.params))
 
 
 @command("evaluate", "stage evaluate: metrics and plots on the test split")
 def _evaluate(args: argparse.Namespace) -> None:
-    from mlops_template import evaluate
+    from mlops_template.pipeline import evaluate
+    from mlops_template.pipeline.models import load_training_params
 
-    evaluate.run(load_params(args.params))
+    evaluate.run(load_training_params(args.params))
 
 
 def _gate_args(parser: argparse.ArgumentParser) -> None:
@@ -78,14 +81,15 @@ def _gate_args(parser: argparse.ArgumentParser) -> None:
 
 @command("gate", "judge the metrics (thresholds, baseline); write the verdict; exit 1 if REJECTED", _gate_args)
 def _gate(args: argparse.Namespace) -> None:
-    from mlops_template import gate
+    from mlops_template.pipeline import gate
+    from mlops_template.pipeline.models import load_training_params
 
-    gate.run(load_params(args.params), baseline=args.baseline or os.environ.get("GATE_BASELINE") or None)
+    gate.run(load_training_params(args.params), baseline=args.baseline or os.environ.get("GATE_BASELINE") or None)
 
 
 @command("metrics", "print the latest metrics as a markdown table")
 def _metrics(args: argparse.Namespace) -> None:
-    from mlops_template.evaluate import metrics_table, read_metrics
+    from mlops_template.pipeline.evaluate import metrics_table, read_metrics
 
     print(metrics_table(read_metrics(load_params(args.params).evaluate.metrics_path)))
 
@@ -102,7 +106,7 @@ def _report_args(parser: argparse.ArgumentParser) -> None:
 
 @command("report", "markdown report: gate table, changed params, plots (Mermaid); also the job summary", _report_args)
 def _report(args: argparse.Namespace) -> None:
-    from mlops_template import report
+    from mlops_template.ci import report
 
     report.run(load_params(args.params), args.baseline or None, args.output, args.run_url, args.title)
 
@@ -115,7 +119,7 @@ def _ci_summary_args(parser: argparse.ArgumentParser) -> None:
 
 @command("ci-summary", "test results and coverage as markdown (and into the GitHub job summary)", _ci_summary_args)
 def _ci_summary(args: argparse.Namespace) -> None:
-    from mlops_template import ci_summary
+    from mlops_template.ci import ci_summary
 
     print(ci_summary.run(args.junit, args.coverage, args.output))
 
@@ -127,8 +131,8 @@ def _comment_args(parser: argparse.ArgumentParser) -> None:
 
 @command("github-comment", "create or update this tool's one comment on a pull request", _comment_args)
 def _github_comment(args: argparse.Namespace) -> None:
-    from mlops_template import github
-    from mlops_template.report import MARKER
+    from mlops_template.ci import github
+    from mlops_template.ci.report import MARKER
 
     text = _read_body(args.body_file)
     print(github.upsert_comment(github.GitHub.from_env(), args.pr, text, MARKER))
@@ -142,7 +146,7 @@ def _issue_args(parser: argparse.ArgumentParser) -> None:
 
 @command("github-issue", "open an issue, or update the open one with the same label", _issue_args)
 def _github_issue(args: argparse.Namespace) -> None:
-    from mlops_template import github
+    from mlops_template.ci import github
 
     print(github.upsert_issue(github.GitHub.from_env(), args.title, _read_body(args.body_file), args.label))
 
@@ -161,7 +165,7 @@ def _smoke_args(parser: argparse.ArgumentParser) -> None:
 
 @command("smoke-test", "check a deployed service: /ready, /health, /predict with the bundle's example", _smoke_args)
 def _smoke(args: argparse.Namespace) -> None:
-    from mlops_template.smoke import smoke_test
+    from mlops_template.ci.smoke import smoke_test
 
     smoke_test(args.url, args.metadata, args.wait)
 
@@ -175,7 +179,7 @@ def _fetch_metrics_args(parser: argparse.ArgumentParser) -> None:
     "fetch-metrics", "write the metrics of the model a service runs (GET /model) for the gate", _fetch_metrics_args
 )
 def _fetch_metrics(args: argparse.Namespace) -> None:
-    from mlops_template.smoke import fetch_metrics
+    from mlops_template.ci.smoke import fetch_metrics
 
     fetch_metrics(args.url, args.output)
 
@@ -188,7 +192,7 @@ def _rename_args(parser: argparse.ArgumentParser) -> None:
 
 @command("rename", "rename package, imports and project references (template cleanup)", _rename_args)
 def _rename(args: argparse.Namespace) -> None:
-    from mlops_template.rename import rename
+    from mlops_template.ci.rename import rename
 
     rename(args.root, args.to, args.dry_run)
 
@@ -217,7 +221,7 @@ def _relay_args(parser: argparse.ArgumentParser) -> None:
     _relay_args,
 )
 def _alert_relay(args: argparse.Namespace) -> None:
-    from mlops_template.monitoring.relay import Relay, RelaySettings, make_server
+    from mlops_template.ci.relay import Relay, RelaySettings, make_server
 
     settings = RelaySettings.from_env()
     server = make_server(Relay(settings), args.host, args.port)
@@ -238,7 +242,7 @@ def _bundle_check_args(parser: argparse.ArgumentParser) -> None:
     _bundle_check_args,
 )
 def _bundle_check(args: argparse.Namespace) -> None:
-    from mlops_template.bundle import load_bundle
+    from mlops_template.core.bundle import load_bundle
 
     bundle = load_bundle(args.dir or load_params(args.params).gate.bundle_dir)
     log.info("bundle-check: %s model %s is %s", bundle.path, bundle.version, bundle.verdict)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_template.config import DriftConfig, FeedbackConfig
+from mlops_template.core.config import DriftConfig, FeedbackConfig
 from mlops_template.monitoring.drift import prometheus_samples
 from mlops_template.monitoring.feedback import FeedbackStore
 from mlops_template.monitoring.window import DriftWindow

@@ -19,8 +19,8 @@ import httpx
 import pytest
 from sklearn.dummy import DummyClassifier
 
-from mlops_template.bundle import REJECTED, save_bundle
-from mlops_template.config import load_params
+from mlops_template.core.bundle import REJECTED, save_bundle
+from mlops_template.core.config import load_params
 from tests.conftest import ROOT, free_port, missing, require_tool
 
 pytestmark = pytest.mark.integration
@@ -46,8 +46,8 @@ def validated_project(request: pytest.FixtureRequest, tmp_path_factory: pytest.T
         return request.getfixturevalue("trained")
     except pytest.FixtureLookupError:  # a conftest without the shared fixture: run the pipeline here
         pass
-    from mlops_template import evaluate, gate, prep, train
-    from mlops_template.sample import write_sample
+    from mlops_template.pipeline import evaluate, gate, prep, train
+    from mlops_template.pipeline.sample import write_sample
 
     directory = tmp_path_factory.mktemp("runtime-project")
     old = Path.cwd()

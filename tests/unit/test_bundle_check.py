@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from sklearn.dummy import DummyClassifier
 
-from mlops_template.bundle import REJECTED, VALIDATED, save_bundle
 from mlops_template.cli import main
+from mlops_template.core.bundle import REJECTED, VALIDATED, save_bundle
 
 
 def make_bundle(directory: Path, verdict: str | None) -> Path:

@@ -33,7 +33,7 @@ def test_sample_rejects_bad_drift(workdir, capsys):
 
 
 def test_unexpected_error_is_one_line(workdir, monkeypatch, capsys):
-    monkeypatch.setattr("mlops_template.prep.run", lambda params: 1 / 0)
+    monkeypatch.setattr("mlops_template.pipeline.prep.run", lambda params: 1 / 0)
     assert main(["prep"]) == 3
     assert "internal error: ZeroDivisionError" in capsys.readouterr().err
     with pytest.raises(ZeroDivisionError):

@@ -3,7 +3,7 @@
 import re
 import subprocess
 
-from mlops_template.config import load_params
+from mlops_template.core.config import load_params
 from tests.conftest import ROOT, require_tool
 
 DOCKERFILE = ROOT / "Dockerfile"

@@ -19,14 +19,13 @@ import logging
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mlops_template.config import DriftConfig
+from mlops_template.core.config import DriftConfig
 from mlops_template.monitoring.profile import Entry, bucket_index, n_buckets
 
 log = logging.getLogger(__name__)
@@ -188,32 +187,3 @@ def markdown(report: Mapping[str, Any], title: str = "Drift report") -> str:
                 f"{_fmt(i['p_value'])} | {_fmt(i['effect'])} | {'**yes**' if i['drifted'] else 'no'} | {i['reason']} |"
             )
     return "\n".join(lines) + "\n"
-
-
-def plot(report: Mapping[str, Any], path: Path) -> None:
-    """PNG: PSI per feature/output with the threshold line, and the most drifted entry's distributions."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display: CI, containers
-    import matplotlib.pyplot as plt
-
-    items = [*report["features"], *[{**o, "name": f"prediction: {o['name']}"} for o in report["outputs"]]]
-    worst = max(items, key=lambda i: i["psi"])
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, max(4.0, 0.35 * len(items) + 1.5)))
-    colors = ["#c0392b" if i["drifted"] else "#2e86c1" for i in items]
-    left.barh([i["name"] for i in items], [i["psi"] for i in items], color=colors)
-    left.axvline(report["thresholds"]["psi_threshold"], color="black", linestyle="--", label="PSI threshold")
-    left.invert_yaxis()
-    left.set_xlabel("PSI (red: drift)")
-    left.set_title(f"Drift per feature - {report['status']} ({report['rows']} rows)")
-    left.legend(loc="lower right")
-    positions = np.arange(len(worst["labels"]))
-    right.bar(positions - 0.2, worst["reference_fractions"], width=0.4, label="reference")
-    right.bar(positions + 0.2, worst["current_fractions"], width=0.4, label="current")
-    right.set_xticks(positions, worst["labels"], rotation=60, ha="right", fontsize=7)
-    right.set_ylabel("fraction of rows")
-    right.set_title(f"Largest PSI: {worst['name']} ({worst['psi']:.3f})")
-    right.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100, format="png")
-    plt.close(fig)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from mlops_template.config import ExperimentConfig
+from mlops_template.core.config import ExperimentConfig
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 VARIANTS = (CHAMPION, CHALLENGER)

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from mlops_template.config import FeedbackConfig
-from mlops_template.data import as_label
+from mlops_template.core.config import FeedbackConfig
+from mlops_template.core.tabular import as_label
 
 SERVED = "served"  # the scope of the answers clients actually received, whatever the variant
 

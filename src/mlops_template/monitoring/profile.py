@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops_template.config import ProfileConfig
-from mlops_template.data import as_label, as_labels
-from mlops_template.errors import UserError
+from mlops_template.core.config import ProfileConfig
+from mlops_template.core.errors import UserError
+from mlops_template.core.tabular import as_label, as_labels
 
 PROFILE_FILE = "reference_profile.json"
 FORMAT_VERSION = 1

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from mlops_template.bundle import load_bundle
-from mlops_template.config import Params
-from mlops_template.data import as_labels, coerce_numeric, read_csv
-from mlops_template.errors import DriftDetected, UserError
-from mlops_template.fsutil import atomic_dir
-from mlops_template.monitoring.drift import NOT_ENOUGH, compare, markdown, observe_frame, observe_outputs, plot
+from mlops_template.core.bundle import load_bundle
+from mlops_template.core.config import Params
+from mlops_template.core.errors import DriftDetected, UserError
+from mlops_template.core.fsutil import atomic_dir
+from mlops_template.core.tabular import as_labels, coerce_numeric, read_csv
+from mlops_template.monitoring.drift import NOT_ENOUGH, compare, markdown, observe_frame, observe_outputs
 from mlops_template.monitoring.profile import load_profile, output_frame
 
 log = logging.getLogger(__name__)
@@ -74,3 +76,32 @@ def run(params: Params, current: Path, bundle_dir: Path | None = None, output_di
         names = [i["name"] for i in report["features"] + report["outputs"] if i["drifted"]]
         raise DriftDetected(f"drift: detected in {', '.join(names)}; see {output_dir / MARKDOWN_FILE}")
     return report
+
+
+def plot(report: Mapping[str, Any], path: Path) -> None:
+    """PNG: PSI per feature/output with the threshold line, and the most drifted entry's distributions."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: CI, containers
+    import matplotlib.pyplot as plt
+
+    items = [*report["features"], *[{**o, "name": f"prediction: {o['name']}"} for o in report["outputs"]]]
+    worst = max(items, key=lambda i: i["psi"])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, max(4.0, 0.35 * len(items) + 1.5)))
+    colors = ["#c0392b" if i["drifted"] else "#2e86c1" for i in items]
+    left.barh([i["name"] for i in items], [i["psi"] for i in items], color=colors)
+    left.axvline(report["thresholds"]["psi_threshold"], color="black", linestyle="--", label="PSI threshold")
+    left.invert_yaxis()
+    left.set_xlabel("PSI (red: drift)")
+    left.set_title(f"Drift per feature - {report['status']} ({report['rows']} rows)")
+    left.legend(loc="lower right")
+    positions = np.arange(len(worst["labels"]))
+    right.bar(positions - 0.2, worst["reference_fractions"], width=0.4, label="reference")
+    right.bar(positions + 0.2, worst["current_fractions"], width=0.4, label="current")
+    right.set_xticks(positions, worst["labels"], rotation=60, ha="right", fontsize=7)
+    right.set_ylabel("fraction of rows")
+    right.set_title(f"Largest PSI: {worst['name']} ({worst['psi']:.3f})")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, format="png")
+    plt.close(fig)

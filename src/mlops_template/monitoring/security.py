@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from mlops_template.config import RateLimitConfig
+from mlops_template.core.config import RateLimitConfig
 
 API_KEYS_VARIABLE = "ADMIN_API_KEYS"
 OK, MISSING, INVALID, DISABLED = "ok", "missing", "invalid", "disabled"

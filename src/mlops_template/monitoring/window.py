@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops_template.config import DriftConfig
+from mlops_template.core.config import DriftConfig
 from mlops_template.monitoring.drift import Observed, compare
 from mlops_template.monitoring.profile import Entry, bucket_index, n_buckets
 

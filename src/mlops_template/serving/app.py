@@ -35,8 +35,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from threadpoolctl import threadpool_limits
 
-from mlops_template.bundle import Bundle, load_bundle
-from mlops_template.errors import UserError
+from mlops_template.core.bundle import Bundle, load_bundle
+from mlops_template.core.errors import UserError
 from mlops_template.monitoring.experiment import CHALLENGER
 from mlops_template.monitoring.security import ApiKeys
 from mlops_template.serving.asgi import (

@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 from pandas._libs.parsers import STR_NA_VALUES
 
-from mlops_template.bundle import load_bundle
-from mlops_template.data import NA_VALUES
-from mlops_template.errors import UserError
-from mlops_template.fsutil import atomic_path
+from mlops_template.core.bundle import load_bundle
+from mlops_template.core.errors import UserError
+from mlops_template.core.fsutil import atomic_path
+from mlops_template.core.tabular import NA_VALUES
 from mlops_template.serving.contract import Contract
 from mlops_template.serving.predictor import build_predictor
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
-from mlops_template.onnx_export import MISSING_TEXT
+from mlops_template.core.onnx_runtime import MISSING_TEXT
 
 MAX_ERRORS = 20  # error details returned per request / kept per CSV row
 SMALL_BATCH = 64  # below this, plain Python beats numpy/pandas set-up costs

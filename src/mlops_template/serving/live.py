@@ -25,8 +25,8 @@ import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from pydantic import ValidationError
 
-from mlops_template.config import ExperimentConfig, MonitoringConfig, load_params
-from mlops_template.errors import UserError
+from mlops_template.core.config import ExperimentConfig, MonitoringConfig, load_params
+from mlops_template.core.errors import UserError
 from mlops_template.monitoring.drift import prometheus_samples
 from mlops_template.monitoring.experiment import CHALLENGER, VARIANTS, Experiment
 from mlops_template.monitoring.feedback import FeedbackStore

@@ -13,9 +13,9 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from mlops_template.bundle import Bundle
-from mlops_template.errors import UserError
-from mlops_template.onnx_export import ONNX_FILE, feeds, is_fused, onnx_output, session
+from mlops_template.core.bundle import Bundle
+from mlops_template.core.errors import UserError
+from mlops_template.core.onnx_runtime import ONNX_FILE, feeds, is_fused, onnx_output, session
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mlops_template.errors import UserError
+from mlops_template.core.errors import UserError
 
 RUNTIMES = ("auto", "onnx", "sklearn")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -15,7 +15,7 @@ SWITCHES = {"on": True, "true": True, "1": True, "off": False, "false": False, "
 
 def default_model_dir(params_file: str | Path = "params.yaml") -> Path:
     """gate.bundle_dir from params.yaml when it is there (a clone), else its default (an image)."""
-    from mlops_template.config import GateConfig, load_params
+    from mlops_template.core.config import GateConfig, load_params
 
     if Path(params_file).is_file():
         return load_params(params_file).gate.bundle_dir

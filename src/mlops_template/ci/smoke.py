@@ -1,0 +1,102 @@
+"""Post-deploy checks against a running service: readiness, one real prediction, and its model's metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from mlops_template.core.errors import UserError
+from mlops_template.core.fsutil import write_text
+
+log = logging.getLogger(__name__)
+
+
+def _request(url: str, body: Any = None, timeout: float = 10) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        url,
+        data=data,
+        method="GET" if body is None else "POST",
+        headers={"Content-Type": "application/json", "Accept": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            raw = response.read()
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        raw, status = exc.read(), exc.code
+    try:
+        return status, json.loads(raw) if raw else None
+    except json.JSONDecodeError:
+        return status, raw.decode(errors="replace")[:300]
+
+
+def wait_ready(base: str, wait: float, interval: float = 2.0) -> None:
+    """Poll GET /ready until 200 or `wait` seconds pass (a new revision may still be starting)."""
+    deadline = time.monotonic() + wait
+    last = "no answer"
+    while True:
+        try:
+            status, payload = _request(f"{base}/ready")
+            if status == 200:
+                return
+            last = f"HTTP {status}: {payload}"
+        except (urllib.error.URLError, OSError) as exc:
+            last = str(getattr(exc, "reason", exc))
+        if time.monotonic() >= deadline:
+            raise UserError(f"{base}/ready did not answer 200 within {wait:g} s (last: {last})")
+        time.sleep(interval)
+
+
+def _model_info(base: str) -> dict[str, Any]:
+    status, payload = _request(f"{base}/model")
+    if status != 200 or not isinstance(payload, dict):
+        raise UserError(f"{base}/model: HTTP {status}: {payload}")
+    return payload.get("metadata", payload) if isinstance(payload.get("metadata"), dict) else payload
+
+
+def example_record(base: str, metadata_path: Path | None) -> dict[str, Any]:
+    """The bundle's example record: from a local metadata.json when given, else from the service's /model."""
+    if metadata_path is not None:
+        if not metadata_path.is_file():
+            raise UserError(f"{metadata_path}: not found; run `make pipeline` or omit --metadata to ask /model")
+        info = json.loads(metadata_path.read_text(encoding="utf-8"))
+    else:
+        info = _model_info(base)
+    example = info.get("example")
+    if not isinstance(example, dict) or not example:
+        raise UserError("the model metadata has no `example` record to send to /predict")
+    return example
+
+
+def smoke_test(url: str, metadata_path: Path | None = None, wait: float = 120) -> dict[str, Any]:
+    """GET /ready (waiting for it), GET /health, POST /predict with the example; raise on any failure."""
+    base = url.rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        raise UserError(f"URL must start with http:// or https://, got {url!r}")
+    wait_ready(base, wait)
+    status, payload = _request(f"{base}/health")
+    if status != 200:
+        raise UserError(f"{base}/health: HTTP {status}: {payload}")
+    example = example_record(base, metadata_path)
+    status, payload = _request(f"{base}/predict", example)
+    if status != 200:
+        raise UserError(f"{base}/predict with the example: HTTP {status}: {payload}")
+    log.info("smoke-test: %s ready, /predict -> %s", base, json.dumps(payload)[:200])
+    return payload
+
+
+def fetch_metrics(url: str, output: Path) -> dict[str, float]:
+    """The metrics of the model a service runs (from /model), written as a metrics JSON for the gate."""
+    info = _model_info(url.rstrip("/"))
+    metrics = info.get("metrics")
+    if not isinstance(metrics, dict) or not metrics:
+        raise UserError(f"{url}/model has no `metrics`; is it serving a gated bundle?")
+    write_text(output, json.dumps(metrics, indent=2) + "\n")
+    log.info("production metrics -> %s", output)
+    return metrics

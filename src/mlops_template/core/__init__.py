@@ -1,0 +1,1 @@
+"""Shared foundations: params.yaml, errors, atomic files, the model bundle and its contract."""

@@ -1,0 +1,214 @@
+"""Typed view of params.yaml: the only module that reads it, and the place its mistakes are caught."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mlops_template.core.errors import UserError
+
+DEFAULT_PARAMS = Path("params.yaml")
+Task = Literal["binary", "multiclass", "regression"]
+
+
+class Section(BaseModel):
+    """A params.yaml section: unknown keys are errors, not silently ignored typos."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SampleConfig(Section):
+    rows: int = Field(10_000, gt=0)
+    seed: int = 42
+    drift: float = Field(0.0, ge=0.0, le=1.0)
+
+
+class DataConfig(Section):
+    path: Path = Path("data/loans.csv")
+    sample: SampleConfig = SampleConfig()
+
+
+class SchemaConfig(Section):
+    target: str
+    task: Task
+    positive_class: str | int | None = None
+    drop: list[str] = []
+    numeric: list[str] | None = None
+    categorical: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SchemaConfig:
+        if self.positive_class is not None and self.task != "binary":
+            raise ValueError("positive_class only applies to task: binary; remove it")
+        listed = (self.numeric or []) + (self.categorical or [])
+        clash = sorted({self.target, *self.drop} & set(listed))
+        if clash:
+            raise ValueError(f"columns {clash} are listed as features but are the target or dropped")
+        both = sorted(set(self.numeric or []) & set(self.categorical or []))
+        if both:
+            raise ValueError(f"columns {both} are listed as both numeric and categorical")
+        return self
+
+
+class PrepConfig(Section):
+    test_size: float = Field(0.2, gt=0.0, lt=1.0)
+    seed: int = 42
+    output_dir: Path = Path("artifacts/prepared")
+
+
+EstimatorName = Literal["logistic_regression", "ridge", "random_forest", "hist_gradient_boosting"]
+
+
+class TrainConfig(Section):
+    estimator: EstimatorName = "hist_gradient_boosting"
+    seed: int = 42
+    output_dir: Path = Path("artifacts/candidate")
+    logistic_regression: dict[str, Any] = {}
+    ridge: dict[str, Any] = {}
+    random_forest: dict[str, Any] = {}
+    hist_gradient_boosting: dict[str, Any] = {}
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return dict(getattr(self, self.estimator))
+
+
+class EvaluateConfig(Section):
+    metrics_path: Path = Path("reports/metrics.json")
+    plots_dir: Path = Path("reports/plots")
+    importance_rows: int = Field(2000, gt=0)
+    curve_points: int = Field(200, ge=10)
+
+
+class Threshold(Section):
+    metric: str
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> Threshold:
+        if (self.min is None) == (self.max is None):
+            raise ValueError(f"threshold for {self.metric!r} needs exactly one of min or max")
+        return self
+
+
+class GateConfig(Section):
+    bundle_dir: Path = Path("artifacts/model")
+    report_path: Path = Path("reports/gate.md")
+    thresholds: list[Threshold] = []
+    tolerance: dict[str, float] = {"default": 0.01}
+
+    def tolerance_for(self, metric: str) -> float:
+        return self.tolerance.get(metric, self.tolerance.get("default", 0.0))
+
+
+class ProfileConfig(Section):
+    bins: int = Field(10, ge=2, le=100)
+    min_category_fraction: float = Field(0.01, ge=0.0, lt=1.0)
+    max_categories: int = Field(50, ge=1)
+    reference_sample: int = Field(1000, ge=50)
+    seed: int = 42
+
+
+class DriftConfig(Section):
+    psi_threshold: float = Field(0.2, gt=0.0)
+    p_value: float = Field(0.01, gt=0.0, lt=1.0)
+    min_effect: float = Field(0.1, ge=0.0)
+    min_rows: int = Field(200, ge=1)
+    window_size: int = Field(5000, ge=10)
+    refresh_seconds: float = Field(15.0, ge=0.0)
+    output_dir: Path = Path("reports/drift")
+
+
+class FeedbackConfig(Section):
+    capacity: int = Field(100_000, ge=1)
+    ttl_seconds: float = Field(86_400.0, gt=0.0)
+    window_size: int = Field(1000, ge=10)
+    min_feedback: int = Field(100, ge=1)
+    regression_tolerance: float = Field(0.1, gt=0.0)
+    min_accuracy: float = Field(0.68, ge=0.0, le=1.0)
+
+
+class ExperimentConfig(Section):
+    mode: Literal["single", "ab", "shadow", "bandit"] = "single"
+    name: str = Field("experiment-1", min_length=1)
+    challenger_share: float = Field(0.1, ge=0.0, le=1.0)
+    min_samples: int = Field(200, ge=1)
+    alpha: float = Field(0.05, gt=0.0, lt=1.0)
+    seed: int = 42
+
+
+class RateLimitConfig(Section):
+    enabled: bool = True
+    requests_per_second: float = Field(50.0, gt=0.0)
+    burst: int = Field(100, ge=1)
+    max_clients: int = Field(10_000, ge=1)
+
+
+class MonitoringConfig(Section):
+    profile: ProfileConfig = ProfileConfig()
+    drift: DriftConfig = DriftConfig()
+    feedback: FeedbackConfig = FeedbackConfig()
+    experiment: ExperimentConfig = ExperimentConfig()
+    rate_limit: RateLimitConfig = RateLimitConfig()
+
+
+class OnnxConfig(Section):
+    """The verified ONNX fast path: exported at train time, kept only when it reproduces sklearn."""
+
+    enabled: bool = True
+    probability_tolerance: float = Field(1e-4, gt=0.0)
+    regression_rtol: float = Field(1e-5, gt=0.0)
+    opset: int = Field(17, ge=13)
+
+
+class Params(Section):
+    """The whole of params.yaml. Estimator hyper-parameters are checked by pipeline.models (sklearn)."""
+
+    data: DataConfig = DataConfig()
+    schema_: SchemaConfig = Field(alias="schema")
+    prep: PrepConfig = PrepConfig()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    gate: GateConfig = GateConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
+    onnx: OnnxConfig = OnnxConfig()
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def invalid(source: Path, lines: list[str]) -> UserError:
+    """One error for params.yaml mistakes: the file, then one line per key."""
+    return UserError("\n".join([f"{source}: invalid parameters", *lines]))
+
+
+def _describe(error: ValidationError, source: Path) -> UserError:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key; check its spelling against README 'params.yaml reference'"
+        elif "input" in item and item["type"] != "missing":
+            message += f" (got {item['input']!r})"
+        lines.append(f"  - {where}: {message}")
+    return invalid(source, lines)
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
+    """Read and validate params.yaml; every mistake becomes a UserError naming the key and the fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: file not found; run from the project root or pass --params")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: expected a mapping of sections (data, schema, prep, ...)")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        raise _describe(exc, path) from None

@@ -1,0 +1,1 @@
+"""The training side: sample data, prep, train, evaluate, gate, ONNX export (dev requirements)."""

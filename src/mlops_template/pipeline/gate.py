@@ -1,0 +1,142 @@
+"""The metric gate: thresholds from params.yaml and an optional baseline decide VALIDATED/REJECTED.
+
+The verdict is written into the judged bundle's metadata; loaders refuse anything not VALIDATED.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlops_template.core.bundle import METADATA, REJECTED, VALIDATED, dump_json, now, read_metadata, verify_files
+from mlops_template.core.config import Params, Threshold
+from mlops_template.core.errors import GateRejected, UserError
+from mlops_template.core.fsutil import atomic_dir, write_text
+from mlops_template.pipeline.evaluate import read_metrics
+
+log = logging.getLogger(__name__)
+LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae", "mape"})
+
+
+@dataclass(frozen=True)
+class Row:
+    metric: str
+    value: float
+    threshold: str = ""
+    baseline: float | None = None
+    passed: bool | None = None  # None: reported, not checked
+
+    @property
+    def delta(self) -> float | None:
+        return None if self.baseline is None else self.value - self.baseline
+
+
+def baseline_metrics(baseline: str, metrics_path: Path) -> tuple[dict[str, float] | None, str]:
+    """Metrics from a JSON file, or from `metrics_path` as committed at a git ref (e.g. main)."""
+    candidate = Path(baseline)
+    if candidate.is_file():
+        return read_metrics(candidate), str(candidate)
+    verify = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{baseline}^{{commit}}"], capture_output=True, text=True
+    )
+    if verify.returncode != 0:
+        raise UserError(
+            f"baseline {baseline!r} is neither a metrics file nor a git ref (try `git fetch origin {baseline}`)"
+        )
+    # "./" makes git resolve the path from the working directory, so absolute paths work too
+    relative = Path(os.path.relpath(metrics_path)).as_posix()
+    shown = subprocess.run(["git", "show", f"{baseline}:./{relative}"], capture_output=True, text=True)
+    if shown.returncode != 0:
+        log.warning("gate: %s has no %s yet; comparing against thresholds only", baseline, metrics_path)
+        return None, baseline
+    return json.loads(shown.stdout), f"{baseline} ({verify.stdout.strip()[:12]})"
+
+
+def _bound(threshold: Threshold) -> str:
+    return f"≥ {threshold.min:g}" if threshold.min is not None else f"≤ {threshold.max:g}"
+
+
+def judge(
+    metrics: dict[str, float],
+    thresholds: list[Threshold],
+    baseline: dict[str, float] | None,
+    tolerance: dict[str, float] | None = None,
+) -> list[Row]:
+    """One row per metric; gated metrics must meet their bound and not fall behind the baseline."""
+    tolerance = tolerance or {}
+    unknown = [t.metric for t in thresholds if t.metric not in metrics]
+    if unknown:
+        raise UserError(f"params.yaml gate.thresholds: {unknown} not among the metrics {sorted(metrics)}")
+    bounds = {t.metric: t for t in thresholds}
+    rows = []
+    for name, value in metrics.items():
+        limit = bounds.get(name)
+        base = (baseline or {}).get(name)
+        if limit is None:
+            rows.append(Row(name, value, baseline=base))
+            continue
+        passed = (limit.min is None or value >= limit.min) and (limit.max is None or value <= limit.max)
+        if base is not None:
+            allowed = tolerance.get(name, tolerance.get("default", 0.0))
+            worse = value - base if name in LOWER_IS_BETTER else base - value
+            passed = passed and worse <= allowed
+        rows.append(Row(name, value, _bound(limit), base, passed))
+    return rows
+
+
+def markdown(rows: list[Row], verdict: str, baseline_label: str | None) -> str:
+    def fmt(x: float | None, signed: bool = False) -> str:
+        return "" if x is None else (f"{x:+.4f}" if signed else f"{x:.4f}")
+
+    mark = {True: "✅ pass", False: "❌ fail", None: ""}
+    lines = [
+        f"### Metric gate: **{verdict}**",
+        "",
+        f"Baseline: {baseline_label or 'none (thresholds only)'}",
+        "",
+        "| metric | value | threshold | baseline | delta | result |",
+        "|---|---:|---|---:|---:|---|",
+    ]
+    lines += [
+        f"| {r.metric} | {fmt(r.value)} | {r.threshold} | {fmt(r.baseline)} | {fmt(r.delta, True)} | {mark[r.passed]} |"
+        for r in rows
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def record_verdict(candidate: Path, target: Path, metrics: dict[str, float], gate: dict) -> None:
+    """Copy the candidate bundle to `target` with metrics and verdict in its metadata (atomically)."""
+    metadata = read_metadata(candidate)
+    verify_files(candidate, metadata)
+    with atomic_dir(target) as tmp:
+        for name in metadata["files"]:
+            shutil.copy2(candidate / name, tmp / name)
+        (tmp / METADATA).write_text(dump_json({**metadata, "metrics": metrics, "gate": gate}), encoding="utf-8")
+
+
+def run(params: Params, baseline: str | None = None) -> str:
+    metrics = read_metrics(params.evaluate.metrics_path)
+    base, label = baseline_metrics(baseline, params.evaluate.metrics_path) if baseline else (None, None)
+    rows = judge(metrics, params.gate.thresholds, base, params.gate.tolerance)
+    failed = [r.metric for r in rows if r.passed is False]
+    verdict = REJECTED if failed else VALIDATED
+    report = markdown(rows, verdict, label)
+    write_text(params.gate.report_path, report)
+    gate = {
+        "verdict": verdict,
+        "checked_at": now(),
+        "baseline": label,
+        "failed": failed,
+        "thresholds": [t.model_dump(exclude_none=True) for t in params.gate.thresholds],
+    }
+    record_verdict(params.train.output_dir, params.gate.bundle_dir, metrics, gate)
+    print(report)
+    if failed:
+        raise GateRejected(f"gate: REJECTED ({', '.join(failed)}); see {params.gate.report_path}")
+    log.info("gate: VALIDATED -> %s", params.gate.bundle_dir)
+    return verdict

@@ -1,0 +1,73 @@
+"""Post-deploy checks against a loopback stand-in of the service contract (/ready, /health, /model, /predict)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mlops_template.ci.smoke import fetch_metrics, smoke_test
+from mlops_template.cli import main
+from mlops_template.core.errors import UserError
+from tests.conftest import FakeHandler, loopback_server
+
+EXAMPLE = {"applicant_income": 4000, "property_area": "Urban"}
+
+
+@pytest.fixture
+def service() -> Iterator[dict]:
+    state = {"ready": True, "predictions": [], "metrics": {"roc_auc": 0.85}}
+
+    class Handler(FakeHandler):
+        def do_GET(self) -> None:
+            routes = {
+                "/ready": (200 if state["ready"] else 503, {"ready": state["ready"]}),
+                "/health": (200, {"status": "ok"}),
+                "/model": (200, {"example": EXAMPLE, "metrics": state["metrics"]}),
+            }
+            self.reply(*routes.get(self.path, (404, {"detail": "not found"})))
+
+        def do_POST(self) -> None:
+            record = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            state["predictions"].append(record)
+            ok = record.keys() == EXAMPLE.keys()
+            self.reply(200 if ok else 422, {"prediction": "Y"} if ok else {"detail": "bad record"})
+
+    with loopback_server(Handler) as url:
+        state["url"] = url
+        yield state
+
+
+def test_smoke_test_sends_the_models_example(service: dict) -> None:
+    assert smoke_test(service["url"], wait=2) == {"prediction": "Y"}
+    assert service["predictions"] == [EXAMPLE]
+
+
+def test_smoke_test_uses_a_local_metadata_example(service: dict, tmp_path: Path) -> None:
+    metadata = tmp_path / "metadata.json"
+    metadata.write_text(json.dumps({"example": {"unexpected": 1}}))
+    with pytest.raises(UserError, match="/predict with the example: HTTP 422"):
+        smoke_test(service["url"], metadata, wait=2)
+
+
+def test_a_service_that_never_gets_ready_fails_with_the_reason(service: dict) -> None:
+    service["ready"] = False
+    with pytest.raises(UserError, match=r"did not answer 200 within 0\.5 s.*HTTP 503"):
+        smoke_test(service["url"], wait=0.5)
+
+
+def test_cli_exit_codes(service: dict) -> None:
+    assert main(["smoke-test", "--url", service["url"], "--wait", "2"]) == 0
+    assert main(["smoke-test", "--url", "ftp://nowhere"]) == 2
+    assert main(["smoke-test", "--url", "http://127.0.0.1:9", "--wait", "0.2"]) == 2
+
+
+def test_production_metrics_for_the_gate(service: dict, tmp_path: Path) -> None:
+    out = tmp_path / "prod.json"
+    assert fetch_metrics(service["url"], out) == service["metrics"]
+    assert json.loads(out.read_text()) == service["metrics"]
+    service["metrics"] = {}
+    with pytest.raises(UserError, match="no `metrics`"):
+        fetch_metrics(service["url"], out)
