@@ -14,7 +14,6 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cached_property
 from importlib import metadata as pkg_metadata
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -167,17 +166,17 @@ class ModelRecord(Record):
             raise ValueError(f"positive_class {self.positive_class!r} does not fit task {self.task} / classes")
         return self
 
-    # The feature lists every reader uses (request model, predictors, ONNX inputs, drift window).
-    @cached_property
+    # The feature lists every reader uses (request model, predictors, ONNX inputs, drift window): derived here only.
+    @property
     def feature_names(self) -> list[str]:
         """All features, in metadata order."""
         return [f.name for f in self.features]
 
-    @cached_property
+    @property
     def numeric(self) -> list[str]:
         return [f.name for f in self.features if f.type == "numeric"]
 
-    @cached_property
+    @property
     def categorical(self) -> list[str]:
         return [f.name for f in self.features if f.type == "categorical"]
 
