@@ -1,8 +1,9 @@
 """The model bundle: model files plus metadata.json, the serving contract, with checksums.
 
-`BundleMetadata` is that contract as a type: train, evaluate and gate write it through these models, and
-every reader (serving, batch scoring, drift, CI) reads typed fields, so nothing can be written that serving
-cannot read. Its shape is versioned by FORMAT_VERSION: a bundle of another format is refused with one line.
+`BundleMetadata` is that contract as a type: train and gate write it through these models, and every
+reader (evaluate, serving, batch scoring, drift, CI) reads typed fields, so nothing can be written that
+serving cannot read. Its shape is versioned by FORMAT_VERSION: a bundle of another format is refused
+with one line.
 joblib files are pickles: nothing is unpickled before its sha256 matches the metadata.
 """
 

@@ -111,38 +111,42 @@ def onnx_fast_path(
     return ({ONNX_FILE: path} if path else {}), record
 
 
+def candidate_record(
+    params: Params, schema: Schema, pipeline: Any, frame: pd.DataFrame, info: dict, onnx: OnnxRecord
+) -> ModelRecord:
+    """The candidate's metadata, built (and so validated) through the contract's model."""
+    return ModelRecord(
+        task=schema.task,
+        target=schema.target,
+        classes=[str(c) for c in getattr(pipeline, "classes_", [])] or None,
+        positive_class=schema.classes[-1] if schema.task == "binary" else None,
+        estimator=params.train.estimator,
+        features=feature_contract(frame, schema),
+        example=example_row(frame, schema),
+        training_data=TrainingData(source=info["source"], sha256=info["source_sha256"], rows=info["rows"]),
+        params=TrainedWith(
+            schema=params.schema_,
+            train=TrainRecord(
+                estimator=params.train.estimator, seed=params.train.seed, hyperparameters=params.train.hyperparameters()
+            ),
+        ),
+        git_commit=git_commit(),
+        trained_at=now(),
+        metrics=None,
+        gate=GateRecord(),  # PENDING until the gate judges it
+        onnx=onnx,
+    )
+
+
 def run(params: Params) -> Path:
     frame, schema, info = load_prepared(params.prep.output_dir, "train")
     estimator = make_estimator(schema.task, params.train.estimator, params.train.hyperparameters(), params.train.seed)
     pipeline = model_pipeline(schema, estimator)
     pipeline.fit(frame[schema.features], frame[schema.target])
-    classes = [str(c) for c in getattr(pipeline, "classes_", [])] or None
     test, _, _ = load_prepared(params.prep.output_dir, "test")
     with tempfile.TemporaryDirectory() as scratch:
         extra, onnx = onnx_fast_path(params, pipeline, schema, test, Path(scratch))
-        record = ModelRecord(
-            task=schema.task,
-            target=schema.target,
-            classes=classes,
-            positive_class=schema.classes[-1] if schema.task == "binary" else None,
-            estimator=params.train.estimator,
-            features=feature_contract(frame, schema),
-            example=example_row(frame, schema),
-            training_data=TrainingData(source=info["source"], sha256=info["source_sha256"], rows=info["rows"]),
-            params=TrainedWith(
-                schema=params.schema_,
-                train=TrainRecord(
-                    estimator=params.train.estimator,
-                    seed=params.train.seed,
-                    hyperparameters=params.train.hyperparameters(),
-                ),
-            ),
-            git_commit=git_commit(),
-            trained_at=now(),
-            metrics=None,
-            gate=GateRecord(),
-            onnx=onnx,
-        )
+        record = candidate_record(params, schema, pipeline, frame, info, onnx)
         profile = Path(scratch) / PROFILE_FILE
         write_text(profile, dump_json(reference_profile(params, pipeline, frame, test, schema)))
         save_bundle(params.train.output_dir, pipeline, record, extra_files={**extra, PROFILE_FILE: profile})

@@ -75,6 +75,7 @@ def test_feature_lists_come_from_the_metadata_in_order():
         ({"classes": None}, "do not fit task binary"),
         ({"positive_class": "maybe"}, "positive_class 'maybe'"),
         ({"features": []}, "features"),
+        ({"features": [model_record().features[1]] * 2, "example": {"area": "Urban"}}, "names repeat"),
     ],
 )
 def test_writers_cannot_build_an_inconsistent_record(changes: dict, message: str):
