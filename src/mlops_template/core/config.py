@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,8 +27,31 @@ class SampleConfig(Section):
     drift: float = Field(0.0, ge=0.0, le=1.0)
 
 
+class ReadConfig(Section):
+    """How CSV files are read: the training data, batch-prediction inputs and drift batches alike."""
+
+    delimiter: str = ","  # one character, or "auto": sniffed among , ; tab | from the file's first lines
+    decimal: str = Field(".", min_length=1, max_length=1)
+    thousands: str | None = Field(None, min_length=1, max_length=1)
+    encoding: str = "utf-8"
+    na_values: list[str] = []  # extra spellings of a missing value, on top of "", NA, NaN, null
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ReadConfig:
+        if self.delimiter != "auto" and len(self.delimiter) != 1:
+            raise ValueError(f"delimiter must be one character or auto, not {self.delimiter!r}")
+        if self.decimal in (self.delimiter, self.thousands):
+            raise ValueError(f"decimal {self.decimal!r} cannot also be the delimiter or the thousands separator")
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ValueError(f"unknown encoding {self.encoding!r} (e.g. utf-8, latin-1, cp1252)") from None
+        return self
+
+
 class DataConfig(Section):
     path: Path = Path("data/loans.csv")
+    read: ReadConfig = ReadConfig()
     sample: SampleConfig = SampleConfig()
 
 
