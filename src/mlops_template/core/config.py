@@ -161,6 +161,12 @@ class ExperimentConfig(Section):
     challenger_share: float = Field(0.1, ge=0.0, le=1.0)
     min_samples: int = Field(200, ge=1)
     alpha: float = Field(0.05, gt=0.0, lt=1.0)
+    test: Literal["fixed", "sequential"] = "fixed"
+    min_detectable_effect: float = Field(0.05, gt=0.0, lt=1.0)
+    power: float = Field(0.8, gt=0.0, lt=1.0)
+    baseline_rate: float | None = Field(None, gt=0.0, lt=1.0)
+    bandit: Literal["thompson", "epsilon_greedy", "ucb1"] = "thompson"
+    epsilon: float = Field(0.1, gt=0.0, lt=1.0)
     seed: int = 42
 
 
