@@ -136,10 +136,17 @@ class ProfileConfig(Section):
     seed: int = 42
 
 
+DriftMeasure = Literal["psi", "test", "js", "kl", "wasserstein"]
+
+
 class DriftConfig(Section):
+    decide_on: list[DriftMeasure] = Field(["psi", "test"], min_length=1)
     psi_threshold: float = Field(0.2, gt=0.0)
     p_value: float = Field(0.01, gt=0.0, lt=1.0)
     min_effect: float = Field(0.1, ge=0.0)
+    js_threshold: float = Field(0.15, gt=0.0, le=1.0)
+    kl_threshold: float = Field(0.1, gt=0.0)
+    wasserstein_threshold: float = Field(0.3, gt=0.0)
     min_rows: int = Field(200, ge=1)
     window_size: int = Field(5000, ge=10)
     refresh_seconds: float = Field(15.0, ge=0.0)
