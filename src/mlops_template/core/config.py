@@ -99,11 +99,24 @@ class TrainConfig(Section):
         return dict(getattr(self, self.estimator))
 
 
+class RobustnessConfig(Section):
+    """Model security figures that `evaluate` adds to the metrics (the gate can bound them)."""
+
+    evasion: bool = True
+    membership: bool = True
+    rows: int = Field(200, ge=1)  # test rows attacked (seeded sample)
+    budget: float = Field(0.05, gt=0.0, le=1.0)  # attacker's L-inf budget, as a fraction of each feature's range
+    tries: int = Field(16, ge=2)  # candidate perturbations per row and budget
+    membership_rows: int = Field(2000, ge=50)  # train and test rows each for the membership attack
+    seed: int = 42
+
+
 class EvaluateConfig(Section):
     metrics_path: Path = Path("reports/metrics.json")
     plots_dir: Path = Path("reports/plots")
     importance_rows: int = Field(2000, gt=0)
     curve_points: int = Field(200, ge=10)
+    robustness: RobustnessConfig = RobustnessConfig()
 
 
 class Threshold(Section):
