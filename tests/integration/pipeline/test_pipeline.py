@@ -35,7 +35,8 @@ def test_pipeline_outputs_and_contract(trained: Path):
     assert metrics["adversarial_accuracy"] <= robustness[0]["accuracy"]  # the attacked rows, before the attack
     assert 0.78 < metrics["roc_auc"] < 0.95  # learnable, but not trivially
     plots = {p.name for p in (trained / "reports" / "plots").iterdir()}
-    assert plots == {"roc.json", "precision_recall.json", "confusion.json", "feature_importance.json", "robustness.json"}
+    assert plots == {"roc.json", "precision_recall.json", "confusion.json", "feature_importance.json",
+                     "robustness.json"}  # fmt: skip
     meta = read_metadata(trained / "artifacts" / "model")
     assert meta["gate"]["verdict"] == VALIDATED and meta["metrics"] == metrics
     assert meta["task"] == "binary" and meta["classes"] == ["N", "Y"] and meta["positive_class"] == "Y"
