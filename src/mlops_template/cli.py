@@ -289,6 +289,7 @@ def _predict(args: argparse.Namespace) -> None:
         args.chunk_rows,
         args.runtime,
         progress=not args.no_progress,
+        read=load_params(args.params).data.read if args.params.is_file() else None,
     )
     log.info(
         "predict: %d rows, %d scored, %d rejected in %.1f s (%.0f rows/s, %s) -> %s",

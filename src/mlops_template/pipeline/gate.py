@@ -29,7 +29,7 @@ from mlops_template.core.fsutil import atomic_dir, write_text
 from mlops_template.pipeline.evaluate import read_metrics
 
 log = logging.getLogger(__name__)
-LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae", "mape"})
+LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae", "mape", "membership_auc", "mae_under_attack"})
 
 
 @dataclass(frozen=True)

@@ -45,9 +45,13 @@ DRIFT_GAUGES = (
     "model_drift_window_rows",
     "model_feature_drift_psi",
     "model_feature_drift_p_value",
+    "model_feature_drift_js",
+    "model_feature_drift_kl",
+    "model_feature_drift_wasserstein",
     "model_drift_detected",
     "model_prediction_drift_psi",
     "model_prediction_drift_p_value",
+    "model_prediction_drift_js",
     "model_prediction_drift_detected",
 )
 LIVE_GAUGES = ("model_live_feedback", "model_live_accuracy", "model_live_roc_auc", "model_live_mae")

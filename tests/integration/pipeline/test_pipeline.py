@@ -27,10 +27,16 @@ def run_all(params_path: Path = Path("params.yaml")) -> None:
 
 def test_pipeline_outputs_and_contract(trained: Path):
     metrics = json.loads((trained / "reports" / "metrics.json").read_text())
-    assert set(metrics) == {"roc_auc", "pr_auc", "accuracy", "precision", "recall", "f1", "log_loss"}
+    quality = {"roc_auc", "pr_auc", "accuracy", "precision", "recall", "f1", "log_loss"}
+    assert set(metrics) == quality | {"membership_auc", "adversarial_accuracy", "median_flip_distance"}
+    assert 0.4 < metrics["membership_auc"] < 0.6
+    robustness = json.loads((trained / "reports" / "plots" / "robustness.json").read_text())
+    assert robustness[0]["budget"] == 0.0 and robustness[-1]["accuracy"] <= robustness[0]["accuracy"]
+    assert metrics["adversarial_accuracy"] <= robustness[0]["accuracy"]  # the attacked rows, before the attack
     assert 0.78 < metrics["roc_auc"] < 0.95  # learnable, but not trivially
     plots = {p.name for p in (trained / "reports" / "plots").iterdir()}
-    assert plots == {"roc.json", "precision_recall.json", "confusion.json", "feature_importance.json"}
+    assert plots == {"roc.json", "precision_recall.json", "confusion.json", "feature_importance.json",
+                     "robustness.json"}  # fmt: skip
     meta = read_metadata(trained / "artifacts" / "model")
     assert meta.gate.verdict == VALIDATED and meta.metrics == metrics
     assert meta.task == "binary" and meta.classes == ["N", "Y"] and meta.positive_class == "Y"
@@ -157,7 +163,8 @@ def test_other_dataset_regression_without_code_change(tmp_path, monkeypatch, est
     )
     run_all()
     metrics = json.loads((tmp_path / "reports" / "metrics.json").read_text())
-    assert set(metrics) == {"rmse", "mae", "r2", "mape"} and metrics["r2"] > 0.8
+    assert set(metrics) == {"rmse", "mae", "r2", "mape", "membership_auc", "mae_under_attack"} and metrics["r2"] > 0.8
+    assert metrics["mae_under_attack"] >= metrics["mae"]
     plots = {p.name for p in (tmp_path / "reports" / "plots").iterdir()}
     assert {"predicted_vs_actual.json", "residuals.json", "feature_importance.json"} == plots
     meta = load_bundle(tmp_path / "artifacts" / "model").metadata
