@@ -70,7 +70,20 @@ def _header(path: Path) -> list[str]:
     except pd.errors.EmptyDataError:
         raise UserError(f"{path}: the file is empty; it needs a header line with the feature names") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not a readable CSV ({exc}); save it as UTF-8 comma-separated") from None
+        raise UserError(f"{path}: not a readable CSV ({str(exc).strip()}); save it as UTF-8 comma-separated") from None
+
+
+def _extra_columns(path: Path, contract: Contract) -> list[str]:
+    """The input's columns that are not features (copied to the output); UserError if a feature is missing."""
+    header = _header(path)
+    missing = contract.missing_columns(header)
+    if missing:
+        raise UserError(f"{path}: column(s) {missing} missing; the model needs {[f.name for f in contract.features]}")
+    extra = [c for c in header if c not in contract.by_name]
+    clash = sorted(set(extra) & set(output_columns(contract)))
+    if clash:
+        raise UserError(f"{path}: column(s) {clash} would be overwritten by the predictions; rename them")
+    return extra
 
 
 def predict_file(
@@ -86,17 +99,7 @@ def predict_file(
     bundle = load_bundle(model_dir)  # sha256 verified before unpickling; VALIDATED bundles only
     contract = Contract(bundle.metadata)
     predictor = build_predictor(bundle, runtime)
-    header = _header(input_path)
-    missing = contract.missing_columns(header)
-    if missing:
-        raise UserError(
-            f"{input_path}: column(s) {missing} missing; the model needs {[f.name for f in contract.features]}"
-        )
-    extra = [c for c in header if c not in contract.by_name]
-    added = output_columns(contract)
-    clash = sorted(set(extra) & set(added))
-    if clash:
-        raise UserError(f"{input_path}: column(s) {clash} would be overwritten by the predictions; rename them")
+    extra = _extra_columns(input_path, contract)
     dtypes = {name: str for name in contract.categorical + extra}
     reader = pd.read_csv(
         input_path, chunksize=chunk_rows, dtype=dtypes, skipinitialspace=True, skip_blank_lines=False,
@@ -130,7 +133,7 @@ def predict_file(
                 summary.rejected += len(rejected)
                 bar.update(len(chunk))
         except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-            raise UserError(f"{input_path}: not a readable CSV ({exc}); fix that line and rerun") from None
+            raise UserError(f"{input_path}: not a readable CSV ({str(exc).strip()}); fix that line and rerun") from None
     summary.seconds = round(time.perf_counter() - start, 3)
     summary.rows_per_second = round(summary.rows / summary.seconds, 1) if summary.seconds else 0.0
     if summary.rejected:
