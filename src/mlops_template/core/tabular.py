@@ -64,7 +64,10 @@ def unreadable(path: Path, exc: Exception, read: ReadConfig) -> UserError:
             f"{path}: not readable as {read.encoding} ({exc.reason} at byte {exc.start}); set data.read.encoding "
             "in params.yaml (e.g. latin-1, cp1252) or save the file as UTF-8"
         )
-    return UserError(f"{path}: not a readable CSV ({' '.join(str(exc).split())}); check data.read in params.yaml")
+    return UserError(
+        f"{path}: not a readable CSV ({' '.join(str(exc).split())}); fix that line and rerun, "
+        "or check data.read in params.yaml (delimiter, encoding)"
+    )
 
 
 def read_csv(path: str | Path, read: ReadConfig | None = None) -> pd.DataFrame:
