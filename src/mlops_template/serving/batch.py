@@ -17,18 +17,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pandas._libs.parsers import STR_NA_VALUES
 
 from mlops_template.core.bundle import load_bundle
 from mlops_template.core.errors import UserError
 from mlops_template.core.fsutil import atomic_path
-from mlops_template.core.tabular import NA_VALUES
+from mlops_template.core.tabular import prediction_columns, scoring_csv_options
 from mlops_template.serving.contract import Contract
 from mlops_template.serving.predictor import build_predictor
 
 log = logging.getLogger(__name__)
 REJECTS_SHOWN = 5
-MISSING = sorted(set(STR_NA_VALUES) | set(NA_VALUES))
 
 
 @dataclass
@@ -58,8 +56,7 @@ def count_rows(path: Path) -> int:
 
 
 def output_columns(contract: Contract) -> list[str]:
-    probabilities = [f"probability_{c}" for c in contract.classes] if contract.task != "regression" else []
-    return ["prediction", *probabilities, "flags_out_of_range", "flags_unknown_categories"]
+    return prediction_columns(contract.task, contract.classes)
 
 
 def _header(path: Path) -> list[str]:
@@ -97,11 +94,8 @@ def predict_file(
     clash = sorted(set(extra) & set(added))
     if clash:
         raise UserError(f"{input_path}: column(s) {clash} would be overwritten by the predictions; rename them")
-    dtypes = {name: str for name in contract.categorical + extra}
-    reader = pd.read_csv(
-        input_path, chunksize=chunk_rows, dtype=dtypes, skipinitialspace=True, skip_blank_lines=False,
-        keep_default_na=False, na_values={name: MISSING for name in contract.by_name},
-    )  # fmt: skip
+    options = scoring_csv_options(list(contract.by_name), contract.categorical, extra)
+    reader = pd.read_csv(input_path, chunksize=chunk_rows, **options)
     summary = Summary(runtime=predictor.runtime, model_version=bundle.version, output=str(output_path),
                       rejects=str(rejects_path) if rejects_path else None)  # fmt: skip
     shown: list[str] = []
