@@ -34,7 +34,8 @@ def _model(base_url: str) -> dict[str, Any]:
 
 
 def current_model() -> dict[str, Any]:
-    """GET /model (cached briefly): the contract every page is built from."""
+    """GET /model (cached briefly): the contract every page is built from, after /ready says the service is up."""
+    client().request("GET", "/ready")  # down: ApiDown (the banner); loading or draining: 503
     return _model(client().base_url)
 
 
@@ -72,9 +73,11 @@ def predict_page() -> None:
             key = f"{start}:{bounded}:{field.name}"  # a new start row or bound setting resets the inputs
             with columns[i % 3]:
                 if field.numeric:
+                    # pre-filled through the session state with value=None: the input can then be emptied (null)
+                    st.session_state.setdefault(key, field.value)
                     values[field.name] = st.number_input(
                         field.name, min_value=field.low if bounded else None, max_value=field.high if bounded else None,
-                        value=field.value, step=1 if field.integer else None, format="%d" if field.integer else None,
+                        value=None, step=1 if field.integer else None, format="%d" if field.integer else None,
                         key=key, help=field.help,
                     )  # fmt: skip
                 else:
@@ -180,10 +183,7 @@ def model_page() -> None:
     st.markdown("\n".join(f"- {line}" for line in lines))
     st.subheader("Metrics and gate")
     table = gate_table(model)
-    if table.empty:
-        st.dataframe(metric_table(model), hide_index=True)
-    else:
-        st.dataframe(table, hide_index=True)
+    st.table((metric_table(model) if table.empty else table).set_index("metric"))
     st.subheader("Feature importance")
     importance = importance_table(model)
     if importance.empty:
@@ -191,7 +191,7 @@ def model_page() -> None:
     else:
         st.bar_chart(importance, x="feature", y="importance", horizontal=True, sort="-importance")
     st.subheader("Features (the request contract)")
-    st.dataframe(pd.DataFrame([feature_row(f) for f in model["features"]]), hide_index=True)
+    st.table(pd.DataFrame([feature_row(f) for f in model["features"]]).set_index("feature"))
 
 
 def runtime_sentence(model: dict[str, Any]) -> str:

@@ -54,10 +54,22 @@ def read_upload(data: bytes, model: dict[str, Any], name: str = "the upload") ->
     return frame, extra
 
 
-def records(frame: pd.DataFrame, features: list[str]) -> list[dict[str, Any]]:
-    """Rows as JSON records of plain Python values (exact floats), missing cells as null."""
-    columns = {name: frame[name].astype(object).where(frame[name].notna(), None).tolist() for name in features}
-    return [dict(zip(features, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+def column_values(column: pd.Series, numeric: bool) -> list[Any]:
+    """A column as plain Python values (exact floats), missing cells as None. In a numeric column that pandas
+    read as text (one bad cell makes the whole column text) the numbers become numbers again and the bad
+    cells stay as written, so the service refuses only those rows, naming the field."""
+    if numeric and not pd.api.types.is_numeric_dtype(column):
+        parsed = pd.to_numeric(column, errors="coerce")
+        column = parsed.astype(object).where(parsed.notna(), column)
+    return column.astype(object).where(column.notna(), None).tolist()
+
+
+def records(frame: pd.DataFrame, model: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows as JSON records of the model's features."""
+    features = [f["name"] for f in model["features"]]
+    numeric = {f["name"] for f in model["features"] if f.get("type") == "numeric"}
+    columns = [column_values(frame[name], name in numeric) for name in features]
+    return [dict(zip(features, values, strict=True)) for values in zip(*columns, strict=True)]
 
 
 def _post(predict: Predict, rows: list[dict]) -> dict[str, Any]:
@@ -96,14 +108,13 @@ def score_chunk(predict: Predict, rows: list[dict]) -> tuple[dict[int, dict], di
 def score(frame: pd.DataFrame, extra: list[str], model: dict[str, Any], predict: Predict,
           chunk_rows: int = CHUNK_ROWS, progress: Callable[[int], None] = lambda done: None) -> Scored:  # fmt: skip
     """Score every row through `predict` (POST /predict) `chunk_rows` at a time; `progress(rows done)`."""
-    features = [f["name"] for f in model["features"]]
     columns = prediction_columns(model["task"], model.get("classes"))
     out: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
     version = runtime = ""
     for start in range(0, len(frame), chunk_rows):
         chunk = frame.iloc[start : start + chunk_rows]
-        predictions, refused, answer = score_chunk(predict, records(chunk, features))
+        predictions, refused, answer = score_chunk(predict, records(chunk, model))
         version, runtime = answer.get("model_version", version), answer.get("runtime", runtime)
         passed = chunk[extra].to_dict("records")
         for i in range(len(chunk)):
