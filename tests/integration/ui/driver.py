@@ -45,7 +45,12 @@ class Ui:
         return self.text()
 
     def running(self) -> bool:
-        return bool(self.driver.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"] button'))
+        """The script is (about to be) running: Streamlit's own end-to-end tests wait on this attribute."""
+        try:
+            apps = self.driver.find_elements(By.CSS_SELECTOR, '[data-testid="stApp"]')
+            return not apps or apps[0].get_attribute("data-test-script-state") != "notRunning"
+        except StaleElementReferenceException:
+            return True
 
     def element_text(self, css: str) -> str:
         return self.driver.find_element(By.CSS_SELECTOR, css).text
