@@ -13,9 +13,10 @@ APP = Path(__file__).with_name("app.py")
 
 
 def streamlit_argv(host: str, port: int) -> list[str]:
-    """`python -m streamlit run` on the app: headless, no usage statistics sent anywhere."""
+    """`python -m streamlit run` on the app: headless, no usage statistics sent anywhere, no developer menu."""
     return [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless=true",
-            "--browser.gatherUsageStats=false", f"--server.address={host}", f"--server.port={port}"]  # fmt: skip
+            "--browser.gatherUsageStats=false", "--client.toolbarMode=viewer",
+            f"--server.address={host}", f"--server.port={port}"]  # fmt: skip
 
 
 def launch(host: str, port: int) -> None:

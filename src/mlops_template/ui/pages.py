@@ -19,6 +19,7 @@ from mlops_template.ui.scoring import CHUNK_ROWS, read_upload, score, to_csv
 from mlops_template.ui.tables import drift_table, gate_table, importance_table, metric_table, quality_table
 
 MODEL_TTL_SECONDS = 30  # a redeployed model shows up within this time
+REFUSED_SHOWN = 20  # refused rows listed on the page; all of them are in the download
 
 
 def client() -> Client:
@@ -155,8 +156,12 @@ def batch_page() -> None:
         st.download_button("Download the predictions (CSV)", to_csv(result.output), file_name=f"{stem}-predictions.csv",
                            mime="text/csv", on_click="ignore", type="primary")  # fmt: skip
         if len(result.rejected):
-            st.warning(f"{len(result.rejected)} row(s) refused by the service (CSV line numbers, header = line 1):")
-            st.table(result.rejected.head(50).set_index("line"))
+            shown = result.rejected.head(REFUSED_SHOWN)
+            lines = [f"- line {r.line}: {r.reason}" for r in shown.itertuples()]
+            if len(result.rejected) > len(shown):
+                lines.append(f"- … and {len(result.rejected) - len(shown)} more in the file below")
+            header = f"{len(result.rejected)} row(s) refused by the service (CSV line numbers, header = line 1):"
+            st.warning(header + "\n\n" + "\n".join(lines))
             st.download_button("Download the refused rows (CSV)", to_csv(result.rejected),
                                file_name=f"{stem}-rejects.csv", mime="text/csv", on_click="ignore")  # fmt: skip
 

@@ -93,6 +93,8 @@ def check_batch(stack: Stack, ui: Ui, directory: Path, rows: int, screenshot: st
     ui.click("Score")
     text = ui.wait_text("rows scored")
     assert f"{rows - 2} rows scored, 2 refused" in text
+    for line in bad_lines:
+        assert f"line {line}: " in text
     downloaded = ui.download("Download the predictions (CSV)", directory / "download")
     refused = ui.download("Download the refused rows (CSV)", directory / "download-rejects")
     cli_output, cli_rejects = score_with_cli(stack, source, directory)
