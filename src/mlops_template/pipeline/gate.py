@@ -109,14 +109,28 @@ def markdown(rows: list[Row], verdict: str, baseline_label: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def record_verdict(candidate: Path, target: Path, metrics: dict[str, float], gate: dict) -> None:
-    """Copy the candidate bundle to `target` with metrics and verdict in its metadata (atomically)."""
+def read_importance(plots_dir: Path) -> dict[str, float]:
+    """Permutation importance per feature from evaluate's plots (empty when evaluate wrote none)."""
+    path = plots_dir / "feature_importance.json"
+    if not path.is_file():
+        return {}
+    return {row["feature"]: float(row["importance"]) for row in json.loads(path.read_text(encoding="utf-8"))}
+
+
+def record_verdict(candidate: Path, target: Path, metrics: dict[str, float], gate: dict,
+                   importance: dict[str, float] | None = None) -> None:  # fmt: skip
+    """Copy the candidate bundle to `target` with metrics, verdict and each feature's importance in its metadata
+    (atomically); the importance travels with the model card (GET /model lists the features as recorded)."""
     metadata = read_metadata(candidate)
     verify_files(candidate, metadata)
+    importance = importance or {}
+    features = [{**f, "importance": importance[f["name"]]} if f["name"] in importance else f
+                for f in metadata["features"]]  # fmt: skip
+    recorded = {**metadata, "features": features, "metrics": metrics, "gate": gate}
     with atomic_dir(target) as tmp:
         for name in metadata["files"]:
             shutil.copy2(candidate / name, tmp / name)
-        (tmp / METADATA).write_text(dump_json({**metadata, "metrics": metrics, "gate": gate}), encoding="utf-8")
+        (tmp / METADATA).write_text(dump_json(recorded), encoding="utf-8")
 
 
 def run(params: Params, baseline: str | None = None) -> str:
@@ -134,7 +148,8 @@ def run(params: Params, baseline: str | None = None) -> str:
         "failed": failed,
         "thresholds": [t.model_dump(exclude_none=True) for t in params.gate.thresholds],
     }
-    record_verdict(params.train.output_dir, params.gate.bundle_dir, metrics, gate)
+    importance = read_importance(params.evaluate.plots_dir)
+    record_verdict(params.train.output_dir, params.gate.bundle_dir, metrics, gate, importance)
     print(report)
     if failed:
         raise GateRejected(f"gate: REJECTED ({', '.join(failed)}); see {params.gate.report_path}")

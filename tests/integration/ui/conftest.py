@@ -27,8 +27,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--disable-dev-shm-usage", "--window-size=1400,1800"]  # fmt: skip
 MULTICLASS = {"target": "property_area", "task": "multiclass", "positive_class": None, "drop": ["loan_id"]}
-BUNDLES = {  # any fork's model: the sample's binary one, a regression and a multiclass one
-    "binary": ("hist_gradient_boosting", None),
+BUNDLES = {  # other forks' models: a regression and a multiclass one
     "regression": ("ridge", REGRESSION),
     "multiclass": ("logistic_regression", MULTICLASS),
 }
@@ -78,23 +77,27 @@ def streamlit_app(api_url: str, log_dir: Path, timeout: float = 90) -> Iterator[
 
 
 @contextmanager
-def stack(kind: str, directory: Path) -> Iterator[Stack]:
-    estimator, schema = BUNDLES[kind]
-    bundle = build_bundle(directory, estimator, rows=2000, schema=schema)
+def stack(kind: str, bundle: Path, data: Path, directory: Path) -> Iterator[Stack]:
     with running_server(bundle, directory) as service, streamlit_app(service.url, directory) as ui:
         model = httpx.get(f"{service.url}/model", timeout=10).json()
-        yield Stack(kind, bundle, directory / "data.csv", service, ui, model)
+        yield Stack(kind, bundle, data, service, ui, model)
 
 
 @pytest.fixture(scope="module")
-def binary_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with stack("binary", tmp_path_factory.mktemp("ui-binary")) as running:
+def binary_stack(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The sample model as the real pipeline made it (metrics, gate thresholds, feature importance)."""
+    directory = tmp_path_factory.mktemp("ui-binary")
+    with stack("binary", trained / "artifacts" / "model", trained / "data" / "loans.csv", directory) as running:
         yield running
 
 
 @pytest.fixture(scope="module", params=["regression", "multiclass"])
 def other_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with stack(request.param, tmp_path_factory.mktemp(f"ui-{request.param}")) as running:
+    """Other forks' models: small bundles of another task, target and estimator (tests/serving_helpers.py)."""
+    directory = tmp_path_factory.mktemp(f"ui-{request.param}")
+    estimator, schema = BUNDLES[request.param]
+    bundle = build_bundle(directory, estimator, rows=2000, schema=schema)
+    with stack(request.param, bundle, directory / "data.csv", directory) as running:
         yield running
 
 

@@ -149,6 +149,7 @@ def test_model_card_shows_the_bundle(binary_stack: Stack, browser: Any):
     text = ui.wait_text("Features (the request contract)")
     assert model["model_version"] in text and model["gate"]["verdict"] in text and model["estimator"] in text
     assert ("ONNX Runtime" if model["runtime"] == "onnx" else "scikit-learn") in text
+    assert "records no feature importance" not in text  # the pipeline recorded it: the chart is drawn
     for name in [*model["metrics"], *(t["metric"] for t in model["gate"].get("thresholds", []))]:
         assert name in text
     for feature in model["features"]:

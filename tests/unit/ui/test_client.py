@@ -11,7 +11,8 @@ from tests.conftest import FakeHandler, free_port, loopback_server
 
 ANSWERS = {
     "/predict": (422, {"error": "invalid_records", "message": "2 problem(s)", "details": [
-        {"row": 0, "field": "age", "message": "field required"}, {"row": 3, "field": None, "message": "not an object"}]}),
+        {"row": 0, "field": "age", "message": "field required"},
+        {"row": 3, "field": None, "message": "not an object"}]}),
     "/model": (429, {"error": "rate_limited", "message": "too many requests", "details": []}),
     "/monitoring/drift": (503, {"error": "not_ready", "message": "model loading", "details": []}),
     "/experiment": (500, "<html>oops</html>"),
