@@ -220,8 +220,19 @@ def ui_checks(engine: list[str], image: str, service: str, port: int, version: s
     run([*engine, "rm", "-f", name], check=False)
     try:
         say(f"running the UI {name} (port {ui_port}) beside {service}")
-        run([*engine, "run", "-d", "--name", name, "--network", f"container:{service}",
-             "-e", f"API_URL=http://127.0.0.1:{port}", "-e", f"UI_PORT={ui_port}", image])  # fmt: skip
+        env = ["-e", f"API_URL=http://127.0.0.1:{port}", "-e", f"UI_PORT={ui_port}"]
+        joined = run([*engine, "run", "-d", "--name", name, "--network", f"container:{service}", *env, image],
+                     check=False)  # fmt: skip
+        checks["network"] = f"container:{service}"
+        if joined.returncode != 0:
+            if "network" not in joined.stderr:
+                raise CheckError(f"starting the UI container failed: {joined.stderr.strip()[-500:]}")
+            # an engine that puts every container on the host network refuses the namespace join;
+            # there the service's port is on the host's 127.0.0.1 already
+            say(f"the engine refused --network container: ({joined.stderr.strip()[-120:]}); using its default")
+            run([*engine, "rm", "-f", name], check=False)
+            run([*engine, "run", "-d", "--name", name, *env, image])
+            checks["network"] = "engine default"
         started, deadline = time.monotonic(), time.monotonic() + timeout
         probe = [*engine, "exec", name, "python", "-c", UI_PROBE.format(port=ui_port)]
         while run(probe, check=False, timeout=60).returncode != 0:

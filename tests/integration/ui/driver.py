@@ -52,6 +52,11 @@ class Ui:
         except StaleElementReferenceException:
             return True
 
+    def find(self, css: str) -> Any:
+        """The element, once the page has rendered it (Streamlit draws elements as the script runs)."""
+        WebDriverWait(self.driver, TIMEOUT, poll_frequency=0.25).until(lambda d: d.find_elements(By.CSS_SELECTOR, css))
+        return self.driver.find_element(By.CSS_SELECTOR, css)
+
     def element_text(self, css: str) -> str:
         return self.driver.find_element(By.CSS_SELECTOR, css).text
 
@@ -60,7 +65,7 @@ class Ui:
         typed again if a rerun still in flight replaced the input meanwhile."""
         expected = "" if value is None else str(value)
         for _ in range(5):
-            field = self.driver.find_element(By.CSS_SELECTOR, f'input[aria-label="{label}"]')
+            field = self.find(f'input[aria-label="{label}"]')
             self.driver.execute_script("arguments[0].focus()", field)  # a click may land on a help tooltip
             field.send_keys(Keys.CONTROL, "a")
             field.send_keys(Keys.BACKSPACE)
@@ -86,14 +91,12 @@ class Ui:
 
     def number_attribute(self, label: str, name: str) -> str | None:
         try:
-            return self.driver.find_element(By.CSS_SELECTOR, f'input[aria-label="{label}"]').get_attribute(name)
+            return self.find(f'input[aria-label="{label}"]').get_attribute(name)
         except StaleElementReferenceException:
             return None
 
     def upload(self, path: Path) -> None:
-        selector = '[data-testid="stFileUploader"] input[type="file"]'
-        WebDriverWait(self.driver, TIMEOUT).until(lambda d: d.find_elements(By.CSS_SELECTOR, selector))
-        self.driver.find_element(By.CSS_SELECTOR, selector).send_keys(str(path))
+        self.find('[data-testid="stFileUploader"] input[type="file"]').send_keys(str(path))
 
     def download(self, button: str, directory: Path, timeout: float = TIMEOUT) -> Path:
         """Click a download button; the file the browser saved in `directory`."""
