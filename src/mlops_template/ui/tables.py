@@ -22,10 +22,10 @@ def gate_table(model: dict[str, Any]) -> pd.DataFrame:
         value = metrics.get(name)
         rules, passed = [], value is not None
         if threshold.get("min") is not None:
-            rules.append(f">= {threshold['min']:g}")
+            rules.append(f"≥ {threshold['min']:g}")
             passed = passed and value >= threshold["min"]
         if threshold.get("max") is not None:
-            rules.append(f"<= {threshold['max']:g}")
+            rules.append(f"≤ {threshold['max']:g}")
             passed = passed and value <= threshold["max"]
         rows.append({"metric": name, "value": value, "gate": " and ".join(rules), "passed": "yes" if passed else "NO"})
         seen.add(name)

@@ -24,8 +24,8 @@ MODEL = {
 def test_gate_table_judges_each_threshold_then_lists_the_other_metrics():
     table = gate_table(MODEL)
     assert table.to_dict("records") == [
-        {"metric": "roc_auc", "value": 0.85, "gate": ">= 0.8", "passed": "yes"},
-        {"metric": "log_loss", "value": 0.6, "gate": "<= 0.5", "passed": "NO"},
+        {"metric": "roc_auc", "value": 0.85, "gate": "≥ 0.8", "passed": "yes"},
+        {"metric": "log_loss", "value": 0.6, "gate": "≤ 0.5", "passed": "NO"},
         {"metric": "accuracy", "value": 0.8, "gate": "", "passed": ""},
     ]
     assert gate_table({**MODEL, "gate": {}}).empty and len(metric_table(MODEL)) == 3
