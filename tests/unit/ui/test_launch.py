@@ -20,3 +20,11 @@ def test_make_ui_and_compose_start_it_through_the_cli():
     ui = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["ui"]
     assert ui["build"]["target"] == "ui" and ui["environment"]["API_URL"] == "http://service:8000"
     assert "service" in ui["depends_on"]
+
+
+def test_compose_service_serves_the_bundle_the_image_carries():
+    """The compose `service` once pointed MODEL_DIR at a path the image does not have (it exited at start)."""
+    env = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["service"]["environment"]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "COPY --from=builder /opt/model /app/model" in dockerfile
+    assert env["MODEL_DIR"] == "/app/model"
