@@ -18,12 +18,12 @@ BASELINE ?=
 .PHONY: ci lint-workflows lint-dockerfile system-deps test-summary report pr-comment data-refresh gate-production \
         retrain-issue image-ci deploy smoke-test rollback template-cleanup
 .PHONY: drift monitoring-check alert-relay
-.PHONY: image image-test bench-serve serve predict
+.PHONY: image image-test bench-serve serve predict ui
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP): requirements.txt requirements-ui.txt requirements-dev.txt pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: Python 3.11 not found; install it or pass PYTHON=/path/to/python3.11" >&2; exit 2; }
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo "error: $(PYTHON) is not Python 3.11" >&2; exit 2; }
 	$(PYTHON) -m venv $(VENV)
@@ -80,6 +80,10 @@ predict: $(STAMP) ## batch-score a CSV: make predict INPUT=in.csv OUTPUT=out.csv
 	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make predict INPUT=in.csv OUTPUT=out.csv [REJECTS=rejects.csv]" >&2; exit 2; }
 	$(CLI) predict --input "$(INPUT)" --output "$(OUTPUT)" $(if $(REJECTS),--rejects "$(REJECTS)")
 
+ui: $(STAMP) ## the Streamlit front end on UI_PORT (8501): a client of the service at API_URL (default: `make serve`'s)
+	@echo "front end on http://localhost:$${UI_PORT:-8501} for the service at $${API_URL:-http://127.0.0.1:8000}; Ctrl-C stops it"
+	$(CLI) ui
+
 # ---- Runtime: the container image and the service benchmark (scripts in tools/, shared by CI and people) ----
 CONTAINER_ENGINE ?= docker
 IMAGE ?= mlops-template-serving:local
@@ -110,7 +114,7 @@ PR ?=
 NAME ?=
 PUSH ?=
 # Debian packages the test suite's external tools come from (runners: `make system-deps`).
-APT_PACKAGES ?= prometheus prometheus-alertmanager nginx wrk
+APT_PACKAGES ?= prometheus prometheus-alertmanager nginx wrk chromium chromium-driver
 
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund

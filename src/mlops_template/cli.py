@@ -259,6 +259,18 @@ def _serve(args: argparse.Namespace) -> None:
     serve(Settings.from_env(env))
 
 
+def _ui_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default=os.environ.get("UI_HOST", "127.0.0.1"), help="address (env UI_HOST)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("UI_PORT", "8501")), help="port (env UI_PORT)")
+
+
+@command("ui", "the Streamlit front end, a client of the service at API_URL (needs requirements-ui.txt)", _ui_args)
+def _ui(args: argparse.Namespace) -> None:
+    from mlops_template.ui.launch import launch
+
+    launch(args.host, args.port)
+
+
 def _predict_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", type=Path, required=True, help="CSV with the feature columns (others are copied)")
     parser.add_argument("--output", type=Path, required=True, help="CSV to write (atomically)")

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas._libs.parsers import STR_NA_VALUES
 
 from mlops_template.core.config import ReadConfig
 from mlops_template.core.errors import UserError
@@ -17,6 +18,27 @@ NA_VALUES = ["", "NA", "NaN", "null"]  # missing-value spellings in CSV (on top 
 DELIMITERS = ",;\t|"
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 MISSING_CATEGORY = "__missing__"  # what a missing categorical value is imputed to (model and ONNX graph)
+SCORING_NA_VALUES = sorted(set(STR_NA_VALUES) | set(NA_VALUES))  # missing-value spellings in a CSV to score
+
+
+def scoring_csv_options(
+    features: list[str], categorical: list[str], extra: list[str], na_values: list[str] | None = None
+) -> dict:
+    """pandas.read_csv options for a CSV to score (batch CLI and web UI alike): categories and pass-through
+    columns stay text as written, only feature cells spelled as missing (plus data.read.na_values) become NaN."""
+    return {
+        "dtype": {name: str for name in [*categorical, *extra]},
+        "skipinitialspace": True,
+        "skip_blank_lines": False,
+        "keep_default_na": False,
+        "na_values": {name: SCORING_NA_VALUES + list(na_values or []) for name in features},
+    }
+
+
+def prediction_columns(task: str, classes: list[str] | None) -> list[str]:
+    """The columns batch scoring adds to each row: prediction, a probability per class, the two flags."""
+    probabilities = [f"probability_{c}" for c in classes or []] if task != "regression" else []
+    return ["prediction", *probabilities, "flags_out_of_range", "flags_unknown_categories"]
 
 
 def lines(index: pd.Index) -> str:

@@ -17,19 +17,23 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pandas._libs.parsers import STR_NA_VALUES
 
 from mlops_template.core.bundle import load_bundle
 from mlops_template.core.config import ReadConfig
 from mlops_template.core.errors import UserError
 from mlops_template.core.fsutil import atomic_path
-from mlops_template.core.tabular import NA_VALUES, check_delimiter, csv_options, unreadable
+from mlops_template.core.tabular import (
+    check_delimiter,
+    csv_options,
+    prediction_columns,
+    scoring_csv_options,
+    unreadable,
+)
 from mlops_template.serving.contract import Contract
 from mlops_template.serving.predictor import build_predictor
 
 log = logging.getLogger(__name__)
 REJECTS_SHOWN = 5
-MISSING = sorted(set(STR_NA_VALUES) | set(NA_VALUES))
 
 
 @dataclass
@@ -59,8 +63,7 @@ def count_rows(path: Path) -> int:
 
 
 def output_columns(contract: Contract) -> list[str]:
-    probabilities = [f"probability_{c}" for c in contract.classes] if contract.task != "regression" else []
-    return ["prediction", *probabilities, "flags_out_of_range", "flags_unknown_categories"]
+    return prediction_columns(contract.task, contract.classes)
 
 
 def _header(path: Path, options: dict[str, Any], read: ReadConfig) -> list[str]:
@@ -110,11 +113,8 @@ def predict_file(
     contract = Contract(bundle.metadata)
     predictor = build_predictor(bundle, runtime)
     extra = _extra_columns(input_path, contract, options, read)
-    dtypes = {name: str for name in contract.categorical + extra}
-    reader = pd.read_csv(
-        input_path, chunksize=chunk_rows, dtype=dtypes, skipinitialspace=True, skip_blank_lines=False,
-        keep_default_na=False, na_values={name: MISSING + read.na_values for name in contract.by_name}, **options,
-    )  # fmt: skip
+    typed = scoring_csv_options(list(contract.by_name), contract.categorical, extra, read.na_values)
+    reader = pd.read_csv(input_path, chunksize=chunk_rows, **typed, **options)
     written = {"sep": options["sep"], "decimal": read.decimal}
     summary = Summary(runtime=predictor.runtime, model_version=bundle.version, output=str(output_path),
                       rejects=str(rejects_path) if rejects_path else None)  # fmt: skip
