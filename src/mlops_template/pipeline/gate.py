@@ -10,9 +10,10 @@ import logging
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from mlops_template import tracking
 from mlops_template.core.bundle import METADATA, REJECTED, VALIDATED, dump_json, now, read_metadata, verify_files
 from mlops_template.core.config import Params, Threshold
 from mlops_template.core.errors import GateRejected, UserError
@@ -135,6 +136,7 @@ def run(params: Params, baseline: str | None = None) -> str:
         "thresholds": [t.model_dump(exclude_none=True) for t in params.gate.thresholds],
     }
     record_verdict(params.train.output_dir, params.gate.bundle_dir, metrics, gate)
+    tracking.gate_done(params, verdict, [asdict(r) for r in rows])  # MLflow (if configured): only VALIDATED registers
     print(report)
     if failed:
         raise GateRejected(f"gate: REJECTED ({', '.join(failed)}); see {params.gate.report_path}")

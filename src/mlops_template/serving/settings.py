@@ -42,6 +42,7 @@ class Settings:
     experiment_mode: str | None = None  # overrides monitoring.experiment.mode
     rate_limit: bool | None = None  # overrides monitoring.rate_limit.enabled (off only for benchmarks)
     cors_origins: tuple[str, ...] = ()  # CORS is off unless origins are listed
+    model_uri: str | None = None  # MODEL_URI (models:/<name>@champion): downloaded first (serving.model_uri)
     # ADMIN_API_KEYS is deliberately not a setting: create_app reads it once into digests (security.ApiKeys)
 
     @classmethod
@@ -89,6 +90,7 @@ class Settings:
             experiment_mode=env.get("EXPERIMENT_MODE", "").strip().lower() or None,
             rate_limit=SWITCHES[switch] if switch else None,
             cors_origins=tuple(o.strip() for o in env.get("CORS_ORIGINS", "").split(",") if o.strip()),
+            model_uri=env.get("MODEL_URI", "").strip() or None,
         )
 
     def public(self) -> dict[str, object]:
