@@ -50,6 +50,14 @@ def requirements(metadata: dict[str, Any]) -> list[str]:
     return [*pins, *(f"{name}=={pkg_metadata.version(name)}" for name in ("mlflow", "skops"))]
 
 
+def trusted_types(model: Any) -> list[str]:
+    """The types skops may rebuild when loading: those of scikit-learn and numpy that this model uses, nothing else."""
+    import skops.io
+
+    found = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    return [name for name in found if name.split(".")[0] in ("sklearn", "numpy")]
+
+
 def _arguments(bundle_dir: Path) -> tuple[Any, dict[str, Any]]:
     bundle = load_bundle(bundle_dir, allow=(VALIDATED, REJECTED))  # checksums verified before unpickling
     files = [str(bundle_dir / name) for name in (*bundle.metadata["files"], METADATA)]
@@ -59,6 +67,7 @@ def _arguments(bundle_dir: Path) -> tuple[Any, dict[str, Any]]:
         "pip_requirements": requirements(bundle.metadata),
         "extra_files": files,
         "metadata": {"model_version": bundle.version, "gate_verdict": bundle.verdict},
+        "skops_trusted_types": trusted_types(bundle.model),
     }
 
 
