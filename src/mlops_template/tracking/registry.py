@@ -21,15 +21,26 @@ log = logging.getLogger(__name__)
 CHALLENGER, CHAMPION = "challenger", "champion"
 
 
+def versions_of(client: Any, name: str, model_version: str) -> list[Any]:
+    """Registered versions holding the bundle `model_version` (its tag), newest first."""
+    query = f"name = '{name}' and tags.model_version = '{model_version}'"
+    return client.search_model_versions(query, order_by=["version_number DESC"])
+
+
 def register(client: Any, settings: TrackingSettings, model_uri: str, run_id: str) -> str:
-    """A new version of the registered model from the logged model; alias `challenger` moves to it."""
+    """A new version of the registered model from the logged model; alias `challenger` moves to it.
+
+    A bundle already registered (the same model_version: `make gate` re-judging it, an identical retrain) keeps
+    its version instead of getting a duplicate.
+    """
     import mlflow
 
     run = client.get_run(run_id)
     tags = {f"metric.{name}": str(value) for name, value in run.data.metrics.items()}
     kept = ("gate.verdict", "model_version", "git_commit")
     tags |= {name: run.data.tags[name] for name in kept if name in run.data.tags}
-    version = mlflow.register_model(model_uri, settings.model_name, tags=tags).version
+    known = versions_of(client, settings.model_name, tags["model_version"]) if "model_version" in tags else []
+    version = known[0].version if known else mlflow.register_model(model_uri, settings.model_name, tags=tags).version
     client.set_registered_model_alias(settings.model_name, CHALLENGER, version)
     log.info("registry: %s version %s (alias %s)", settings.model_name, version, CHALLENGER)
     return str(version)
@@ -40,9 +51,7 @@ def promote(settings: TrackingSettings, model_version: str, image: str | None = 
     from mlops_template.tracking.connect import client as connect
 
     client = connect(settings)
-    found = client.search_model_versions(
-        f"name = '{settings.model_name}' and tags.model_version = '{model_version}'", order_by=["version_number DESC"]
-    )
+    found = versions_of(client, settings.model_name, model_version)
     if not found:
         raise UserError(
             f"registry: no version of {settings.model_name!r} holds the bundle {model_version}; "
@@ -60,6 +69,7 @@ def promote(settings: TrackingSettings, model_version: str, image: str | None = 
 def download_bundle(uri: str, destination: Path) -> Path:
     """Download a registered model (models:/<name>@champion, runs:/..., a path) and return its bundle folder."""
     check_server(os.environ.get("MLFLOW_TRACKING_URI", ""))
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a service logs lines, not bars
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
 

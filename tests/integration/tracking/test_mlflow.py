@@ -118,6 +118,8 @@ def test_validated_model_registered_as_challenger_and_loadable(project: dict[str
 
 def test_promote_then_serve_from_model_uri(project: dict[str, Any], client: Any, live_server):
     copy, env = project["dir"], project["env"]
+    sh(copy, sys.executable, "-m", "mlops_template", "gate", env=env)  # re-judging the same bundle: no new version
+    assert len(client.search_model_versions(f"name = '{MODEL_NAME}'")) == 1
     image = "ghcr.io/acme/model@sha256:" + "a" * 64
     sh(copy, sys.executable, "-m", "mlops_template", "promote", "--image", image, env=env)
     champion = client.get_model_version_by_alias(MODEL_NAME, "champion")
@@ -144,8 +146,12 @@ def test_model_uri_refusals_are_one_line(project: dict[str, Any], mlflow_server:
 
 
 def test_mlflow_models_serve_the_exported_bundle(project: dict[str, Any], tmp_path: Path):
-    copy = project["dir"]
-    sh(copy, sys.executable, "-m", "mlops_template", "mlflow-model", "--output", str(tmp_path / "m"))
+    from mlops_template.cli import main
+
+    copy = project["dir"]  # the export `make bench-serve` serves: the same MLflow Model the pipeline logs
+    args = ["--params", str(copy / "params.yaml"), "mlflow-model", "--bundle", str(copy / "artifacts" / "model")]
+    assert main([*args, "--output", str(tmp_path / "m")]) == 0
+    assert main([*args, "--output", str(tmp_path / "m")]) == 2  # never over an existing folder
     port = free_port()
     argv = ["mlflow", "models", "serve", "-m", str(tmp_path / "m"), "--env-manager", "local", "-h", "127.0.0.1"]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
@@ -168,7 +174,7 @@ def test_rejected_experiment_is_tracked_but_never_registered(project: dict[str, 
     sh(copy, "git", "add", "-A")
     sh(copy, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "after the first run")
     strict = "gate.thresholds=[{metric: roc_auc, min: 0.9999}]"
-    result = sh(copy, "dvc", "exp", "run", "-S", "train.seed=5", "-S", strict,
+    result = sh(copy, "dvc", "exp", "run", "-S", "train.seed=5", "-S", strict, "-S", "onnx.enabled=false",
                 env={**env, "MLFLOW_EXPERIMENT_NAME": "rejected"}, check=False)  # fmt: skip
     assert result.returncode != 0 and "REJECTED" in result.stdout + result.stderr
     runs = client.search_runs([client.get_experiment_by_name("rejected").experiment_id])
@@ -177,3 +183,11 @@ def test_rejected_experiment_is_tracked_but_never_registered(project: dict[str, 
     assert runs[0].data.tags["gate.failed"] == "roc_auc"
     assert runs[0].data.metrics["roc_auc"] < 0.9999
     assert {v.version for v in client.search_model_versions(f"name = '{MODEL_NAME}'")} == before
+    # its logged model is in the tracking server, but the service refuses it like a local REJECTED bundle
+    logged = client.search_logged_models(experiment_ids=[runs[0].info.experiment_id])
+    assert len(logged) == 1
+    served = sh(ROOT, sys.executable, "-m", "mlops_template", "serve", check=False,
+                env={**env, "MODEL_URI": f"models:/{logged[0].model_id}", "PORT": str(free_port())})  # fmt: skip
+    errors = [line for line in served.stderr.splitlines() if line.startswith("error:")]
+    assert served.returncode == 2 and len(errors) == 1 and "gate verdict is REJECTED" in errors[0], served.stderr
+    assert "Traceback" not in served.stderr
