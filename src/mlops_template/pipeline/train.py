@@ -127,5 +127,5 @@ def run(params: Params) -> Path:
         write_text(profile, dump_json(reference_profile(params, pipeline, frame, test, schema)))
         save_bundle(params.train.output_dir, pipeline, metadata, extra_files={**extra, PROFILE_FILE: profile})
     log.info("train: %s on %d rows -> %s", params.train.estimator, len(frame), params.train.output_dir)
-    tracking.train_done(params, params.train.output_dir)  # no-op unless MLflow tracking is configured
+    tracking.train_done(params)  # no-op unless MLflow tracking is configured
     return params.train.output_dir

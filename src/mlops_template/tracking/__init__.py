@@ -7,8 +7,8 @@ or params.yaml `tracking.mlflow` names an experiment. A tracking failure is a wa
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from mlops_template.core.config import Params
@@ -22,8 +22,10 @@ def _hook(params: Params, stage: str, action: Callable[[TrackingSettings], None]
     settings = resolve(params.tracking)
     if settings is None:
         return
+    started = time.perf_counter()
     try:
         action(settings)
+        log.info("tracking: stage %s logged in %.1f s", stage, time.perf_counter() - started)
     except Exception as exc:  # noqa: BLE001 - tracking is a side channel: any failure is one line, never a traceback
         message = f"MLflow tracking failed in stage {stage} ({settings.uri}): {exc}"
         if settings.required:
@@ -31,13 +33,13 @@ def _hook(params: Params, stage: str, action: Callable[[TrackingSettings], None]
         log.warning("%s; the pipeline goes on (set tracking.required: true to fail instead)", message)
 
 
-def train_done(params: Params, candidate: Path) -> None:
+def train_done(params: Params) -> None:
     """Stage train: start the pipeline's run (params, data hash, git commit) keyed by the candidate bundle."""
 
     def action(settings: TrackingSettings) -> None:
         from mlops_template.tracking import runs
 
-        runs.on_train(settings, params, candidate)
+        runs.on_train(settings, params)
 
     _hook(params, "train", action)
 

@@ -103,7 +103,7 @@ def _find(client: Any, settings: TrackingSettings, params: Params) -> str:
     return found[0].info.run_id if found else _start(client, settings, params, key)
 
 
-def on_train(settings: TrackingSettings, params: Params, candidate: Path) -> None:
+def on_train(settings: TrackingSettings, params: Params) -> None:
     _start(connect(settings), settings, params, candidate_key(params))
 
 
