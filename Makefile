@@ -87,7 +87,7 @@ MLFLOW_PORT ?= 5000
 mlflow-ui: $(STAMP) ## MLflow server + UI on the project's local store (mlruns/) at http://127.0.0.1:$MLFLOW_PORT
 	@mkdir -p mlruns
 	@echo "MLflow UI on http://127.0.0.1:$(MLFLOW_PORT); track into it with MLFLOW_TRACKING_URI=http://127.0.0.1:$(MLFLOW_PORT)"
-	mlflow server --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1 \
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow server --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1 \
 		--backend-store-uri sqlite:///mlruns/mlflow.db --artifacts-destination mlruns/artifacts
 
 PROMOTE_URL = $(or $(URL),$(shell cat .deploy/url 2>/dev/null))

@@ -22,7 +22,9 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = open(store / "server.log", "w", encoding="utf-8")  # noqa: SIM115 - closed at teardown
     argv = [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     argv += ["--backend-store-uri", f"sqlite:///{store}/mlflow.db", "--artifacts-destination", str(store / "artifacts")]
-    process = subprocess.Popen(argv, cwd=store, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    # no job runner: MLflow 3 otherwise starts seven busy huey consumer processes the tracking tests never use
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    process = subprocess.Popen(argv, cwd=store, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{url}/health", timeout=120)
