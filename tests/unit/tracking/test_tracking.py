@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mlops_template import tracking
 from mlops_template.ci.report import mlflow_run
@@ -106,3 +107,15 @@ def test_report_links_the_run_of_this_candidate_only(workdir: Path):
     )
     candidate.write_text('{"retrained": true}')  # a newer candidate: the run file is stale
     assert mlflow_run(params) is None
+
+
+def test_mlflow_client_and_server_pins_agree():
+    def pin(path: str, package: str) -> str:
+        lines = (ROOT / path).read_text().splitlines()
+        return next(line.split("==")[1].split()[0] for line in lines if line.startswith(f"{package}=="))
+
+    server = pin("requirements-dev.txt", "mlflow")
+    assert pin("requirements-mlflow.txt", "mlflow-skinny") == server  # the client a MODEL_URI image installs
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert compose["services"]["mlflow"]["image"].endswith(f":v{server}")
+    assert "mlflow" not in (ROOT / "requirements.txt").read_text()  # the serving image stays without it
