@@ -282,7 +282,7 @@ def _promote(args: argparse.Namespace) -> None:
 
         model_version = _model_info(args.url.rstrip("/")).get("model_version")
     else:
-        model_version = read_metadata(args.bundle or params.gate.bundle_dir).get("model_version")
+        model_version = read_metadata(args.bundle or params.gate.bundle_dir).model_version
     if not model_version:
         raise UserError(f"no model_version in {args.url or args.bundle or params.gate.bundle_dir}; is it a bundle?")
     print(promote(require(params.tracking), model_version, args.image or None))
@@ -332,6 +332,7 @@ def _predict(args: argparse.Namespace) -> None:
         args.chunk_rows,
         args.runtime,
         progress=not args.no_progress,
+        read=load_params(args.params).data.read if args.params.is_file() else None,
     )
     log.info(
         "predict: %d rows, %d scored, %d rejected in %.1f s (%.0f rows/s, %s) -> %s",

@@ -6,13 +6,13 @@ import pytest
 from sklearn.dummy import DummyClassifier
 
 from mlops_template.cli import main
-from mlops_template.core.bundle import REJECTED, VALIDATED, save_bundle
+from mlops_template.core.bundle import PENDING, REJECTED, VALIDATED, save_bundle
+from tests.conftest import model_record
 
 
 def make_bundle(directory: Path, verdict: str | None) -> Path:
     model = DummyClassifier().fit([[0], [1]], ["N", "Y"])
-    metadata = {"task": "binary"} | ({"gate": {"verdict": verdict}} if verdict else {})
-    return save_bundle(directory, model, metadata)
+    return save_bundle(directory, model, model_record(gate={"verdict": verdict or PENDING}))
 
 
 def test_validated_bundle_passes_and_prints_its_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,8 +27,31 @@ class SampleConfig(Section):
     drift: float = Field(0.0, ge=0.0, le=1.0)
 
 
+class ReadConfig(Section):
+    """How CSV files are read: the training data, batch-prediction inputs and drift batches alike."""
+
+    delimiter: str = ","  # one character, or "auto": sniffed among , ; tab | from the file's first lines
+    decimal: str = Field(".", min_length=1, max_length=1)
+    thousands: str | None = Field(None, min_length=1, max_length=1)
+    encoding: str = "utf-8"
+    na_values: list[str] = []  # extra spellings of a missing value, on top of "", NA, NaN, null
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ReadConfig:
+        if self.delimiter != "auto" and len(self.delimiter) != 1:
+            raise ValueError(f"delimiter must be one character or auto, not {self.delimiter!r}")
+        if self.decimal in (self.delimiter, self.thousands):
+            raise ValueError(f"decimal {self.decimal!r} cannot also be the delimiter or the thousands separator")
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ValueError(f"unknown encoding {self.encoding!r} (e.g. utf-8, latin-1, cp1252)") from None
+        return self
+
+
 class DataConfig(Section):
     path: Path = Path("data/loans.csv")
+    read: ReadConfig = ReadConfig()
     sample: SampleConfig = SampleConfig()
 
 
@@ -75,11 +99,24 @@ class TrainConfig(Section):
         return dict(getattr(self, self.estimator))
 
 
+class RobustnessConfig(Section):
+    """Model security figures that `evaluate` adds to the metrics (the gate can bound them)."""
+
+    evasion: bool = True
+    membership: bool = True
+    rows: int = Field(200, ge=1)  # test rows attacked (seeded sample)
+    budget: float = Field(0.05, gt=0.0, le=1.0)  # attacker's L-inf budget, as a fraction of each feature's range
+    tries: int = Field(16, ge=2)  # candidate perturbations per row and budget
+    membership_rows: int = Field(2000, ge=50)  # train and test rows each for the membership attack
+    seed: int = 42
+
+
 class EvaluateConfig(Section):
     metrics_path: Path = Path("reports/metrics.json")
     plots_dir: Path = Path("reports/plots")
     importance_rows: int = Field(2000, gt=0)
     curve_points: int = Field(200, ge=10)
+    robustness: RobustnessConfig = RobustnessConfig()
 
 
 class Threshold(Section):
@@ -112,10 +149,17 @@ class ProfileConfig(Section):
     seed: int = 42
 
 
+DriftMeasure = Literal["psi", "test", "js", "kl", "wasserstein"]
+
+
 class DriftConfig(Section):
+    decide_on: list[DriftMeasure] = Field(["psi", "test"], min_length=1)
     psi_threshold: float = Field(0.2, gt=0.0)
     p_value: float = Field(0.01, gt=0.0, lt=1.0)
     min_effect: float = Field(0.1, ge=0.0)
+    js_threshold: float = Field(0.15, gt=0.0, le=1.0)
+    kl_threshold: float = Field(0.1, gt=0.0)
+    wasserstein_threshold: float = Field(0.3, gt=0.0)
     min_rows: int = Field(200, ge=1)
     window_size: int = Field(5000, ge=10)
     refresh_seconds: float = Field(15.0, ge=0.0)
@@ -137,6 +181,12 @@ class ExperimentConfig(Section):
     challenger_share: float = Field(0.1, ge=0.0, le=1.0)
     min_samples: int = Field(200, ge=1)
     alpha: float = Field(0.05, gt=0.0, lt=1.0)
+    test: Literal["fixed", "sequential"] = "fixed"
+    min_detectable_effect: float = Field(0.05, gt=0.0, lt=1.0)
+    power: float = Field(0.8, gt=0.0, lt=1.0)
+    baseline_rate: float | None = Field(None, gt=0.0, lt=1.0)
+    bandit: Literal["thompson", "epsilon_greedy", "ucb1"] = "thompson"
+    epsilon: float = Field(0.1, gt=0.0, lt=1.0)
     seed: int = 42
 
 

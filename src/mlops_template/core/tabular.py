@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from mlops_template.core.config import ReadConfig
 from mlops_template.core.errors import UserError
 
 MAX_ROWS_SHOWN = 5
 NA_VALUES = ["", "NA", "NaN", "null"]  # missing-value spellings in CSV (on top of pandas' defaults); batch too
+DELIMITERS = ",;\t|"
+DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 MISSING_CATEGORY = "__missing__"  # what a missing categorical value is imputed to (model and ONNX graph)
 
 
@@ -21,20 +26,63 @@ def lines(index: pd.Index) -> str:
     return ", ".join(shown) + more
 
 
-def read_csv(path: str | Path) -> pd.DataFrame:
-    """Read a CSV with every column as text or number as pandas infers; errors name the file."""
-    path = Path(path)
+def sniff_delimiter(path: Path, encoding: str) -> str:
+    """The delimiter of a CSV among , ; tab | from its first 64 KB (data.read.delimiter: auto)."""
+    with open(path, encoding=encoding, errors="replace", newline="") as handle:
+        head = handle.read(1 << 16)
+    try:
+        return csv.Sniffer().sniff(head, delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        raise UserError(
+            f"{path}: cannot tell its delimiter from the first lines; set data.read.delimiter in params.yaml "
+            "(one of ',', ';', '\\t', '|')"
+        ) from None
+
+
+def csv_options(path: Path, read: ReadConfig) -> dict[str, Any]:
+    """pandas.read_csv keyword arguments for data.read (the delimiter sniffed when it is auto)."""
+    delimiter = sniff_delimiter(path, read.encoding) if read.delimiter == "auto" else read.delimiter
+    return {"sep": delimiter, "decimal": read.decimal, "thousands": read.thousands, "encoding": read.encoding}
+
+
+def check_delimiter(columns: list[str], path: Path, options: dict[str, Any]) -> None:
+    """A file read as one column whose name holds another delimiter was read with the wrong one: say so."""
+    if len(columns) != 1:
+        return
+    found = next((d for d in DELIMITERS if d != options["sep"] and d in str(columns[0])), None)
+    if found:
+        raise UserError(
+            f"{path}: read as one column named {str(columns[0])[:60]!r}, which looks {DELIMITER_NAMES[found]}-"
+            f"separated; set data.read.delimiter: {found!r} in params.yaml (or auto)"
+        )
+
+
+def unreadable(path: Path, exc: Exception, read: ReadConfig) -> UserError:
+    """The error for a CSV pandas cannot parse or decode, with the setting that fixes it."""
+    if isinstance(exc, UnicodeDecodeError):
+        return UserError(
+            f"{path}: not readable as {read.encoding} ({exc.reason} at byte {exc.start}); set data.read.encoding "
+            "in params.yaml (e.g. latin-1, cp1252) or save the file as UTF-8"
+        )
+    return UserError(f"{path}: not a readable CSV ({str(exc).strip()}); check data.read in params.yaml")
+
+
+def read_csv(path: str | Path, read: ReadConfig | None = None) -> pd.DataFrame:
+    """Read a CSV as data.read says, every column as text or number as pandas infers; errors name the file."""
+    path, read = Path(path), read or ReadConfig()
     if not path.is_file():
         raise UserError(
             f"{path}: file not found; run `make data` (DVC remote or embedded sample) "
             "or point data.path in params.yaml at your CSV"
         )
+    options = csv_options(path, read)
     try:
-        frame = pd.read_csv(path, skipinitialspace=True, na_values=NA_VALUES)
+        frame = pd.read_csv(path, skipinitialspace=True, na_values=NA_VALUES + read.na_values, **options)
     except pd.errors.EmptyDataError:
         raise UserError(f"{path}: the file is empty; it needs a header line and data rows") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not a readable CSV ({exc}); save it as UTF-8 comma-separated") from None
+        raise unreadable(path, exc, read) from None
+    check_delimiter(list(frame.columns), path, options)
     if frame.empty:
         raise UserError(f"{path}: has a header but no data rows")
     return frame

@@ -1,26 +1,26 @@
 """Champion / challenger: which model answers a request, per-variant counts, and what the data support.
 
 Modes: `single` (champion only), `ab` (a fixed share of clients, sticky: sha256 of experiment name +
-client key), `shadow` (champion answers, challenger predicts on the side), `bandit` (Thompson
-sampling on Beta(1 + successes, 1 + failures) posteriors, fed by feedback rewards).
+client key), `shadow` (champion answers, challenger predicts on the side), `bandit` (a policy of
+monitoring/bandit.py fed by feedback rewards). The A/B decision is monitoring/ab_test.py's: a fixed horizon
+from a power analysis or an always-valid sequential test, never a p-value recomputed until it dips.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import threading
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from mlops_template.core.config import ExperimentConfig
+from mlops_template.monitoring.ab_test import CHALLENGER, CHAMPION, KEEP, NOT_ENOUGH, PROMOTE, ABTest
+from mlops_template.monitoring.bandit import POLICIES
 
-CHAMPION, CHALLENGER = "champion", "challenger"
 VARIANTS = (CHAMPION, CHALLENGER)
-NOT_ENOUGH, KEEP, PROMOTE = "not enough data", "keep champion", "promote challenger"
+__all__ = ["CHALLENGER", "CHAMPION", "KEEP", "NOT_ENOUGH", "PROMOTE", "VARIANTS", "Experiment", "Route", "bucket"]
 
 
 @dataclass(slots=True)  # per request: a frozen dataclass takes 4x longer to build
@@ -37,37 +37,6 @@ def bucket(experiment: str, client_key: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def two_proportion_test(
-    champion: tuple[int, int], challenger: tuple[int, int], alpha: float, min_samples: int
-) -> dict[str, Any]:
-    """Two-sided pooled z-test on (successes, trials) per variant, and the decision it supports."""
-    (s1, n1), (s2, n2) = champion, challenger
-    result: dict[str, Any] = {
-        "test": "two-proportion z-test (pooled, two-sided)",
-        "alpha": alpha,
-        "min_samples": min_samples,
-        "z": None,
-        "p_value": None,
-    }
-    result["champion_rate"] = s1 / n1 if n1 else None
-    result["challenger_rate"] = s2 / n2 if n2 else None
-    if min(n1, n2) < min_samples:
-        return {
-            **result,
-            "decision": NOT_ENOUGH,
-            "reason": f"needs {min_samples} feedback per variant, has {n1} (champion) and {n2} (challenger)",
-        }
-    pooled = (s1 + s2) / (n1 + n2)
-    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
-    z = 0.0 if se == 0 else (s2 / n2 - s1 / n1) / se
-    p_value = float(2 * stats.norm.sf(abs(z)))
-    result |= {"z": z, "p_value": p_value}
-    if p_value < alpha and z > 0:
-        return {**result, "decision": PROMOTE, "reason": f"challenger better, p={p_value:.3g} < {alpha}"}
-    why = "champion better" if p_value < alpha else "no significant difference"
-    return {**result, "decision": KEEP, "reason": f"{why} (p={p_value:.3g}, alpha {alpha})"}
-
-
 class Experiment:
     """Routes requests between champion and challenger and keeps per-variant counts (thread-safe)."""
 
@@ -75,7 +44,8 @@ class Experiment:
         self.config = config
         self.has_challenger = has_challenger
         self._rng = np.random.default_rng(config.seed)
-        self._counts = {v: {"requests": 0, "shadow": 0, "feedback": 0, "successes": 0} for v in VARIANTS}
+        self._counts = {v: {"requests": 0, "shadow": 0} for v in VARIANTS}
+        self._test = ABTest(config)
         self._lock = threading.Lock()
 
     @property
@@ -91,7 +61,15 @@ class Experiment:
     def reconfigure(self, **changes: Any) -> None:
         """Change mode / share / name at run time (admin route); validated like params.yaml."""
         with self._lock:
-            self.config = ExperimentConfig.model_validate({**self.config.model_dump(), **changes})
+            config = ExperimentConfig.model_validate({**self.config.model_dump(), **changes})
+            if (config.name, config.test, config.alpha, config.min_detectable_effect) != (
+                self.config.name,
+                self.config.test,
+                self.config.alpha,
+                self.config.min_detectable_effect,
+            ):  # a new experiment or design: the old outcomes do not belong to it
+                self._test = ABTest(config)
+            self.config = config
 
     def _choose(self, client_key: str) -> Route:
         mode = self.mode
@@ -101,11 +79,10 @@ class Experiment:
         if mode == "shadow":
             return Route(CHAMPION, shadow=CHALLENGER)
         if mode == "bandit":
-            draws = {
-                v: self._rng.beta(1 + c["successes"], 1 + c["feedback"] - c["successes"])
-                for v, c in self._counts.items()
-            }
-            return Route(max(draws, key=draws.get))
+            successes = np.array([self._test.successes[v] for v in VARIANTS])
+            trials = np.array([self._test.trials[v] for v in VARIANTS])
+            arm = POLICIES[self.config.bandit](successes, trials, self._rng, self.config.epsilon)
+            return Route(VARIANTS[arm])
         return Route(CHAMPION)
 
     def route(self, client_key: str) -> Route:
@@ -122,23 +99,19 @@ class Experiment:
         if variant not in self._counts:
             raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
         with self._lock:
-            self._counts[variant]["feedback"] += 1
-            self._counts[variant]["successes"] += int(success)
+            self._test.observe(variant, int(success))
 
     def stats(self) -> dict[str, Any]:
-        """Per-variant counts and success rates, and the A/B significance test with its decision."""
+        """Per-variant counts and success rates, and the A/B design, progress and decision."""
         with self._lock:
             counts = {v: dict(c) for v, c in self._counts.items()}
             config = self.config
-        for c in counts.values():
-            c["success_rate"] = c["successes"] / c["feedback"] if c["feedback"] else None
-        test = two_proportion_test(
-            (counts[CHAMPION]["successes"], counts[CHAMPION]["feedback"]),
-            (counts[CHALLENGER]["successes"], counts[CHALLENGER]["feedback"]),
-            config.alpha,
-            config.min_samples,
-        )
+            test = self._test.summary()
+            for v, c in counts.items():
+                c["feedback"], c["successes"] = self._test.trials[v], self._test.successes[v]
+                c["success_rate"] = c["successes"] / c["feedback"] if c["feedback"] else None
         if self.mode == "bandit":
+            test["bandit"] = config.bandit
             test["note"] = "bandit traffic is adaptive: treat the test as indicative, not as a fixed-design A/B test"
         return {
             "mode": self.mode,

@@ -18,9 +18,13 @@ METRICS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("model_drift_window_rows", "gauge", "Rows in the live drift window", ()),
     ("model_feature_drift_psi", "gauge", "PSI of a feature in the live window vs the training profile", ("feature",)),
     ("model_feature_drift_p_value", "gauge", "KS (numeric) or chi-square (categorical) p-value", ("feature",)),
+    ("model_feature_drift_js", "gauge", "Jensen-Shannon distance (base 2) of a feature vs the profile", ("feature",)),
+    ("model_feature_drift_kl", "gauge", "KL divergence (current || reference) of a feature", ("feature",)),
+    ("model_feature_drift_wasserstein", "gauge", "Wasserstein distance / training IQR (numeric)", ("feature",)),
     ("model_drift_detected", "gauge", "1 when a feature drifts by the params.yaml thresholds", ("feature",)),
     ("model_prediction_drift_psi", "gauge", "PSI of a model output (class, score, value)", ("output",)),
     ("model_prediction_drift_p_value", "gauge", "Test p-value of a model output", ("output",)),
+    ("model_prediction_drift_js", "gauge", "Jensen-Shannon distance of a model output", ("output",)),
     ("model_prediction_drift_detected", "gauge", "1 when a model output drifts", ("output",)),
     # live quality (feedback.FeedbackStore.metrics; NaN until min_feedback)
     ("model_live_feedback", "gauge", "Feedback rows in the live quality window", ()),

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_template.core.bundle import load_bundle
-from mlops_template.core.config import Params
+from mlops_template.core.config import Params, ReadConfig
 from mlops_template.core.errors import DriftDetected, UserError
 from mlops_template.core.fsutil import atomic_dir
 from mlops_template.core.tabular import as_labels, coerce_numeric, read_csv
@@ -23,9 +23,9 @@ log = logging.getLogger(__name__)
 JSON_FILE, MARKDOWN_FILE, PLOT_FILE = "drift.json", "drift.md", "drift.png"
 
 
-def read_batch(path: Path, profile: dict[str, Any]) -> pd.DataFrame:
+def read_batch(path: Path, profile: dict[str, Any], read: ReadConfig | None = None) -> pd.DataFrame:
     """The batch's feature columns, typed like the training data; errors name the file, column and lines."""
-    frame = read_csv(path)
+    frame = read_csv(path, read)
     features = list(profile["features"])
     missing = [name for name in features if name not in frame.columns]
     if missing:
@@ -56,7 +56,7 @@ def run(params: Params, current: Path, bundle_dir: Path | None = None, output_di
     output_dir = output_dir or config.output_dir
     bundle = load_bundle(bundle_dir)  # VALIDATED only, checksums (the profile's too) verified
     profile = load_profile(bundle_dir)
-    frame = read_batch(current, profile)
+    frame = read_batch(current, profile, params.data.read)
     outputs = predict_outputs(bundle.model, frame, profile)
     report = compare(profile, observe_frame(profile, frame), observe_outputs(profile, outputs), config)
     if report["status"] == NOT_ENOUGH:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from mlops_template.core.config import SchemaConfig
+from mlops_template.core.config import ReadConfig, SchemaConfig
 from mlops_template.core.errors import UserError
 from mlops_template.core.tabular import as_label, as_labels, coerce_numeric, lines, numeric_errors, read_csv
 
@@ -139,10 +139,10 @@ def check_classes(frame: pd.DataFrame, schema: Schema, config: SchemaConfig, pat
     return classes
 
 
-def load_dataset(path: str | Path, config: SchemaConfig) -> tuple[pd.DataFrame, Schema]:
-    """Read, validate and clean the raw CSV; returns the frame and its resolved schema."""
+def load_dataset(path: str | Path, config: SchemaConfig, read: ReadConfig | None = None) -> tuple[pd.DataFrame, Schema]:
+    """Read (as data.read says), validate and clean the raw CSV; returns the frame and its resolved schema."""
     path = Path(path)
-    frame = read_csv(path)
+    frame = read_csv(path, read)
     schema = resolve_schema(frame, config, path)
     frame = clean(frame, schema, path)
     if schema.task != "regression":

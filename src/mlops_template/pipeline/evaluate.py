@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,11 @@ from sklearn import metrics as skm
 from sklearn.inspection import permutation_importance
 
 from mlops_template import tracking
-from mlops_template.core.bundle import PENDING, load_bundle
+from mlops_template.core.bundle import PENDING, ModelRecord, load_bundle
 from mlops_template.core.config import Params
 from mlops_template.core.errors import UserError
 from mlops_template.core.fsutil import atomic_dir, write_text
+from mlops_template.pipeline import robustness
 from mlops_template.pipeline.prep import load_prepared
 
 log = logging.getLogger(__name__)
@@ -104,19 +106,19 @@ def feature_importance(model: Any, x: pd.DataFrame, y: pd.Series, task: str, row
 
 
 def compute(
-    model: Any, metadata: dict[str, Any], x: pd.DataFrame, y: pd.Series, params: Params
+    model: Any, metadata: ModelRecord, x: pd.DataFrame, y: pd.Series, params: Params
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """Metrics and plot data for a fitted model on a labelled frame."""
-    task, points = metadata["task"], params.evaluate.curve_points
+    task, points = metadata.task, params.evaluate.curve_points
     if task == "regression":
         predicted = model.predict(x)
         metrics, plots = regression_metrics(y, predicted), regression_plots(y, predicted, points)
     else:
-        classes = metadata["classes"]
+        classes = metadata.classes or []
         proba = model.predict_proba(x)
         predicted = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
         if task == "binary":
-            positive = metadata["positive_class"]
+            positive = metadata.positive_class
             score = proba[:, classes.index(positive)]
             metrics = binary_metrics(y, score, predicted, positive)
             plots = classification_plots(y, score, predicted, positive, points)
@@ -131,7 +133,26 @@ def compute(
 def run(params: Params) -> dict[str, float]:
     bundle = load_bundle(params.train.output_dir, allow=(PENDING,))
     frame, schema, _ = load_prepared(params.prep.output_dir, "test")
-    metrics, plots = compute(bundle.model, bundle.metadata, frame[schema.features], frame[schema.target], params)
+    features = bundle.metadata.feature_names
+    metrics, plots = compute(bundle.model, bundle.metadata, frame[features], frame[schema.target], params)
+    security = params.evaluate.robustness
+    if security.evasion or security.membership:
+        train, _, _ = load_prepared(params.prep.output_dir, "train")
+        started, cpu = time.perf_counter(), time.process_time()
+        test_split = (frame[features], frame[schema.target])
+        train_split = (train[features], train[schema.target])
+        ranges = {f.name: (f.min, f.max) for f in bundle.metadata.features if f.type == "numeric" and f.min is not None}
+        extra, curve = robustness.evaluate(
+            bundle.model, bundle.metadata.task, ranges, test_split, train_split, security
+        )
+        metrics |= {k: round(v, 6) for k, v in extra.items()}
+        if curve:
+            plots["robustness.json"] = curve
+        log.info(
+            "evaluate: robustness and membership figures in %.1f s (%.1f s CPU)",
+            time.perf_counter() - started,
+            time.process_time() - cpu,
+        )
     with atomic_dir(params.evaluate.plots_dir) as tmp:
         for name, records in plots.items():
             (tmp / name).write_text(json.dumps(records) + "\n", encoding="utf-8")

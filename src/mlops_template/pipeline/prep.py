@@ -18,7 +18,7 @@ TRAIN_FILE, TEST_FILE, SCHEMA_FILE = "train.parquet", "test.parquet", "schema.js
 
 def run(params: Params) -> Path:
     source = params.data.path
-    frame, schema = load_dataset(source, params.schema_)
+    frame, schema = load_dataset(source, params.schema_, params.data.read)
     train, test = split(frame, schema, params.prep.test_size, params.prep.seed)
     info = {
         **schema.to_dict(),

@@ -20,9 +20,10 @@ import pandas as pd
 from pandas._libs.parsers import STR_NA_VALUES
 
 from mlops_template.core.bundle import load_bundle
+from mlops_template.core.config import ReadConfig
 from mlops_template.core.errors import UserError
 from mlops_template.core.fsutil import atomic_path
-from mlops_template.core.tabular import NA_VALUES
+from mlops_template.core.tabular import NA_VALUES, check_delimiter, csv_options, unreadable
 from mlops_template.serving.contract import Contract
 from mlops_template.serving.predictor import build_predictor
 
@@ -62,15 +63,15 @@ def output_columns(contract: Contract) -> list[str]:
     return ["prediction", *probabilities, "flags_out_of_range", "flags_unknown_categories"]
 
 
-def _header(path: Path) -> list[str]:
-    if not path.is_file():
-        raise UserError(f"{path}: file not found")
+def _header(path: Path, options: dict[str, Any], read: ReadConfig) -> list[str]:
     try:
-        return list(pd.read_csv(path, nrows=0).columns)
+        columns = list(pd.read_csv(path, nrows=0, **options).columns)
     except pd.errors.EmptyDataError:
         raise UserError(f"{path}: the file is empty; it needs a header line with the feature names") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not a readable CSV ({exc}); save it as UTF-8 comma-separated") from None
+        raise unreadable(path, exc, read) from None
+    check_delimiter(columns, path, options)
+    return columns
 
 
 def predict_file(
@@ -81,12 +82,21 @@ def predict_file(
     chunk_rows: int = 100_000,
     runtime: str = "auto",
     progress: bool = True,
+    read: ReadConfig | None = None,
 ) -> Summary:
-    """Score `input_path` chunk by chunk into `output_path` (written atomically); returns the counts."""
+    """Score `input_path` chunk by chunk into `output_path` (written atomically); returns the counts.
+
+    `read` (params.yaml data.read) says how to read the input; the output and rejects files are written with
+    the same delimiter and decimal separator, so the tools that made the input read the output.
+    """
+    read = read or ReadConfig()
+    if not input_path.is_file():
+        raise UserError(f"{input_path}: file not found")
+    options = csv_options(input_path, read)
     bundle = load_bundle(model_dir)  # sha256 verified before unpickling; VALIDATED bundles only
     contract = Contract(bundle.metadata)
     predictor = build_predictor(bundle, runtime)
-    header = _header(input_path)
+    header = _header(input_path, options, read)
     missing = contract.missing_columns(header)
     if missing:
         raise UserError(
@@ -100,8 +110,9 @@ def predict_file(
     dtypes = {name: str for name in contract.categorical + extra}
     reader = pd.read_csv(
         input_path, chunksize=chunk_rows, dtype=dtypes, skipinitialspace=True, skip_blank_lines=False,
-        keep_default_na=False, na_values={name: MISSING for name in contract.by_name},
+        keep_default_na=False, na_values={name: MISSING + read.na_values for name in contract.by_name}, **options,
     )  # fmt: skip
+    written = {"sep": options["sep"], "decimal": read.decimal}
     summary = Summary(runtime=predictor.runtime, model_version=bundle.version, output=str(output_path),
                       rejects=str(rejects_path) if rejects_path else None)  # fmt: skip
     shown: list[str] = []
@@ -121,16 +132,16 @@ def predict_file(
             for chunk in reader:
                 first_line = summary.rows + 2  # line 1 is the header
                 scored, rejected = _score_chunk(chunk, contract, predictor, extra, first_line)
-                scored.to_csv(out, header=summary.rows == 0, index=False)
+                scored.to_csv(out, header=summary.rows == 0, index=False, **written)
                 if rej is not None:
-                    rejected.to_csv(rej, header=summary.rows == 0, index=False)
+                    rejected.to_csv(rej, header=summary.rows == 0, index=False, **written)
                 shown += [f"line {r.line}: {r.reason}" for r in rejected.head(REJECTS_SHOWN - len(shown)).itertuples()]
                 summary.rows += len(chunk)
                 summary.scored += len(scored)
                 summary.rejected += len(rejected)
                 bar.update(len(chunk))
         except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-            raise UserError(f"{input_path}: not a readable CSV ({exc}); fix that line and rerun") from None
+            raise unreadable(input_path, exc, read) from None
     summary.seconds = round(time.perf_counter() - start, 3)
     summary.rows_per_second = round(summary.rows / summary.seconds, 1) if summary.seconds else 0.0
     if summary.rejected:

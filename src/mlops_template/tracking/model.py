@@ -13,39 +13,38 @@ from typing import Any
 
 import pandas as pd
 
-from mlops_template.core.bundle import METADATA, REJECTED, VALIDATED, load_bundle
+from mlops_template.core.bundle import METADATA, REJECTED, VALIDATED, BundleMetadata, load_bundle
 
 NAME = "model"
 BUNDLE_SUBDIR = "extra_files"  # where mlflow.sklearn puts `extra_files`
 MODEL_LIBRARIES = ("scikit-learn", "numpy", "pandas", "scipy", "joblib")
 
 
-def signature(metadata: dict[str, Any]) -> Any:
+def signature(metadata: BundleMetadata) -> Any:
     """Inputs from the bundle's feature contract: numeric -> double, categorical -> string; all may be missing."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
     columns = [
-        ColSpec("double" if f["type"] == "numeric" else "string", f["name"], required=False)
-        for f in metadata["features"]
+        ColSpec("double" if f.type == "numeric" else "string", f.name, required=False) for f in metadata.features
     ]
     return ModelSignature(inputs=Schema(columns))
 
 
-def input_example(metadata: dict[str, Any]) -> pd.DataFrame:
+def input_example(metadata: BundleMetadata) -> pd.DataFrame:
     """The bundle's example row, typed like the signature."""
-    row = metadata["example"]
+    row = metadata.example
     return pd.DataFrame(
         {
-            f["name"]: pd.Series([row.get(f["name"])], dtype="float64" if f["type"] == "numeric" else "object")
-            for f in metadata["features"]
+            f.name: pd.Series([row.get(f.name)], dtype="float64" if f.type == "numeric" else "object")
+            for f in metadata.features
         }
     )
 
 
-def requirements(metadata: dict[str, Any]) -> list[str]:
+def requirements(metadata: BundleMetadata) -> list[str]:
     """The model libraries at the versions the bundle was trained with (no slow inference of requirements)."""
-    recorded = metadata.get("versions") or {}
+    recorded = metadata.versions
     pins = [f"{name}=={recorded[name]}" for name in MODEL_LIBRARIES if recorded.get(name)]
     return [*pins, *(f"{name}=={pkg_metadata.version(name)}" for name in ("mlflow", "skops"))]
 
@@ -60,7 +59,7 @@ def trusted_types(model: Any) -> list[str]:
 
 def _arguments(bundle_dir: Path) -> tuple[Any, dict[str, Any]]:
     bundle = load_bundle(bundle_dir, allow=(VALIDATED, REJECTED))  # checksums verified before unpickling
-    files = [str(bundle_dir / name) for name in (*bundle.metadata["files"], METADATA)]
+    files = [str(bundle_dir / name) for name in (*bundle.metadata.files, METADATA)]
     return bundle.model, {
         "signature": signature(bundle.metadata),
         "input_example": input_example(bundle.metadata),

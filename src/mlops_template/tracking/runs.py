@@ -70,7 +70,7 @@ def _start(client: Any, settings: TrackingSettings, params: Params, key: str) ->
     import mlflow
     from mlflow.entities import Param, RunTag
 
-    metadata = read_metadata(params.train.output_dir)
+    metadata = read_metadata(params.train.output_dir).model_dump(mode="json")
     run_id = os.environ.get("MLFLOW_RUN_ID")
     if not run_id:
         experiment = mlflow.set_experiment(settings.experiment)

@@ -104,15 +104,15 @@ def test_validated_model_registered_as_challenger_and_loadable(project: dict[str
     bundle = load_bundle(project["dir"] / "artifacts" / "model")
     assert version.tags["model_version"] == bundle.version
     assert version.tags["gate.verdict"] == "VALIDATED"
-    assert float(version.tags["metric.roc_auc"]) == bundle.metadata["metrics"]["roc_auc"]
+    assert float(version.tags["metric.roc_auc"]) == bundle.metadata.metrics["roc_auc"]
     os.environ["MLFLOW_TRACKING_URI"] = project["env"]["MLFLOW_TRACKING_URI"]
     try:
         model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@challenger")
     finally:
         del os.environ["MLFLOW_TRACKING_URI"]
-    features = [f["name"] for f in bundle.metadata["features"]]
+    features = bundle.metadata.feature_names
     assert [c.name for c in model.metadata.get_input_schema().inputs] == features
-    frame = pd.DataFrame([bundle.metadata["example"]])[features]
+    frame = pd.DataFrame([bundle.metadata.example])[features]
     assert list(model.predict(frame)) == list(bundle.model.predict(frame))
 
 

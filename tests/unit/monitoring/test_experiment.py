@@ -7,15 +7,14 @@ import pytest
 from scipy import stats
 
 from mlops_template.core.config import ExperimentConfig
+from mlops_template.monitoring.ab_test import z_test
 from mlops_template.monitoring.experiment import (
     CHALLENGER,
     CHAMPION,
-    KEEP,
     NOT_ENOUGH,
     PROMOTE,
     Experiment,
     bucket,
-    two_proportion_test,
 )
 
 
@@ -71,16 +70,29 @@ def test_bandit_is_reproducible_with_its_seed() -> None:
     assert run() == run()
 
 
-def test_significance_decisions_on_synthetic_counts() -> None:
-    assert two_proportion_test((70, 100), (90, 100), 0.05, 200)["decision"] == NOT_ENOUGH
-    better = two_proportion_test((700, 1000), (780, 1000), 0.05, 200)
-    assert better["decision"] == PROMOTE and better["p_value"] < 0.001
-    # the z-test agrees with the chi-square test on the same 2x2 table (z^2 == chi2 without correction)
-    chi2 = stats.chi2_contingency([[700, 300], [780, 220]], correction=False)
-    assert better["z"] ** 2 == pytest.approx(chi2.statistic) and better["p_value"] == pytest.approx(chi2.pvalue)
-    assert two_proportion_test((700, 1000), (710, 1000), 0.05, 200)["decision"] == KEEP
-    worse = two_proportion_test((780, 1000), (700, 1000), 0.05, 200)
-    assert worse["decision"] == KEEP and "champion better" in worse["reason"]
+def test_z_test_agrees_with_the_chi_square_test() -> None:
+    z, p_value = z_test((700, 1000), (780, 1000))
+    chi2 = stats.chi2_contingency([[700, 300], [780, 220]], correction=False)  # z^2 == chi2 without correction
+    assert z**2 == pytest.approx(chi2.statistic) and p_value == pytest.approx(chi2.pvalue)
+
+
+def test_fixed_design_decides_once_at_its_horizon() -> None:
+    config = ExperimentConfig(mode="ab", min_detectable_effect=0.1, baseline_rate=0.7)
+    experiment = Experiment(config, has_challenger=True)
+    need = experiment.stats()["comparison"]["sample_size_per_variant"]
+    for variant, rate in ((CHAMPION, 0.7), (CHALLENGER, 0.8)):
+        for i in range(need - 1):
+            experiment.observe(variant, i % 10 < rate * 10)
+    comparison = experiment.stats()["comparison"]
+    assert comparison["decision"] == NOT_ENOUGH and f"needs {need} feedback" in comparison["reason"]
+    experiment.observe(CHAMPION, True)
+    experiment.observe(CHALLENGER, True)
+    decided = experiment.stats()["comparison"]
+    assert decided["decision"] == PROMOTE and decided["decided_at"] == {CHAMPION: need, CHALLENGER: need}
+    for _ in range(500):  # later outcomes (all failures for the challenger) cannot change a decision made
+        experiment.observe(CHALLENGER, False)
+    assert experiment.stats()["comparison"]["decision"] == PROMOTE
+    assert experiment.stats()["variants"][CHALLENGER]["feedback"] == need + 500
 
 
 def test_observe_and_reconfigure_validate_their_input() -> None:
