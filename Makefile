@@ -19,6 +19,7 @@ BASELINE ?=
         retrain-issue image-ci deploy smoke-test rollback template-cleanup
 .PHONY: drift monitoring-check alert-relay
 .PHONY: image image-test bench-serve serve predict ui
+.PHONY: mlflow-ui promote
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -83,6 +84,19 @@ predict: $(STAMP) ## batch-score a CSV: make predict INPUT=in.csv OUTPUT=out.csv
 ui: $(STAMP) ## the Streamlit front end on UI_PORT (8501): a client of the service at API_URL (default: `make serve`'s)
 	@echo "front end on http://localhost:$${UI_PORT:-8501} for the service at $${API_URL:-http://127.0.0.1:8000}; Ctrl-C stops it"
 	$(CLI) ui
+
+# ---- MLflow (optional): tracking UI and registry (README "Experiment tracking with MLflow") ----
+MLFLOW_PORT ?= 5000
+
+mlflow-ui: $(STAMP) ## MLflow server + UI on the project's local store (mlruns/) at http://127.0.0.1:$MLFLOW_PORT
+	@mkdir -p mlruns
+	@echo "MLflow UI on http://127.0.0.1:$(MLFLOW_PORT); track into it with MLFLOW_TRACKING_URI=http://127.0.0.1:$(MLFLOW_PORT)"
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow server --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1 \
+		--backend-store-uri sqlite:///mlruns/mlflow.db --artifacts-destination mlruns/artifacts
+
+PROMOTE_URL = $(or $(URL),$(shell cat .deploy/url 2>/dev/null))
+promote: $(STAMP) ## registry: `champion` -> the version served at URL (default: last deploy; else the local bundle)
+	$(CLI) promote $(if $(PROMOTE_URL),--url "$(PROMOTE_URL)")
 
 # ---- Runtime: the container image and the service benchmark (scripts in tools/, shared by CI and people) ----
 CONTAINER_ENGINE ?= docker

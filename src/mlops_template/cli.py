@@ -256,6 +256,11 @@ def _serve(args: argparse.Namespace) -> None:
 
     env = dict(os.environ)
     env.setdefault("PARAMS_FILE", str(args.params))
+    if env.get("MODEL_URI", "").strip():
+        from mlops_template.serving.model_uri import fetch_model
+
+        # downloaded once, before the workers start: each of them then loads (and checks) the same folder
+        env["MODEL_DIR"] = os.environ["MODEL_DIR"] = str(fetch_model(env["MODEL_URI"].strip()))
     serve(Settings.from_env(env))
 
 
@@ -269,6 +274,44 @@ def _ui(args: argparse.Namespace) -> None:
     from mlops_template.ui.launch import launch
 
     launch(args.host, args.port)
+
+
+def _promote_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", help="the deployed service: promote the bundle its GET /model reports")
+    parser.add_argument("--bundle", type=Path, help="else this bundle folder (default: gate.bundle_dir)")
+    parser.add_argument("--image", default=os.environ.get("DEPLOYED_IMAGE"), help="image digest, tagged on the version")
+
+
+@command("promote", "MLflow registry: move the `champion` alias to the version of the deployed bundle", _promote_args)
+def _promote(args: argparse.Namespace) -> None:
+    from mlops_template.core.bundle import read_metadata
+    from mlops_template.tracking.registry import promote
+    from mlops_template.tracking.settings import require
+
+    params = load_params(args.params)
+    if args.url:
+        from mlops_template.ci.smoke import _model_info
+
+        model_version = _model_info(args.url.rstrip("/")).get("model_version")
+    else:
+        model_version = read_metadata(args.bundle or params.gate.bundle_dir).model_version
+    if not model_version:
+        raise UserError(f"no model_version in {args.url or args.bundle or params.gate.bundle_dir}; is it a bundle?")
+    print(promote(require(params.tracking), model_version, args.image or None))
+
+
+def _mlflow_model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output", type=Path, required=True, help="new folder for the MLflow Model")
+    parser.add_argument("--bundle", type=Path, help="gated bundle (default: gate.bundle_dir)")
+
+
+@command("mlflow-model", "write the bundle as an MLflow Model (sklearn + pyfunc, bundle inside)", _mlflow_model_args)
+def _mlflow_model(args: argparse.Namespace) -> None:
+    from mlops_template.tracking.model import save
+
+    if args.output.exists():
+        raise UserError(f"{args.output}: already exists; MLflow writes a model into a new folder")
+    print(save(args.bundle or load_params(args.params).gate.bundle_dir, args.output))
 
 
 def _predict_args(parser: argparse.ArgumentParser) -> None:

@@ -151,8 +151,12 @@ def test_cd_builds_once_and_deploys_the_digest_to_staging_then_production() -> N
     assert "vars.DEPLOY_TARGET != 'none'" in cd["jobs"]["staging"]["if"]
     deploy = load(ROOT / ".github" / "workflows" / "deploy.yml")["jobs"]["deploy"]
     runs = [s.get("run") for s in deploy["steps"]]
-    assert runs[-3:] == ["make deploy", "make smoke-test", "make rollback"]
-    assert deploy["steps"][-1]["if"].startswith("${{ failure()")
+    assert runs[-4:] == ["make deploy", "make smoke-test", "make rollback", "make promote"]
+    assert deploy["steps"][-2]["if"].startswith("${{ failure()")
+    # MLflow champion: production only, only with a tracking server, after the rollback step (never triggers it)
+    promote = deploy["steps"][-1]
+    assert "inputs.environment == 'production'" in promote["if"] and "vars.MLFLOW_TRACKING_URI != ''" in promote["if"]
+    assert promote["env"]["DEPLOYED_IMAGE"] == "${{ inputs.image }}"
     auth = next(s for s in deploy["steps"] if "google-github-actions/auth@" in s.get("uses", ""))
     assert "workload_identity_provider" in auth["with"]
     assert "credentials_json" not in auth["with"]

@@ -214,6 +214,15 @@ class OnnxConfig(Section):
     opset: int = Field(17, ge=13)
 
 
+class TrackingConfig(Section):
+    """MLflow tracking and registry: off unless MLFLOW_TRACKING_URI is set or `mlflow` names an experiment."""
+
+    mlflow: str | None = Field(None, min_length=1)  # experiment name (default: the project name)
+    required: bool = False  # true: a tracking failure fails the stage; false: a warning, the pipeline goes on
+    registered_model: str | None = Field(None, min_length=1)  # registry name (default: the project name)
+    run_file: Path = Path("reports/mlflow-run.json")  # the run's id and link, for the CI report
+
+
 class Params(Section):
     """The whole of params.yaml. Estimator hyper-parameters are checked by pipeline.models (sklearn)."""
 
@@ -225,6 +234,7 @@ class Params(Section):
     gate: GateConfig = GateConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
     onnx: OnnxConfig = OnnxConfig()
+    tracking: TrackingConfig = TrackingConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -10,9 +10,10 @@ import logging
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from mlops_template import tracking
 from mlops_template.core.bundle import (
     REJECTED,
     VALIDATED,
@@ -161,6 +162,7 @@ def run(params: Params, baseline: str | None = None) -> str:
     )
     importance = read_importance(params.evaluate.plots_dir)
     record_verdict(params.train.output_dir, params.gate.bundle_dir, metrics, gate, importance)
+    tracking.gate_done(params, verdict, [asdict(r) for r in rows])  # MLflow (if configured): only VALIDATED registers
     print(report)
     if failed:
         raise GateRejected(f"gate: REJECTED ({', '.join(failed)}); see {params.gate.report_path}")

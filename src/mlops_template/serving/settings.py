@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     experiment_mode: str | None = env("EXPERIMENT_MODE", None)  # overrides monitoring.experiment.mode
     rate_limit: bool | None = env("RATE_LIMIT", None)  # overrides monitoring.rate_limit.enabled (off: benchmarks)
     cors_origins: Annotated[tuple[str, ...], NoDecode] = env("CORS_ORIGINS", ())  # CORS is off unless listed
+    model_uri: str | None = env("MODEL_URI", None)  # models:/<name>@champion: downloaded first (serving.model_uri)
     # ADMIN_API_KEYS is deliberately not a setting: create_app reads it once into digests (security.ApiKeys)
 
     @classmethod
