@@ -15,7 +15,7 @@ CLI := python -m mlops_template
 BASELINE ?=
 
 .PHONY: help setup data pipeline run metrics gate plots lint format test test-fast bench-pipeline clean
-.PHONY: ci lint-workflows lint-dockerfile system-deps test-summary report pr-comment data-refresh gate-production \
+.PHONY: ci lint-workflows lint-dockerfile system-deps test-summary report pr-comment data-access data-refresh gate-production \
         retrain-issue image-ci deploy smoke-test rollback template-cleanup
 .PHONY: drift monitoring-check alert-relay
 .PHONY: image image-test bench-serve serve predict
@@ -33,8 +33,8 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 setup: $(STAMP) ## create .venv and install the pinned dependencies (every other target does this first)
 
-data: $(STAMP) ## get the raw data: `dvc pull` if a DVC remote is configured, else the embedded sample
-	@if [ -n "$$(dvc remote list)" ]; then dvc pull data.dvc; else $(CLI) sample --if-missing; fi
+data: $(STAMP) ## get the raw data: `dvc pull` with a DVC remote; no remote: the sample only for its own path (SAMPLE=1: anyway)
+	@$(CLI) data $(if $(SAMPLE),--sample)
 
 pipeline: data ## run the DVC pipeline (prep -> train -> evaluate -> gate); a no-op when nothing changed
 	dvc repro
@@ -150,6 +150,9 @@ test-summary: $(STAMP) ## reports/junit.xml + coverage.xml -> reports/test-summa
 
 report: $(STAMP) ## model report vs BASELINE (default main): gate, params diff, plots -> reports/report.md
 	$(CLI) report --baseline $(or $(BASELINE),main)
+
+data-access: $(STAMP) ## CI: can this run get the data? available=true|false to GITHUB_OUTPUT, else why (DATA_SECRETS=absent: fork PR)
+	$(CLI) data-access --secrets $(or $(DATA_SECRETS),present)
 
 pr-comment: $(STAMP) ## create or update the report comment on pull request PR=<number> (needs GITHUB_TOKEN)
 	@test -n "$(PR)" || { echo "error: PR=<pull request number> is required" >&2; exit 2; }
