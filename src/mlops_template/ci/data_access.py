@@ -31,7 +31,7 @@ def summary_markdown(access: Access) -> str:
             "| image | not run |",
             "",
             "Lint and tests ran as usual. To run the pipeline and the gate on every pull request, configure a DVC "
-            "remote and its credentials, or keep small data in git (README \"Adapt it to your data\").",
+            'remote and its credentials, or keep small data in git (README "Adapt it to your data").',
             "",
         ]
     )

@@ -54,12 +54,14 @@ def tracking(path: Path) -> Tracking | None:
     return None
 
 
-def remotes() -> list[Remote]:
-    """The DVC remotes this clone knows (`dvc remote list`: project, local and user config)."""
+def default_remote() -> Remote | None:
+    """The DVC remote `dvc pull` would use: the default one, else the first (`dvc remote list`, all configs)."""
     result = subprocess.run(["dvc", "remote", "list"], capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise UserError(f"`dvc remote list` failed: {result.stderr.strip() or result.stdout.strip()}")
-    return [Remote(*line.split(None, 1)) for line in result.stdout.splitlines() if len(line.split(None, 1)) == 2]
+    rows = [line.split() for line in result.stdout.splitlines() if len(line.split()) >= 2]
+    rows.sort(key=lambda row: "(default)" not in row)
+    return Remote(rows[0][0], rows[0][1]) if rows else None
 
 
 def sample_columns() -> list[str]:
@@ -113,7 +115,7 @@ def ensure(params: Params, sample: bool = False) -> Path:
     """Make data.path exist: `dvc pull` when a remote is set, else keep it, else the sample where it belongs."""
     path = params.data.path
     track = tracking(path)
-    remote = next(iter(remotes()), None) if track is not None and not sample else None
+    remote = default_remote() if track is not None and not sample else None
     if remote is not None:
         pull(track)
     if path.is_file():
@@ -146,16 +148,18 @@ def access(params: Params, secrets: bool = True) -> Access:
     """Can this run get data.path? `secrets`: False on fork and Dependabot pull requests (no remote credentials)."""
     path = params.data.path
     if path.is_file():
-        return Access(True, f"{path} is in the checkout (kept in git)")
+        return Access(True, f"{path} is in the checkout")
     if sample_belongs(params):
         return Access(True, f"{path} is the embedded sample (data.path and schema are the sample's own)")
     track = tracking(path)
     if track is None:
         raise missing(path, None, None)
     recorded = f"{track.dvc_file} tracks {path} (md5 {track.md5})"
-    remote = next(iter(remotes()), None)
+    remote = default_remote()
     if remote is None:
-        return Access(False, f"{recorded} but no DVC remote is configured, so no fresh clone, this runner included, can get it")
+        reason = "no DVC remote is configured, so no fresh clone, this runner included, can get it"
+        return Access(False, f"{recorded} but {reason}")
     if not secrets:
-        return Access(False, f"{recorded} on the DVC remote '{remote.name}' ({remote.url}), which needs credentials: {NO_SECRETS}")
+        where = f"the DVC remote '{remote.name}' ({remote.url})"
+        return Access(False, f"{recorded} on {where}, which needs credentials: {NO_SECRETS}")
     return Access(True, f"{recorded}: `dvc pull` from the DVC remote '{remote.name}' ({remote.url})")
