@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ WAYS_OUT = (
     "README 'Adapt it to your data'), or keep small data in git (`dvc remove {dvc_file}`, `git add {path}`)"
 )
 NO_SECRETS = "GitHub gives pull requests from forks and Dependabot no secrets"
+DVC = [sys.executable, "-m", "dvc"]  # this interpreter's DVC, whatever PATH says
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ def tracking(path: Path) -> Tracking | None:
 
 def default_remote() -> Remote | None:
     """The DVC remote `dvc pull` would use: the default one, else the first (`dvc remote list`, all configs)."""
-    result = subprocess.run(["dvc", "remote", "list"], capture_output=True, text=True, check=False)
+    result = subprocess.run([*DVC, "remote", "list"], capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise UserError(f"`dvc remote list` failed: {result.stderr.strip() or result.stdout.strip()}")
     rows = [line.split() for line in result.stdout.splitlines() if len(line.split()) >= 2]
@@ -90,12 +92,13 @@ def missing(path: Path, track: Tracking | None, remote: Remote | None) -> UserEr
             f"(`git add {path}`), or `dvc add` it and push it to a DVC remote (README 'Adapt it to your data'); "
             "or fix data.path in params.yaml"
         )
-    recorded = f"{track.dvc_file} tracks it ({track.out}/, md5 {track.md5})"
     if remote is not None:
         return UserError(
-            f"{path}: not found after `dvc pull {track.dvc_file}` from remote '{remote.name}' ({remote.url}): "
-            f"{recorded} but that version has no such file; fix data.path in params.yaml or `dvc add` the file"
+            f"{path}: not found after `dvc pull {track.dvc_file}` from remote '{remote.name}' ({remote.url}): the "
+            f"version {track.dvc_file} records ({track.out}/, md5 {track.md5}) has no such file; fix data.path in "
+            f"params.yaml, or put the file there, `dvc add {track.out}` and `dvc push`"
         )
+    recorded = f"{track.dvc_file} tracks it ({track.out}/, md5 {track.md5})"
     return UserError(
         f"{path}: not found. {recorded}, but this clone has no DVC remote to pull it from, and the embedded "
         f"loan sample is written only for its own data.path ({SAMPLE_PATH}) and schema; "
@@ -106,7 +109,7 @@ def missing(path: Path, track: Tracking | None, remote: Remote | None) -> UserEr
 
 def pull(track: Tracking) -> None:
     """`dvc pull <x>.dvc`; its own output streams to the terminal."""
-    result = subprocess.run(["dvc", "pull", str(track.dvc_file)], check=False)
+    result = subprocess.run([*DVC, "pull", str(track.dvc_file)], check=False)
     if result.returncode != 0:
         raise UserError(f"`dvc pull {track.dvc_file}` failed (exit {result.returncode}); see DVC's message above")
 

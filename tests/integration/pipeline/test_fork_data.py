@@ -122,12 +122,20 @@ def test_a_remote_is_pulled_and_a_run_without_secrets_is_told_why(fork: Path, tm
     sh(clone, "dvc", "remote", "add", "--local", "-d", "backup", str(storage))
     sh(clone, "make", "-o", ".venv/.installed", "data")
     assert (clone / CSV).read_bytes() == (fork.parent / "our-data.csv").read_bytes()
+    params = (clone / "params.yaml").read_text()
+    (clone / "params.yaml").write_text(params.replace(CSV, "data/typo.csv"))
+    typo = sh(clone, "make", "-o", ".venv/.installed", "data", check=False)
+    assert typo.returncode == 2
+    assert "error: data/typo.csv: not found after `dvc pull data.dvc` from remote 'backup'" in typo.stderr
+    assert not (clone / "data" / "typo.csv").exists()  # never the sample under a fork's file name
+    (clone / "params.yaml").write_text(params)
 
     (clone / CSV).unlink()
     outputs = tmp_path / "github-output"
     env = {**os.environ, "GITHUB_OUTPUT": str(outputs), "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md")}
     cli = [sys.executable, "-m", "mlops_template", "data-access", "--secrets"]
-    absent = subprocess.run([*cli, "absent"], cwd=clone, env=env, capture_output=True, text=True, check=True)
+    absent = subprocess.run([*cli, "absent"], cwd=clone, env=env, capture_output=True, text=True)
+    assert absent.returncode == 0, absent.stderr
     assert f"on the DVC remote 'backup' ({storage})" in absent.stdout
     assert "GitHub gives pull requests from forks and Dependabot no secrets" in absent.stdout
     subprocess.run([*cli, "present"], cwd=clone, env=env, capture_output=True, text=True, check=True)
