@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,12 +122,14 @@ class ActRun:
         return "\n".join(str(r.get("msg", "")) for r in self.records)
 
     def step(self, name: str) -> str | None:
-        """The result of the step named `name` ('success', 'failure', 'skipped'), None when it never ran."""
-        results = [r["stepResult"] for r in self.records if r.get("step") == name and r.get("stepResult")]
-        if results:
-            return results[-1]
-        skipped = any("Skipping step" in str(r.get("msg", "")) and name in str(r.get("msg", "")) for r in self.records)
-        return "skipped" if skipped else None
+        """The result of the main part of the step named `name` ('success', 'failure'), None when it did not run
+        (act logs nothing for a step whose `if` is false; an action's pre/post parts are left out)."""
+        results = [
+            r["stepResult"]
+            for r in self.records
+            if r.get("step") == name and r.get("stage") == "Main" and r.get("stepResult")
+        ]
+        return results[-1] if results else None
 
     @property
     def summary(self) -> str:
@@ -161,11 +164,13 @@ def run_act(
     inputs: dict[str, str] | None = None,
     local_actions: dict[str, Path] | None = None,
     keep: tuple[str, ...] = (),
+    path: Path | None = None,
     timeout: float = 1200,
 ) -> ActRun:
     """Run `.github/workflows/<workflow>` for `event` in `repo` with act; `keep`: workspace files to read back.
 
-    local_actions maps `owner/repo@ref` to a folder holding a stand-in action (act --local-repository).
+    local_actions maps `owner/repo@ref` to a folder holding a stand-in action (act --local-repository);
+    `path`: a folder put first on the jobs' PATH (host mode: they inherit act's), e.g. a recorded stand-in CLI.
     """
     act = act_tool()
     run_dir = state / f"run-{time.monotonic_ns()}"
@@ -189,6 +194,8 @@ def run_act(
     home = run_dir / "home"
     home.mkdir()
     environment = {**os.environ, "ACT_REPOSITORY": REPOSITORY, "ACT_STATE": str(state), "ACT_HOME": str(home)}
+    if path is not None:
+        environment["PATH"] = f"{path}{os.pathsep}{environment['PATH']}"
     for name in ("CI", "GITHUB_ACTIONS", "VIRTUAL_ENV"):  # the jobs must not think they run inside this test
         environment.pop(name, None)
     before = _workspaces(state)
@@ -240,10 +247,10 @@ class FakeGitHubState:
     issues: list[dict] = field(default_factory=list)
     pulls: list[dict] = field(default_factory=list)
 
-    def sent(self, method: str, path_start: str = "") -> list[dict | None]:
-        """Bodies of the requests with `method` whose path (after /repos/owner/name) starts with `path_start`."""
+    def sent(self, method: str, path: str | None = None) -> list[dict | None]:
+        """Bodies of the `method` requests to `path` (after /repos/owner/name, no query), or to any path."""
         prefix = f"/repos/{REPOSITORY}"
-        return [b for m, p, b, _ in self.requests if m == method and p.removeprefix(prefix).startswith(path_start)]
+        return [b for m, p, b, _ in self.requests if m == method and path in (None, p.removeprefix(prefix))]
 
 
 @contextmanager
@@ -276,3 +283,83 @@ def fake_github() -> Iterator[tuple[FakeGitHubState, str]]:
 
     with loopback_server(Handler) as url:
         yield state, url
+
+
+RECORDER = r"""
+import json, os, subprocess, sys
+from pathlib import Path
+
+name, inputs = os.environ["STANDIN_NAME"], json.loads(os.environ["STANDIN_INPUTS"])
+record = {"inputs": inputs, "files": {}, "status": subprocess.run(
+    ["git", "status", "--porcelain", "--untracked-files=all"], capture_output=True, text=True).stdout.splitlines()}
+for entry in (inputs.get("add-paths") or "").split():
+    found = [p for p in Path(entry).rglob("*") if p.is_file()] if Path(entry).is_dir() else [Path(entry)]
+    record["files"].update({str(p): p.read_text(errors="replace") for p in found if p.is_file()})
+if inputs.get("body-path"):
+    record["body"] = Path(inputs["body-path"]).read_text()
+Path(os.environ["STANDIN_RECORDS"], name + ".json").write_text(json.dumps(record, indent=1))
+with open(os.environ["GITHUB_OUTPUT"], "a") as out:
+    out.writelines(f"{k}={v}\n" for k, v in json.loads(os.environ["STANDIN_OUTPUTS"]).items())
+if name in os.environ.get("STANDIN_FAIL", "").split(","):
+    sys.exit(f"{name} (stand-in): failing as asked, like GitHub refusing the request")
+"""
+
+
+def standin_action(folder: Path, name: str, inputs: list[str], outputs: dict[str, str]) -> Path:
+    """A local composite action in `folder` that records its inputs (and the files it would send) to
+    $STANDIN_RECORDS/<name>.json, sets `outputs`, and fails when `name` is in $STANDIN_FAIL (act --env)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "record.py").write_text(RECORDER, encoding="utf-8")
+    action = {
+        "name": f"{name} (recorded stand-in)",
+        "description": "records its inputs for the workflow tests",
+        "inputs": {key: {"description": key, "required": False} for key in inputs},
+        "outputs": {k: {"description": k, "value": "${{ steps.record.outputs." + k + " }}"} for k in outputs},
+        "runs": {
+            "using": "composite",
+            "steps": [
+                {
+                    "id": "record",
+                    "shell": "bash",
+                    "env": {
+                        "STANDIN_NAME": name,
+                        "STANDIN_INPUTS": "${{ toJSON(inputs) }}",
+                        "STANDIN_OUTPUTS": json.dumps(outputs),
+                    },
+                    "run": 'python3 "$GITHUB_ACTION_PATH/record.py"',
+                }
+            ],
+        },
+    }
+    (folder / "action.yml").write_text(json.dumps(action, indent=1), encoding="utf-8")
+    return folder
+
+
+def pinned_ref(workflow: str, action: str) -> str:
+    """`owner/repo@sha` of `action` as pinned in .github/workflows/<workflow> (what --local-repository maps)."""
+    text = (ROOT / ".github" / "workflows" / workflow).read_text(encoding="utf-8")
+    match = re.search(rf"uses:\s*({re.escape(action)})@([0-9a-f]{{40}})", text)
+    if not match:
+        raise AssertionError(f"{workflow} does not pin {action}")
+    return f"{match.group(1)}@{match.group(2)}"
+
+
+def recorded(records: Path, name: str) -> dict | None:
+    path = records / f"{name}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+@contextmanager
+def fake_handler_server(answer: Callable[[str, str, dict | None, dict], tuple[int, object]]) -> Iterator[str]:
+    """A JSON API on loopback: `answer(method, path, body, headers)` returns (status, payload) for each request."""
+
+    class Handler(FakeHandler):
+        def _handle(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length)) if length else None
+            self.reply(*answer(self.command, self.path, body, dict(self.headers)))
+
+        do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _handle
+
+    with loopback_server(Handler) as url:
+        yield url

@@ -166,11 +166,13 @@ def assert_skipped_with_reason(run: ActRun, reason: str) -> None:
     assert run.step(PIPELINE_STEP) is None and run.step(GATE_STEP) is None  # the pipeline job never started
 
 
+@pytest.mark.workflows
 def test_ci_without_a_remote_skips_the_pipeline_and_says_why(fork: Path, act_state: Path):
     run = ci_run(fork, act_state, "our-data", 21)
     assert_skipped_with_reason(run, "no DVC remote is configured")
 
 
+@pytest.mark.workflows
 def test_ci_of_a_fork_pull_request_without_secrets_skips_the_pipeline(fork: Path, act_state: Path):
     run = ci_run(fork, act_state, "with-remote", 22, head_repo="someone/fork")
     assert_skipped_with_reason(
@@ -178,6 +180,7 @@ def test_ci_of_a_fork_pull_request_without_secrets_skips_the_pipeline(fork: Path
     )
 
 
+@pytest.mark.workflows
 def test_readme_small_data_in_git_gives_green_ci_without_a_remote(fork: Path, act_state: Path):
     """README "Adapt it to your data" followed literally, no remote, a pull request from a fork: green."""
     run = ci_run(fork, act_state, "in-git", 23, head_repo="someone/fork")
