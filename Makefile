@@ -15,7 +15,7 @@ CLI := python -m mlops_template
 BASELINE ?=
 
 .PHONY: help setup data pipeline run metrics gate plots lint format test test-fast bench-pipeline clean
-.PHONY: ci lint-workflows lint-dockerfile system-deps test-summary report pr-comment data-access data-refresh gate-production \
+.PHONY: ci lint-workflows lint-dockerfile system-deps test-summary report pr-comment data-refresh gate-production \
         retrain-issue image-ci deploy smoke-test rollback template-cleanup
 .PHONY: drift monitoring-check alert-relay
 .PHONY: image image-test bench-serve serve predict
@@ -151,6 +151,7 @@ test-summary: $(STAMP) ## reports/junit.xml + coverage.xml -> reports/test-summa
 report: $(STAMP) ## model report vs BASELINE (default main): gate, params diff, plots -> reports/report.md
 	$(CLI) report --baseline $(or $(BASELINE),main)
 
+.PHONY: data-access
 data-access: $(STAMP) ## CI: can this run get the data? available=true|false to GITHUB_OUTPUT, else why (DATA_SECRETS=absent: fork PR)
 	$(CLI) data-access --secrets $(or $(DATA_SECRETS),present)
 
