@@ -34,8 +34,8 @@ $(STAMP): requirements.txt requirements-ui.txt requirements-dev.txt pyproject.to
 
 setup: $(STAMP) ## create .venv and install the pinned dependencies (every other target does this first)
 
-data: $(STAMP) ## get the raw data: `dvc pull` if a DVC remote is configured, else the embedded sample
-	@if [ -n "$$(dvc remote list)" ]; then dvc pull data.dvc; else $(CLI) sample --if-missing; fi
+data: $(STAMP) ## get the raw data: `dvc pull` with a DVC remote; no remote: the sample only for its own path (SAMPLE=1: anyway)
+	@$(CLI) data $(if $(SAMPLE),--sample)
 
 pipeline: data ## run the DVC pipeline (prep -> train -> evaluate -> gate); a no-op when nothing changed
 	dvc repro
@@ -168,6 +168,10 @@ test-summary: $(STAMP) ## reports/junit.xml + coverage.xml -> reports/test-summa
 
 report: $(STAMP) ## model report vs BASELINE (default main): gate, params diff, plots -> reports/report.md
 	$(CLI) report --baseline $(or $(BASELINE),main)
+
+.PHONY: data-access
+data-access: $(STAMP) ## CI: can this run get the data? available=true|false to GITHUB_OUTPUT, else why (DATA_SECRETS=absent: fork PR)
+	$(CLI) data-access --secrets $(or $(DATA_SECRETS),present)
 
 pr-comment: $(STAMP) ## create or update the report comment on pull request PR=<number> (needs GITHUB_TOKEN)
 	@test -n "$(PR)" || { echo "error: PR=<pull request number> is required" >&2; exit 2; }

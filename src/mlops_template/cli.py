@@ -51,6 +51,36 @@ def _sample(args: argparse.Namespace) -> None:
     log.info("sample: %d rows (drift %.2f) -> %s", rows, drift, path)
 
 
+def _data_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sample", action="store_true", help="write the embedded loan sample at data.path even if it is not its own"
+    )
+
+
+@command("data", "get data.path: `dvc pull` with a remote, else keep it, else the sample where it belongs", _data_args)
+def _data(args: argparse.Namespace) -> None:
+    from mlops_template.pipeline.rawdata import ensure
+
+    ensure(load_params(args.params), sample=args.sample)
+
+
+def _data_access_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--secrets",
+        choices=["present", "absent"],
+        default="present",
+        help="absent: a fork or Dependabot pull request (no credentials for a DVC remote)",
+    )
+
+
+@command("data-access", "CI: can this run get the data? available=true|false to $GITHUB_OUTPUT", _data_access_args)
+def _data_access(args: argparse.Namespace) -> None:
+    from mlops_template.ci.data_access import report
+    from mlops_template.pipeline.rawdata import access
+
+    print(report(access(load_params(args.params), secrets=args.secrets == "present")))
+
+
 @command("prep", "stage prep: validate, clean and split the raw CSV")
 def _prep(args: argparse.Namespace) -> None:
     from mlops_template.pipeline import prep
