@@ -15,7 +15,6 @@ Extension points (challenger models, monitoring, your own observers):
 from __future__ import annotations
 
 import gc
-import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -23,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -47,6 +45,7 @@ from mlops_template.serving.asgi import (
     RateLimit,
     RequestContext,
     error_body,
+    parse_json,
     read_body,
 )
 from mlops_template.serving.batching import MicroBatcher
@@ -198,18 +197,8 @@ ERRORS = {
 # ---- request plumbing -----------------------------------------------------------------------------------------
 def parse_rows(body: bytes, max_rows: int) -> tuple[list[Any], bool]:
     """A JSON object (one record) or a JSON array of records -> (list of records, whether it was an array)."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        try:  # NaN/Infinity are not JSON, but the stdlib reads them: the contract then names the field
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            message = "empty body" if not body.strip() else f"body is not valid JSON: {exc}"
-            raise ApiError(
-                400,
-                "invalid_json",
-                message + '; send a JSON object {"feature": value, ...} or an array of such objects',
-            ) from None
+    # NaN/Infinity are not JSON, but read anyway: the contract then names the field
+    data = parse_json(body, 'a JSON object {"feature": value, ...} or an array of such objects', allow_nan=True)
     if isinstance(data, dict):
         return [data], False
     if not isinstance(data, list):
