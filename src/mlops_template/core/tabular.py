@@ -21,6 +21,11 @@ def lines(index: pd.Index) -> str:
     return ", ".join(shown) + more
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception's text on one line: pandas' parser errors end in a newline, the CLI reports one line."""
+    return " ".join(str(exc).split())
+
+
 def read_csv(path: str | Path) -> pd.DataFrame:
     """Read a CSV with every column as text or number as pandas infers; errors name the file."""
     path = Path(path)
@@ -34,7 +39,7 @@ def read_csv(path: str | Path) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise UserError(f"{path}: the file is empty; it needs a header line and data rows") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not a readable CSV ({exc}); save it as UTF-8 comma-separated") from None
+        raise UserError(f"{path}: not a readable CSV ({one_line(exc)}); save it as UTF-8 comma-separated") from None
     if frame.empty:
         raise UserError(f"{path}: has a header but no data rows")
     return frame

@@ -22,7 +22,7 @@ from pandas._libs.parsers import STR_NA_VALUES
 from mlops_template.core.bundle import load_bundle
 from mlops_template.core.errors import UserError
 from mlops_template.core.fsutil import atomic_path
-from mlops_template.core.tabular import NA_VALUES
+from mlops_template.core.tabular import NA_VALUES, one_line
 from mlops_template.serving.contract import Contract
 from mlops_template.serving.predictor import build_predictor
 
@@ -70,7 +70,7 @@ def _header(path: Path) -> list[str]:
     except pd.errors.EmptyDataError:
         raise UserError(f"{path}: the file is empty; it needs a header line with the feature names") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not a readable CSV ({exc}); save it as UTF-8 comma-separated") from None
+        raise UserError(f"{path}: not a readable CSV ({one_line(exc)}); save it as UTF-8 comma-separated") from None
 
 
 def predict_file(
@@ -130,7 +130,7 @@ def predict_file(
                 summary.rejected += len(rejected)
                 bar.update(len(chunk))
         except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-            raise UserError(f"{input_path}: not a readable CSV ({exc}); fix that line and rerun") from None
+            raise UserError(f"{input_path}: not a readable CSV ({one_line(exc)}); fix that line and rerun") from None
     summary.seconds = round(time.perf_counter() - start, 3)
     summary.rows_per_second = round(summary.rows / summary.seconds, 1) if summary.seconds else 0.0
     if summary.rejected:
