@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from mlops_template.cli import main
 from tests.conftest import ROOT
+from tests.serving_helpers import build_bundle
 
 pytestmark = pytest.mark.fuzz
 # a CLI run loads the model bundle (checksums, ONNX session): slower than an HTTP request, so fewer examples
@@ -49,9 +50,11 @@ class Project:
 
 
 @pytest.fixture(scope="module")
-def project(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> Project:
-    lines = (trained / "data" / "loans.csv").read_bytes().split(b"\n")
-    return Project(trained / "artifacts" / "model", b"\n".join(lines[:121]) + b"\n", tmp_path_factory.mktemp("cli"))
+def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    trained = tmp_path_factory.mktemp("cli-bundle")
+    bundle = build_bundle(trained)
+    lines = (trained / "data.csv").read_bytes().split(b"\n")
+    return Project(bundle, b"\n".join(lines[:121]) + b"\n", tmp_path_factory.mktemp("cli"))
 
 
 def fresh(project: Project, params: dict[str, Any] | str) -> tuple[Path, Path]:

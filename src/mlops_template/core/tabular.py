@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from mlops_template.core.errors import UserError
+from mlops_template.core.errors import UserError, one_line
 
 MAX_ROWS_SHOWN = 5
 NA_VALUES = ["", "NA", "NaN", "null"]  # missing-value spellings in CSV (on top of pandas' defaults); batch too
@@ -21,9 +24,24 @@ def lines(index: pd.Index) -> str:
     return ", ".join(shown) + more
 
 
-def one_line(exc: BaseException) -> str:
-    """An exception's text on one line: pandas' parser errors end in a newline, the CLI reports one line."""
-    return " ".join(str(exc).split())
+@contextmanager
+def csv_errors(path: Path, fix: str) -> Iterator[None]:
+    """pandas' complaints while reading `path` (with index_col=False) as one UserError line naming the file.
+
+    index_col=False: otherwise a first data line with one field too many (a trailing comma) silently turns the
+    first column into the index and shifts every column by one; pandas then warns instead, and the warning is
+    an error here, as a later line with too many fields already is.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.ParserWarning)
+        try:
+            yield
+        except pd.errors.ParserWarning:
+            raise UserError(
+                f"{path}: line 2 has more fields than the header line; remove the extra field(s) (a trailing comma?)"
+            ) from None
+        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+            raise UserError(f"{path}: not a readable CSV ({one_line(exc)}); {fix}") from None
 
 
 def read_csv(path: str | Path) -> pd.DataFrame:
@@ -35,11 +53,10 @@ def read_csv(path: str | Path) -> pd.DataFrame:
             "or point data.path in params.yaml at your CSV"
         )
     try:
-        frame = pd.read_csv(path, skipinitialspace=True, na_values=NA_VALUES)
+        with csv_errors(path, "save it as UTF-8 comma-separated"):
+            frame = pd.read_csv(path, skipinitialspace=True, na_values=NA_VALUES, index_col=False)
     except pd.errors.EmptyDataError:
         raise UserError(f"{path}: the file is empty; it needs a header line and data rows") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not a readable CSV ({one_line(exc)}); save it as UTF-8 comma-separated") from None
     if frame.empty:
         raise UserError(f"{path}: has a header but no data rows")
     return frame

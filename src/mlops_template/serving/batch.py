@@ -22,7 +22,7 @@ from pandas._libs.parsers import STR_NA_VALUES
 from mlops_template.core.bundle import load_bundle
 from mlops_template.core.errors import UserError
 from mlops_template.core.fsutil import atomic_path
-from mlops_template.core.tabular import NA_VALUES, one_line
+from mlops_template.core.tabular import NA_VALUES, csv_errors
 from mlops_template.serving.contract import Contract
 from mlops_template.serving.predictor import build_predictor
 
@@ -66,11 +66,10 @@ def _header(path: Path) -> list[str]:
     if not path.is_file():
         raise UserError(f"{path}: file not found")
     try:
-        return list(pd.read_csv(path, nrows=0).columns)
+        with csv_errors(path, "save it as UTF-8 comma-separated"):
+            return list(pd.read_csv(path, nrows=0, index_col=False).columns)
     except pd.errors.EmptyDataError:
         raise UserError(f"{path}: the file is empty; it needs a header line with the feature names") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not a readable CSV ({one_line(exc)}); save it as UTF-8 comma-separated") from None
 
 
 def predict_file(
@@ -100,7 +99,7 @@ def predict_file(
     dtypes = {name: str for name in contract.categorical + extra}
     reader = pd.read_csv(
         input_path, chunksize=chunk_rows, dtype=dtypes, skipinitialspace=True, skip_blank_lines=False,
-        keep_default_na=False, na_values={name: MISSING for name in contract.by_name},
+        keep_default_na=False, na_values={name: MISSING for name in contract.by_name}, index_col=False,
     )  # fmt: skip
     summary = Summary(runtime=predictor.runtime, model_version=bundle.version, output=str(output_path),
                       rejects=str(rejects_path) if rejects_path else None)  # fmt: skip
@@ -117,7 +116,7 @@ def predict_file(
                 open(files.enter_context(atomic_path(rejects_path)), "w", encoding="utf-8", newline="")
             )
         files.callback(bar.close)
-        try:
+        with csv_errors(input_path, "fix that line and rerun"):
             for chunk in reader:
                 first_line = summary.rows + 2  # line 1 is the header
                 scored, rejected = _score_chunk(chunk, contract, predictor, extra, first_line)
@@ -129,8 +128,6 @@ def predict_file(
                 summary.scored += len(scored)
                 summary.rejected += len(rejected)
                 bar.update(len(chunk))
-        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-            raise UserError(f"{input_path}: not a readable CSV ({one_line(exc)}); fix that line and rerun") from None
     summary.seconds = round(time.perf_counter() - start, 3)
     summary.rows_per_second = round(summary.rows / summary.seconds, 1) if summary.seconds else 0.0
     if summary.rejected:
