@@ -14,7 +14,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 CLI := python -m mlops_template
 BASELINE ?=
 
-.PHONY: help setup data pipeline run metrics gate plots lint format test test-fast bench-pipeline clean
+.PHONY: help setup data pipeline run metrics gate plots lint format test test-fast fuzz bench-pipeline clean
 .PHONY: ci lint-workflows lint-dockerfile system-deps test-summary report pr-comment data-refresh gate-production \
         retrain-issue image-ci deploy smoke-test rollback template-cleanup
 .PHONY: drift monitoring-check alert-relay
@@ -70,6 +70,9 @@ test: lint ## lint + the whole test suite, JUnit (reports/junit.xml) and coverag
 test-fast: $(STAMP) ## the fast tests only: everything not marked `integration` (no DVC, no servers)
 	pytest -m "not integration" -q
 
+fuzz: $(STAMP) ## the property-based fuzz tests (HTTP surface, CLI inputs) with the long Hypothesis profile
+	HYPOTHESIS_PROFILE=fuzz pytest -m fuzz -q --durations=10
+
 bench-pipeline: $(STAMP) ## time prep/train/evaluate at 10k, 100k and 1M rows -> reports/bench-pipeline.json
 	python tools/bench_pipeline.py
 
@@ -113,7 +116,7 @@ bench-serve: pipeline ## /predict vs bare FastAPI, mlflow serve, pandas baseline
 	python tools/bench_serve.py
 
 clean: ## remove pipeline outputs and caches (keeps .venv and data/)
-	rm -rf artifacts reports/junit.xml reports/coverage.xml .pytest_cache .ruff_cache .coverage .coverage.* \
+	rm -rf artifacts reports/junit.xml reports/coverage.xml .pytest_cache .ruff_cache .hypothesis .coverage .coverage.* \
 		reports/report.md reports/test-summary.md reports/production-metrics.json .deploy
 
 # --- CI/CD/CT: what the workflows (.github/workflows, .gitlab-ci.yml, Jenkinsfile, Cloud Build) run ---------------

@@ -24,10 +24,10 @@ from mlops_template.core.errors import UserError
 from mlops_template.core.fsutil import atomic_path
 from mlops_template.core.tabular import (
     check_delimiter,
+    csv_errors,
     csv_options,
     prediction_columns,
     scoring_csv_options,
-    unreadable,
 )
 from mlops_template.serving.contract import Contract
 from mlops_template.serving.predictor import build_predictor
@@ -68,11 +68,10 @@ def output_columns(contract: Contract) -> list[str]:
 
 def _header(path: Path, options: dict[str, Any], read: ReadConfig) -> list[str]:
     try:
-        columns = list(pd.read_csv(path, nrows=0, **options).columns)
+        with csv_errors(path, read):
+            columns = list(pd.read_csv(path, nrows=0, index_col=False, **options).columns)
     except pd.errors.EmptyDataError:
         raise UserError(f"{path}: the file is empty; it needs a header line with the feature names") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise unreadable(path, exc, read) from None
     check_delimiter(columns, path, options)
     return columns
 
@@ -114,7 +113,7 @@ def predict_file(
     predictor = build_predictor(bundle, runtime)
     extra = _extra_columns(input_path, contract, options, read)
     typed = scoring_csv_options(list(contract.by_name), contract.categorical, extra, read.na_values)
-    reader = pd.read_csv(input_path, chunksize=chunk_rows, **typed, **options)
+    reader = pd.read_csv(input_path, chunksize=chunk_rows, index_col=False, **typed, **options)
     written = {"sep": options["sep"], "decimal": read.decimal}
     summary = Summary(runtime=predictor.runtime, model_version=bundle.version, output=str(output_path),
                       rejects=str(rejects_path) if rejects_path else None)  # fmt: skip
@@ -131,7 +130,7 @@ def predict_file(
                 open(files.enter_context(atomic_path(rejects_path)), "w", encoding="utf-8", newline="")
             )
         files.callback(bar.close)
-        try:
+        with csv_errors(input_path, read):
             for chunk in reader:
                 first_line = summary.rows + 2  # line 1 is the header
                 scored, rejected = _score_chunk(chunk, contract, predictor, extra, first_line)
@@ -143,8 +142,6 @@ def predict_file(
                 summary.scored += len(scored)
                 summary.rejected += len(rejected)
                 bar.update(len(chunk))
-        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-            raise unreadable(input_path, exc, read) from None
     summary.seconds = round(time.perf_counter() - start, 3)
     summary.rows_per_second = round(summary.rows / summary.seconds, 1) if summary.seconds else 0.0
     if summary.rejected:
