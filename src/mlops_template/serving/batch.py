@@ -89,6 +89,15 @@ def _extra_columns(path: Path, contract: Contract, options: dict[str, Any], read
     return extra
 
 
+def _open_input(path: Path, contract: Contract, read: ReadConfig, chunk_rows: int) -> tuple[Any, list[str], dict]:
+    """The input's chunk reader, its pass-through columns, and the CSV format to write the output in (data.read)."""
+    options = csv_options(path, read)
+    extra = _extra_columns(path, contract, options, read)
+    typed = scoring_csv_options(list(contract.by_name), contract.categorical, extra, read.na_values)
+    reader = pd.read_csv(path, chunksize=chunk_rows, index_col=False, **typed, **options)
+    return reader, extra, {"sep": options["sep"], "decimal": read.decimal}
+
+
 def predict_file(
     input_path: Path,
     output_path: Path,
@@ -107,14 +116,10 @@ def predict_file(
     read = read or ReadConfig()
     if not input_path.is_file():
         raise UserError(f"{input_path}: file not found")
-    options = csv_options(input_path, read)
     bundle = load_bundle(model_dir)  # sha256 verified before unpickling; VALIDATED bundles only
     contract = Contract(bundle.metadata)
     predictor = build_predictor(bundle, runtime)
-    extra = _extra_columns(input_path, contract, options, read)
-    typed = scoring_csv_options(list(contract.by_name), contract.categorical, extra, read.na_values)
-    reader = pd.read_csv(input_path, chunksize=chunk_rows, index_col=False, **typed, **options)
-    written = {"sep": options["sep"], "decimal": read.decimal}
+    reader, extra, written = _open_input(input_path, contract, read, chunk_rows)
     summary = Summary(runtime=predictor.runtime, model_version=bundle.version, output=str(output_path),
                       rejects=str(rejects_path) if rejects_path else None)  # fmt: skip
     shown: list[str] = []

@@ -55,7 +55,7 @@ def test_pipeline_outputs_and_contract(trained: Path):
     assert meta.versions["scikit-learn"] and meta.trained_at
     assert (trained / "reports" / "gate.md").read_text().startswith("### Metric gate: **VALIDATED**")
     importance = json.loads((trained / "reports" / "plots" / "feature_importance.json").read_text())
-    assert {r["feature"]: r["importance"] for r in importance} == {n: f["importance"] for n, f in features.items()}
+    assert {r["feature"]: r["importance"] for r in importance} == {n: f.importance for n, f in features.items()}
 
 
 @pytest.fixture(scope="module")
