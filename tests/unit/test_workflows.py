@@ -197,3 +197,44 @@ def test_other_ci_systems_only_call_make(path: Path) -> None:
 def test_dependabot_covers_pip_actions_and_docker() -> None:
     config = yaml.safe_load((ROOT / ".github" / "dependabot.yml").read_text(encoding="utf-8"))
     assert {"pip", "github-actions", "docker"} <= {u["package-ecosystem"] for u in config["updates"]}
+
+
+def step_running(job: dict, command: str) -> dict:
+    return next(s for s in job["steps"] if s.get("run") == command)
+
+
+def test_the_image_job_builds_on_the_builder_that_can_export_its_cache() -> None:
+    """`docker build --cache-to` fails on the default `docker` driver: the build must go to setup-buildx's builder."""
+    job = load(ROOT / ".github" / "workflows" / "ci.yml")["jobs"]["image"]
+    buildx = next(s for s in job["steps"] if "docker/setup-buildx-action@" in s.get("uses", ""))
+    assert buildx.get("id"), "setup-buildx needs an id so its builder name can be passed on"
+    build = step_running(job, "make image-ci")
+    assert build["env"]["BUILDX_BUILDER"] == f"${{{{ steps.{buildx['id']}.outputs.name }}}}"
+    assert "--cache-to type=local" in (ROOT / "Makefile").read_text(encoding="utf-8")  # what needs that builder
+
+
+def cache_steps(path: Path) -> list[dict]:
+    data = load(path)
+    steps = [s for job in data["jobs"].values() for s in job.get("steps", [])]
+    return [s for s in steps if s.get("uses", "").startswith("actions/cache")]
+
+
+@pytest.mark.parametrize("name", ["ci.yml", "cd.yml", "ct.yml"])
+def test_cache_keys_follow_what_the_cached_content_depends_on(name: str) -> None:
+    for step in cache_steps(ROOT / ".github" / "workflows" / name):
+        key = step["with"]["key"]
+        if step["with"]["path"] == ".dvc/cache":
+            # a code or params change must miss (and save a new entry), not hit a stale one forever
+            for depends_on in ("'dvc.yaml'", "'dvc.lock'", "'params.yaml'", "'data.dvc'", "'src/**'"):
+                assert depends_on in key, f"{name}: the DVC cache key does not hash {depends_on}"
+        if step["with"]["path"] == ".buildx-cache":
+            assert "github.sha" not in key, f"{name}: a per-commit buildx key saves a full layer cache every run"
+
+
+def test_the_pr_report_never_shows_a_verdict_this_run_did_not_produce() -> None:
+    """After a failed `dvc repro` the committed reports/gate.md is stale: report and comment need this run's."""
+    job = load(ROOT / ".github" / "workflows" / "ci.yml")["jobs"]["pipeline"]
+    report = step_running(job, "make report")
+    assert "steps.pipeline.outcome == 'success' || steps.pipeline.outputs.verdict != ''" in report["if"]
+    comment = step_running(job, "make pr-comment")
+    assert f"steps.{report['id']}.outcome == 'success'" in comment["if"]

@@ -119,6 +119,14 @@ def record_verdict(candidate: Path, target: Path, metrics: dict[str, float], gat
         (tmp / METADATA).write_text(dump_json({**metadata, "metrics": metrics, "gate": gate}), encoding="utf-8")
 
 
+def record_for_ci(verdict: str) -> None:
+    """In GitHub Actions, the step output `verdict`: CI then reports only a verdict this run produced."""
+    output = os.environ.get("GITHUB_OUTPUT")
+    if output:
+        with open(output, "a", encoding="utf-8") as handle:
+            handle.write(f"verdict={verdict}\n")
+
+
 def run(params: Params, baseline: str | None = None) -> str:
     metrics = read_metrics(params.evaluate.metrics_path)
     base, label = baseline_metrics(baseline, params.evaluate.metrics_path) if baseline else (None, None)
@@ -127,6 +135,7 @@ def run(params: Params, baseline: str | None = None) -> str:
     verdict = REJECTED if failed else VALIDATED
     report = markdown(rows, verdict, label)
     write_text(params.gate.report_path, report)
+    record_for_ci(verdict)
     gate = {
         "verdict": verdict,
         "checked_at": now(),
