@@ -16,7 +16,7 @@ BASELINE ?=
 
 .PHONY: help setup data pipeline run metrics gate plots lint format test test-fast bench-pipeline clean
 .PHONY: ci lint-workflows lint-dockerfile system-deps test-summary report pr-comment data-refresh gate-production \
-        retrain-issue image-ci deploy smoke-test rollback template-cleanup
+        retrain-issue retrain-close-pr image-ci deploy smoke-test rollback template-cleanup
 .PHONY: drift monitoring-check alert-relay
 .PHONY: image image-test bench-serve serve predict
 
@@ -165,8 +165,13 @@ gate-production: $(STAMP) ## CT gate: against the metrics of the model at PRODUC
 		$(CLI) gate --baseline reports/production-metrics.json; \
 	else $(CLI) gate --baseline $(or $(BASELINE),main); fi
 
-retrain-issue: $(STAMP) ## open or update the "retrained model rejected" issue with reports/report.md
-	$(CLI) github-issue --title "Retraining: the new model was rejected by the gate" --label retrain-rejected
+retrain-issue: $(STAMP) ## open or update the CT issue: NOTE=<the cause> above reports/report.md (when there is one)
+	$(CLI) github-issue --title "Retraining: no pull request (the model was rejected or the run failed)" \
+		--label retrain-rejected $(if $(NOTE),--note "$(NOTE)")
+
+retrain-close-pr: $(STAMP) ## close the open CT pull request (branch ct/retrain): its model is older than a rejected one
+	$(CLI) github-close-pr --branch ct/retrain \
+		--comment "Closed by CT: a newer retraining was rejected by the gate (see the open retrain-rejected issue)."
 
 image-ci: ## CI image job: `make image-test` with a BuildKit layer cache in BUILDX_CACHE (rotated, so it does not grow)
 	$(MAKE) image-test IMAGE_BUILD_FLAGS="--load --cache-from type=local,src=$(BUILDX_CACHE) --cache-to type=local,dest=$(BUILDX_CACHE)-new,mode=max"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -240,10 +241,10 @@ class FakeGitHubState:
     issues: list[dict] = field(default_factory=list)
     pulls: list[dict] = field(default_factory=list)
 
-    def sent(self, method: str, path_start: str = "") -> list[dict | None]:
-        """Bodies of the requests with `method` whose path (after /repos/owner/name) starts with `path_start`."""
+    def sent(self, method: str, path: str | None = None) -> list[dict | None]:
+        """Bodies of the `method` requests to `path` (after /repos/owner/name, no query), or to any path."""
         prefix = f"/repos/{REPOSITORY}"
-        return [b for m, p, b, _ in self.requests if m == method and p.removeprefix(prefix).startswith(path_start)]
+        return [b for m, p, b, _ in self.requests if m == method and path in (None, p.removeprefix(prefix))]
 
 
 @contextmanager
@@ -276,3 +277,67 @@ def fake_github() -> Iterator[tuple[FakeGitHubState, str]]:
 
     with loopback_server(Handler) as url:
         yield state, url
+
+
+RECORDER = r"""
+import json, os, subprocess, sys
+from pathlib import Path
+
+name, inputs = os.environ["STANDIN_NAME"], json.loads(os.environ["STANDIN_INPUTS"])
+record = {"inputs": inputs, "files": {}, "status": subprocess.run(
+    ["git", "status", "--porcelain", "--untracked-files=all"], capture_output=True, text=True).stdout.splitlines()}
+for entry in (inputs.get("add-paths") or "").split():
+    found = [p for p in Path(entry).rglob("*") if p.is_file()] if Path(entry).is_dir() else [Path(entry)]
+    record["files"].update({str(p): p.read_text(errors="replace") for p in found if p.is_file()})
+if inputs.get("body-path"):
+    record["body"] = Path(inputs["body-path"]).read_text()
+Path(os.environ["STANDIN_RECORDS"], name + ".json").write_text(json.dumps(record, indent=1))
+with open(os.environ["GITHUB_OUTPUT"], "a") as out:
+    out.writelines(f"{k}={v}\n" for k, v in json.loads(os.environ["STANDIN_OUTPUTS"]).items())
+if name in os.environ.get("STANDIN_FAIL", "").split(","):
+    sys.exit(f"{name} (stand-in): failing as asked, like GitHub refusing the request")
+"""
+
+
+def standin_action(folder: Path, name: str, inputs: list[str], outputs: dict[str, str]) -> Path:
+    """A local composite action in `folder` that records its inputs (and the files it would send) to
+    $STANDIN_RECORDS/<name>.json, sets `outputs`, and fails when `name` is in $STANDIN_FAIL (act --env)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "record.py").write_text(RECORDER, encoding="utf-8")
+    action = {
+        "name": f"{name} (recorded stand-in)",
+        "description": "records its inputs for the workflow tests",
+        "inputs": {key: {"description": key, "required": False} for key in inputs},
+        "outputs": {k: {"description": k, "value": "${{ steps.record.outputs." + k + " }}"} for k in outputs},
+        "runs": {
+            "using": "composite",
+            "steps": [
+                {
+                    "id": "record",
+                    "shell": "bash",
+                    "env": {
+                        "STANDIN_NAME": name,
+                        "STANDIN_INPUTS": "${{ toJSON(inputs) }}",
+                        "STANDIN_OUTPUTS": json.dumps(outputs),
+                    },
+                    "run": 'python3 "$GITHUB_ACTION_PATH/record.py"',
+                }
+            ],
+        },
+    }
+    (folder / "action.yml").write_text(json.dumps(action, indent=1), encoding="utf-8")
+    return folder
+
+
+def pinned_ref(workflow: str, action: str) -> str:
+    """`owner/repo@sha` of `action` as pinned in .github/workflows/<workflow> (what --local-repository maps)."""
+    text = (ROOT / ".github" / "workflows" / workflow).read_text(encoding="utf-8")
+    match = re.search(rf"uses:\s*({re.escape(action)})@([0-9a-f]{{40}})", text)
+    if not match:
+        raise AssertionError(f"{workflow} does not pin {action}")
+    return f"{match.group(1)}@{match.group(2)}"
+
+
+def recorded(records: Path, name: str) -> dict | None:
+    path = records / f"{name}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

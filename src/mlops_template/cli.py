@@ -142,13 +142,36 @@ def _issue_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--title", required=True)
     parser.add_argument("--label", required=True, help="the label that identifies this kind of issue")
     parser.add_argument("--body-file", type=Path, default=Path("reports/report.md"))
+    parser.add_argument("--note", help="the cause, put above the report (the report is optional then)")
 
 
 @command("github-issue", "open an issue, or update the open one with the same label", _issue_args)
 def _github_issue(args: argparse.Namespace) -> None:
     from mlops_template.ci import github
 
-    print(github.upsert_issue(github.GitHub.from_env(), args.title, _read_body(args.body_file), args.label))
+    if args.note:  # the cause comes first; the report may be missing when the run failed before it
+        run = os.environ.get("REPORT_RUN_URL")
+        parts = [
+            args.note,
+            f"Run: {run}" if run else "",
+            args.body_file.read_text(encoding="utf-8") if args.body_file.is_file() else "",
+        ]
+        text = "\n\n".join(p for p in parts if p)
+    else:
+        text = _read_body(args.body_file)
+    print(github.upsert_issue(github.GitHub.from_env(), args.title, text, args.label))
+
+
+def _close_pr_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--branch", required=True, help="head branch of the pull requests to close (this repository)")
+    parser.add_argument("--comment", required=True, help="why: posted on each pull request before closing it")
+
+
+@command("github-close-pr", "comment on and close the open pull requests from a branch", _close_pr_args)
+def _github_close_pr(args: argparse.Namespace) -> None:
+    from mlops_template.ci import github
+
+    print(" ".join(f"#{n}" for n in github.close_pull_requests(github.GitHub.from_env(), args.branch, args.comment)))
 
 
 def _read_body(path: Path) -> str:

@@ -106,3 +106,14 @@ def upsert_issue(gh: GitHub, title: str, text: str, label: str) -> str:
     created = gh.call("POST", "/issues", {"title": title, "body": body, "labels": [label]})
     log.info("github: opened issue #%s", created.get("number"))
     return "created"
+
+
+def close_pull_requests(gh: GitHub, branch: str, text: str) -> list[int]:
+    """Comment on and close the open pull requests from `branch` of this repository; returns their numbers."""
+    owner = gh.repository.split("/")[0]
+    numbers = [p["number"] for p in gh.paged(f"/pulls?state=open&head={owner}:{branch}")]
+    for number in numbers:
+        gh.call("POST", f"/issues/{number}/comments", {"body": text[:MAX_BODY]})
+        gh.call("PATCH", f"/pulls/{number}", {"state": "closed"})
+        log.info("github: closed pull request #%d", number)
+    return numbers
