@@ -16,7 +16,7 @@ BASELINE ?=
 
 .PHONY: help setup data pipeline run metrics gate plots lint format test test-fast bench-pipeline clean
 .PHONY: ci lint-workflows lint-dockerfile system-deps test-summary report pr-comment data-refresh gate-production \
-        retrain-issue retrain-close-pr image-ci deploy smoke-test rollback template-cleanup
+        retrain-issue retrain-close-pr image-ci image-release bundle-check deploy smoke-test rollback template-cleanup
 .PHONY: drift monitoring-check alert-relay
 .PHONY: image image-test bench-serve serve predict
 
@@ -177,11 +177,19 @@ image-ci: ## CI image job: `make image-test` with a BuildKit layer cache in BUIL
 	$(MAKE) image-test IMAGE_BUILD_FLAGS="--load --cache-from type=local,src=$(BUILDX_CACHE) --cache-to type=local,dest=$(BUILDX_CACHE)-new,mode=max"
 	rm -rf $(BUILDX_CACHE) && mv $(BUILDX_CACHE)-new $(BUILDX_CACHE)
 
+image-release: ## tag REGISTRY_IMAGE:sha-COMMIT (built by CD after CI passed on main) as REGISTRY_IMAGE:VERSION
+	@test -n "$(REGISTRY_IMAGE)" -a -n "$(VERSION)" -a -n "$(COMMIT)" || { echo "usage: make image-release REGISTRY_IMAGE=ghcr.io/o/r VERSION=v1.2.3 COMMIT=<sha>" >&2; exit 2; }
+	$(CONTAINER_ENGINE) buildx imagetools create --tag "$(REGISTRY_IMAGE):$(VERSION:v%=%)" "$(REGISTRY_IMAGE):sha-$(COMMIT)"
+
+bundle-check: $(STAMP) ## verify the gated bundle (checksums, VALIDATED); in Actions: model_version, git_commit outputs
+	$(CLI) bundle-check
+
 deploy: ## deploy IMAGE (name@sha256:digest) to DEPLOY_TARGET=heroku|cloudrun|gke|none; remembers the previous image
 	deploy/deploy.sh deploy
 
-smoke-test: $(STAMP) ## check a service: GET /ready, /health, POST /predict with the example (URL, default: last deploy)
-	$(CLI) smoke-test --url "$(or $(URL),$(shell cat .deploy/url 2>/dev/null))"
+smoke-test: $(STAMP) ## check a service: /ready, /model is EXPECT_MODEL_VERSION/EXPECT_GIT_COMMIT, /health, /predict (URL, default: last deploy)
+	SMOKE_TOKEN="$${SMOKE_TOKEN:-$$(deploy/deploy.sh token)}" \
+		$(CLI) smoke-test --url "$(or $(URL),$(shell cat .deploy/url 2>/dev/null))"
 
 rollback: ## put back the image that ran before the last `make deploy` (same DEPLOY_TARGET and settings)
 	deploy/deploy.sh rollback

@@ -184,13 +184,20 @@ def _smoke_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", required=True, help="base URL of the deployed service")
     parser.add_argument("--metadata", type=Path, help="bundle metadata.json with the example (default: GET /model)")
     parser.add_argument("--wait", type=float, default=120, help="seconds to wait for /ready (default 120)")
+    expect = "fail unless /model reports this {} (waits for it: the release just deployed must be the one answering)"
+    parser.add_argument("--expect-model-version", default=os.environ.get("EXPECT_MODEL_VERSION"),
+                        help=expect.format("model_version"))  # fmt: skip
+    parser.add_argument("--expect-git-commit", default=os.environ.get("EXPECT_GIT_COMMIT"),
+                        help=expect.format("git_commit"))  # fmt: skip
 
 
 @command("smoke-test", "check a deployed service: /ready, /health, /predict with the bundle's example", _smoke_args)
 def _smoke(args: argparse.Namespace) -> None:
     from mlops_template.ci.smoke import smoke_test
 
-    smoke_test(args.url, args.metadata, args.wait)
+    expected = {"model_version": args.expect_model_version, "git_commit": args.expect_git_commit}
+    # the token (a private Cloud Run service) comes from the environment only: never on a command line
+    smoke_test(args.url, args.metadata, args.wait, expected, os.environ.get("SMOKE_TOKEN") or None)
 
 
 def _fetch_metrics_args(parser: argparse.ArgumentParser) -> None:
@@ -269,6 +276,10 @@ def _bundle_check(args: argparse.Namespace) -> None:
 
     bundle = load_bundle(args.dir or load_params(args.params).gate.bundle_dir)
     log.info("bundle-check: %s model %s is %s", bundle.path, bundle.version, bundle.verdict)
+    output = os.environ.get("GITHUB_OUTPUT")
+    if output:  # CD hands these to the smoke test: it checks the deployed service runs this very bundle
+        with open(output, "a", encoding="utf-8") as handle:
+            handle.write(f"model_version={bundle.version}\ngit_commit={bundle.metadata.get('git_commit') or ''}\n")
     print(bundle.path)
 
 

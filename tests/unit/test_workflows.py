@@ -238,3 +238,46 @@ def test_the_pr_report_never_shows_a_verdict_this_run_did_not_produce() -> None:
     assert "steps.pipeline.outcome == 'success' || steps.pipeline.outputs.verdict != ''" in report["if"]
     comment = step_running(job, "make pr-comment")
     assert f"steps.{report['id']}.outcome == 'success'" in comment["if"]
+
+
+def test_cd_tags_checks_out_and_deploys_the_commit_ci_checked() -> None:
+    """Under workflow_run, github.sha is main's newest commit, not necessarily the one CI checked and CD built."""
+    cd = load(ROOT / ".github" / "workflows" / "cd.yml")
+    build = cd["jobs"]["build"]
+    checkout = next(s for s in build["steps"] if s.get("uses", "").startswith("actions/checkout@"))
+    assert checkout["with"]["ref"] == "${{ github.event.workflow_run.head_sha }}"
+    meta = next(s for s in build["steps"] if "docker/metadata-action@" in s.get("uses", ""))
+    assert meta["with"]["context"] == "git"  # the default `workflow` context reads GITHUB_SHA
+    for name in ("staging", "production"):
+        passed = cd["jobs"][name]["with"]
+        assert passed["ref"] == "${{ github.event.workflow_run.head_sha }}"
+        assert passed["model-version"] == "${{ needs.build.outputs.model-version }}"
+        assert passed["git-commit"] == "${{ needs.build.outputs.git-commit }}"
+    bundle = next(s for s in build["steps"] if s.get("run") == "make bundle-check")
+    assert build["outputs"]["model-version"] == f"${{{{ steps.{bundle['id']}.outputs.model_version }}}}"
+    deploy = load(ROOT / ".github" / "workflows" / "deploy.yml")
+    deploy_checkout = next(s for s in deploy["jobs"]["deploy"]["steps"] if "actions/checkout@" in s.get("uses", ""))
+    assert deploy_checkout["with"]["ref"] == "${{ inputs.ref || github.sha }}"
+    assert {"ref", "model-version", "git-commit"} <= set(deploy["on"]["workflow_call"]["inputs"])
+
+
+def test_version_tags_never_build_or_deploy_and_never_share_a_queue_with_main() -> None:
+    cd = load(ROOT / ".github" / "workflows" / "cd.yml")
+    assert "github.event_name == 'push'" not in cd["jobs"]["build"]["if"]  # only a CI-passed push to main builds
+    release = cd["jobs"]["release"]
+    assert release["if"] == "github.event_name == 'push'"
+    assert [s.get("run") for s in release["steps"] if "run" in s] == ["make image-release"]
+    assert "github.ref" in cd["concurrency"]["group"]  # one group per tag: a queued release is never dropped
+    for name in ("staging", "production"):
+        assert "build" in cd["jobs"][name]["needs"]
+
+
+def test_every_deploy_setting_readme_lists_can_be_set_from_github() -> None:
+    env = load(ROOT / ".github" / "workflows" / "deploy.yml")["jobs"]["deploy"]["env"]
+    for name in ("SERVICE_NAME", "SERVICE_URL", "CLOUD_RUN_FLAGS", "ROLLOUT_TIMEOUT", "K8S_NAMESPACE", "HEROKU_APP"):
+        assert env.get(name) == f"${{{{ vars.{name} }}}}", f"deploy.yml does not pass vars.{name}"
+    script = (ROOT / "deploy" / "deploy.sh").read_text(encoding="utf-8")
+    for name in ("SERVICE_NAME", "SERVICE_URL", "CLOUD_RUN_FLAGS", "ROLLOUT_TIMEOUT"):
+        assert f"${{{name}" in script, f"deploy.sh does not read {name}"
+    assert env["EXPECT_MODEL_VERSION"] == "${{ inputs.model-version }}"
+    assert env["EXPECT_GIT_COMMIT"] == "${{ inputs.git-commit }}"
