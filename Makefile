@@ -107,6 +107,7 @@ BUILDX_CACHE ?= .buildx-cache
 DEPLOY_TARGET ?= none
 PRODUCTION_URL ?=
 PR ?=
+SMOKE_WAIT ?= 120
 NAME ?=
 PUSH ?=
 # Debian packages the test suite's external tools come from (runners: `make system-deps`).
@@ -189,7 +190,7 @@ deploy: ## deploy IMAGE (name@sha256:digest) to DEPLOY_TARGET=heroku|cloudrun|gk
 
 smoke-test: $(STAMP) ## check a service: /ready, /model is EXPECT_MODEL_VERSION/EXPECT_GIT_COMMIT, /health, /predict (URL, default: last deploy)
 	SMOKE_TOKEN="$${SMOKE_TOKEN:-$$(deploy/deploy.sh token)}" \
-		$(CLI) smoke-test --url "$(or $(URL),$(shell cat .deploy/url 2>/dev/null))"
+		$(CLI) smoke-test --url "$(or $(URL),$(shell cat .deploy/url 2>/dev/null))" --wait $(SMOKE_WAIT)
 
 rollback: ## put back the image that ran before the last `make deploy` (same DEPLOY_TARGET and settings)
 	deploy/deploy.sh rollback

@@ -23,7 +23,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,11 +162,13 @@ def run_act(
     inputs: dict[str, str] | None = None,
     local_actions: dict[str, Path] | None = None,
     keep: tuple[str, ...] = (),
+    path: Path | None = None,
     timeout: float = 1200,
 ) -> ActRun:
     """Run `.github/workflows/<workflow>` for `event` in `repo` with act; `keep`: workspace files to read back.
 
-    local_actions maps `owner/repo@ref` to a folder holding a stand-in action (act --local-repository).
+    local_actions maps `owner/repo@ref` to a folder holding a stand-in action (act --local-repository);
+    `path`: a folder put first on the jobs' PATH (host mode: they inherit act's), e.g. a recorded stand-in CLI.
     """
     act = act_tool()
     run_dir = state / f"run-{time.monotonic_ns()}"
@@ -190,6 +192,8 @@ def run_act(
     home = run_dir / "home"
     home.mkdir()
     environment = {**os.environ, "ACT_REPOSITORY": REPOSITORY, "ACT_STATE": str(state), "ACT_HOME": str(home)}
+    if path is not None:
+        environment["PATH"] = f"{path}{os.pathsep}{environment['PATH']}"
     for name in ("CI", "GITHUB_ACTIONS", "VIRTUAL_ENV"):  # the jobs must not think they run inside this test
         environment.pop(name, None)
     before = _workspaces(state)
@@ -341,3 +345,19 @@ def pinned_ref(workflow: str, action: str) -> str:
 def recorded(records: Path, name: str) -> dict | None:
     path = records / f"{name}.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+@contextmanager
+def fake_handler_server(answer: Callable[[str, str, dict | None, dict], tuple[int, object]]) -> Iterator[str]:
+    """A JSON API on loopback: `answer(method, path, body, headers)` returns (status, payload) for each request."""
+
+    class Handler(FakeHandler):
+        def _handle(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length)) if length else None
+            self.reply(*answer(self.command, self.path, body, dict(self.headers)))
+
+        do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _handle
+
+    with loopback_server(Handler) as url:
+        yield url

@@ -1,6 +1,7 @@
 """The few GitHub REST calls CI needs: one PR comment updated in place, one issue reopened/updated in place.
 
-Reads GITHUB_TOKEN, GITHUB_REPOSITORY and GITHUB_API_URL (all set by Actions). Standard library only.
+Reads GITHUB_TOKEN, GITHUB_REPOSITORY and GITHUB_API_URL (all set by Actions); GITHUB_COMMENT_AUTHOR when the
+token is not the job's own (default github-actions[bot]). Standard library only.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from mlops_template.core.errors import UserError
 log = logging.getLogger(__name__)
 MAX_BODY = 65_000  # GitHub rejects comment/issue bodies over 65,536 characters
 PAGE = 100
+ACTIONS_BOT = "github-actions[bot]"  # the author of what `github.token` writes (GITHUB_COMMENT_AUTHOR for another)
 
 
 class GitHub:
@@ -77,9 +79,15 @@ def _body(text: str, marker: str) -> str:
 
 
 def upsert_comment(gh: GitHub, number: int, text: str, marker: str) -> str:
-    """Update the PR's comment carrying `marker`, or create it; returns 'created' or 'updated'."""
+    """Update the PR's comment carrying `marker` written by this token's bot, or create it; returns 'created' or
+    'updated'. Someone else's comment that quotes the marker is left alone (editing it would be a 403)."""
     body = _body(text, marker)
-    mine = [c for c in gh.paged(f"/issues/{number}/comments") if marker in (c.get("body") or "")]
+    author = os.environ.get("GITHUB_COMMENT_AUTHOR") or ACTIONS_BOT
+    mine = [
+        c
+        for c in gh.paged(f"/issues/{number}/comments")
+        if marker in (c.get("body") or "") and (c.get("user") or {}).get("login") == author
+    ]
     if mine:
         gh.call("PATCH", f"/issues/comments/{mine[0]['id']}", {"body": body})
         log.info("github: updated comment %s on #%d", mine[0]["id"], number)
