@@ -281,3 +281,35 @@ def test_every_deploy_setting_readme_lists_can_be_set_from_github() -> None:
         assert f"${{{name}" in script, f"deploy.sh does not read {name}"
     assert env["EXPECT_MODEL_VERSION"] == "${{ inputs.model-version }}"
     assert env["EXPECT_GIT_COMMIT"] == "${{ inputs.git-commit }}"
+
+
+# The first major release of each pinned JavaScript action whose action.yml declares `using: node24` (GitHub
+# runs JavaScript actions on Node 24 now; node20 ones run with a deprecation warning until Node 20 is removed).
+NODE24_SINCE = {
+    "actions/checkout": 5,
+    "actions/setup-python": 6,
+    "actions/setup-node": 5,
+    "actions/cache": 5,
+    "actions/upload-artifact": 6,
+    "actions/create-github-app-token": 3,
+    "peter-evans/create-pull-request": 8,
+    "docker/setup-buildx-action": 4,
+    "docker/login-action": 4,
+    "docker/metadata-action": 6,
+    "docker/build-push-action": 7,
+    "google-github-actions/auth": 3,
+    "google-github-actions/setup-gcloud": 3,
+    "google-github-actions/get-gke-credentials": 3,
+}
+
+
+def test_pinned_javascript_actions_are_releases_that_run_on_node24() -> None:
+    pinned: dict[str, int] = {}
+    for path in WORKFLOWS + ACTIONS:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            match = PINNED.match(line)
+            if match:
+                name = "/".join(match.group(1).split("/")[:2])
+                pinned[name] = int(re.search(r"# v(\d+)\.", line).group(1))
+    assert set(pinned) <= set(NODE24_SINCE), "a new action: add the major release that declares node24"
+    assert {name: major for name, major in pinned.items() if major < NODE24_SINCE[name]} == {}
