@@ -14,7 +14,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 CLI := python -m mlops_template
 BASELINE ?=
 
-.PHONY: help setup data pipeline run metrics gate plots lint format test test-fast bench-pipeline clean
+.PHONY: help setup data pipeline run metrics gate plots lint format test test-fast workflow-test bench-pipeline clean
 .PHONY: ci lint-workflows lint-dockerfile system-deps test-summary report pr-comment data-refresh gate-production \
         retrain-issue retrain-close-pr image-ci image-release bundle-check deploy smoke-test rollback template-cleanup
 .PHONY: drift monitoring-check alert-relay
@@ -65,6 +65,9 @@ format: $(STAMP) ## apply ruff fixes and formatting
 test: lint ## lint + the whole test suite, JUnit (reports/junit.xml) and coverage (fails under 85%)
 	@mkdir -p reports
 	pytest --junitxml=reports/junit.xml --cov --cov-report=term --cov-report=xml:reports/coverage.xml
+
+workflow-test: $(STAMP) ## run the GitHub Actions workflows for real with act (ACT=<act wrapper>): the `workflows` tests
+	pytest -m workflows -v
 
 test-fast: $(STAMP) ## the fast tests only: everything not marked `integration` (no DVC, no servers)
 	pytest -m "not integration" -q

@@ -39,6 +39,8 @@ TOKEN = "test-token"
 APP_TOKEN = "ghs_app_token_from_the_stand_in"
 PR_INPUTS = ["token", "branch", "delete-branch", "commit-message", "title", "body-path", "labels", "add-paths", "base"]
 
+pytestmark = pytest.mark.workflows
+
 
 @pytest.fixture(scope="module")
 def ct(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:

@@ -33,6 +33,8 @@ if sys.argv[1:2] == ["inspect"]:
     print("{image_id}")
 """
 
+pytestmark = pytest.mark.workflows
+
 
 @pytest.fixture(scope="module")
 def deploy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
