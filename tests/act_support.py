@@ -122,12 +122,14 @@ class ActRun:
         return "\n".join(str(r.get("msg", "")) for r in self.records)
 
     def step(self, name: str) -> str | None:
-        """The result of the step named `name` ('success', 'failure', 'skipped'), None when it never ran."""
-        results = [r["stepResult"] for r in self.records if r.get("step") == name and r.get("stepResult")]
-        if results:
-            return results[-1]
-        skipped = any("Skipping step" in str(r.get("msg", "")) and name in str(r.get("msg", "")) for r in self.records)
-        return "skipped" if skipped else None
+        """The result of the main part of the step named `name` ('success', 'failure'), None when it did not run
+        (act logs nothing for a step whose `if` is false; an action's pre/post parts are left out)."""
+        results = [
+            r["stepResult"]
+            for r in self.records
+            if r.get("step") == name and r.get("stage") == "Main" and r.get("stepResult")
+        ]
+        return results[-1] if results else None
 
     @property
     def summary(self) -> str:
