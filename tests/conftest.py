@@ -13,8 +13,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from mlops_template.core.bundle import ModelRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -130,6 +134,43 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     finally:
         os.chdir(old)
     return directory
+
+
+def model_record(**changes: object) -> ModelRecord:
+    """A small, valid metadata record (two features, binary), with top-level fields replaced by `changes`."""
+    from mlops_template.core.bundle import ModelRecord
+
+    record = {
+        "task": "binary",
+        "target": "label",
+        "classes": ["N", "Y"],
+        "positive_class": "Y",
+        "estimator": "logistic_regression",
+        "features": [
+            {
+                "name": "income",
+                "type": "numeric",
+                "missing_rate": 0.0,
+                "min": 10.0,
+                "max": 100.0,
+                "median": 50.0,
+                "integer": False,
+            },
+            {"name": "area", "type": "categorical", "missing_rate": 0.0, "categories": ["Rural", "Urban"]},
+        ],
+        "example": {"income": 50.0, "area": "Urban"},
+        "training_data": {"source": "data.csv", "sha256": "0" * 64, "rows": {"train": 8, "test": 2}},
+        "params": {
+            "schema": {"target": "label", "task": "binary"},
+            "train": {"estimator": "logistic_regression", "seed": 0, "hyperparameters": {}},
+        },
+        "git_commit": None,
+        "trained_at": "2026-01-01T00:00:00+00:00",
+        "metrics": None,
+        "gate": {"verdict": "PENDING"},
+        "onnx": {"used": False, "reason": "not exported in this test"},
+    }
+    return ModelRecord.model_validate(record | changes)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

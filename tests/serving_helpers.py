@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from mlops_template.core.bundle import VALIDATED, now
+from mlops_template.core.bundle import VALIDATED, GateRecord, now
 from mlops_template.core.config import Params
 from tests.conftest import ROOT
 
@@ -40,5 +40,5 @@ def build_bundle(directory: Path, estimator: str = "logistic_regression", rows: 
     prep.run(params)
     train.run(params)
     record_verdict(params.train.output_dir, params.gate.bundle_dir, {"roc_auc": 0.9},
-                   {"verdict": verdict, "checked_at": now(), "failed": []})  # fmt: skip
+                   GateRecord(verdict=verdict, checked_at=now()))  # fmt: skip
     return params.gate.bundle_dir

@@ -70,6 +70,7 @@ async def main() -> None:
     args = parser.parse_args()
     import bench_apps
 
+    from mlops_template.core.bundle import read_metadata
     from mlops_template.serving.app import create_app
     from mlops_template.serving.logs import configure
     from mlops_template.serving.settings import Settings
@@ -80,7 +81,7 @@ async def main() -> None:
     devnull = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
     for handler in logging.getLogger().handlers:  # keep the formatting cost, drop the output
         handler.setStream(devnull)  # type: ignore[attr-defined]
-    body = json.dumps(json.loads((settings.model_dir / "metadata.json").read_text())["example"]).encode()
+    body = json.dumps(read_metadata(settings.model_dir).example).encode()
     floor = await per_request(bench_apps.floor, body, args.calls, args.runs)
     predict = await per_request(service, body, args.calls, args.runs)
     print(

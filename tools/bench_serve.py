@@ -311,10 +311,10 @@ def main() -> int:
 
     params = load_params()
     bundle = load_bundle(params.gate.bundle_dir)  # verified checksums, VALIDATED only
-    features = [f["name"] for f in bundle.metadata["features"]]
+    features = bundle.metadata.feature_names
     test, _, _ = load_prepared(params.prep.output_dir, "test")
     batch = test[features].sample(n=args.batch_rows, replace=len(test) < args.batch_rows, random_state=0)
-    single = bundle.metadata["example"]
+    single = bundle.metadata.example
     rows = args.batch_rows
     batch_records = records(batch)
     batch_body = json.dumps(batch_records).encode()
@@ -452,7 +452,7 @@ def main() -> int:
             "load_cpu": args.load_cpu,
             "load_generator": "wrk -t1 (tools/bench_post.lua)",
             "model_version": bundle.version,
-            "estimator": bundle.metadata.get("estimator"),
+            "estimator": bundle.metadata.estimator,
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
             "machine": platform.machine(),

@@ -151,7 +151,9 @@ def healthcheck(engine: list[str], name: str, timeout: float) -> str:
 def container_checks(engine: list[str], image: str, bundle: Path, port: int, timeout: float) -> dict[str, Any]:
     name = f"mlops-image-test-{os.getpid()}-{port}"
     base = f"http://127.0.0.1:{port}"
-    metadata = json.loads((bundle / "metadata.json").read_text())
+    from mlops_template.core.bundle import read_metadata
+
+    metadata = read_metadata(bundle)
     checks: dict[str, Any] = {}
     run([*engine, "rm", "-f", name], check=False)
     try:
@@ -162,14 +164,14 @@ def container_checks(engine: list[str], image: str, bundle: Path, port: int, tim
         checks["ready_seconds"] = round(time.monotonic() - started, 2)
         say(f"/ready after {checks['ready_seconds']} s")
 
-        status, body = http("POST", f"{base}/predict", metadata["example"])
+        status, body = http("POST", f"{base}/predict", metadata.example)
         if status != 200:
             raise CheckError(f"POST /predict with the bundle's example row: HTTP {status}: {body}")
         checks["predict"] = body
         status, model = http("GET", f"{base}/model")
-        if status != 200 or metadata["model_version"] not in json.dumps(model):
-            raise CheckError(f"GET /model: HTTP {status}, expected model version {metadata['model_version']}: {model}")
-        checks["model_version"] = metadata["model_version"]
+        if status != 200 or metadata.model_version not in json.dumps(model):
+            raise CheckError(f"GET /model: HTTP {status}, expected model version {metadata.model_version}: {model}")
+        checks["model_version"] = metadata.model_version
         say(f"/predict ok: {json.dumps(body)[:200]}")
 
         checks["healthcheck"] = healthcheck(engine, name, timeout)

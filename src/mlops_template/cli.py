@@ -279,7 +279,7 @@ def _bundle_check(args: argparse.Namespace) -> None:
     output = os.environ.get("GITHUB_OUTPUT")
     if output:  # CD hands these to the smoke test: it checks the deployed service runs this very bundle
         with open(output, "a", encoding="utf-8") as handle:
-            handle.write(f"model_version={bundle.version}\ngit_commit={bundle.metadata.get('git_commit') or ''}\n")
+            handle.write(f"model_version={bundle.version}\ngit_commit={bundle.metadata.git_commit or ''}\n")
     print(bundle.path)
 
 

@@ -21,7 +21,7 @@ from sklearn.dummy import DummyClassifier
 
 from mlops_template.core.bundle import REJECTED, save_bundle
 from mlops_template.core.config import load_params
-from tests.conftest import ROOT, free_port, missing, require_tool
+from tests.conftest import ROOT, free_port, missing, model_record, require_tool
 
 pytestmark = pytest.mark.integration
 IMAGE_TOOL = ROOT / "tools" / "image_test.py"
@@ -147,7 +147,7 @@ def test_image_build_refuses_a_rejected_bundle(tmp_path: Path):
     context.mkdir()
     shutil.copy2(ROOT / "params.yaml", context / "params.yaml")
     model = DummyClassifier().fit([[0], [1]], ["N", "Y"])
-    save_bundle(context / "judged", model, {"gate": {"verdict": REJECTED}})
+    save_bundle(context / "judged", model, model_record(gate={"verdict": REJECTED}))
     # the engine is never reached: a path that does not exist proves it
     result = run_image_tool(context, "--bundle", "judged", "--engine", str(tmp_path / "no-engine"), timeout=120)
     assert result.returncode == 1

@@ -6,13 +6,13 @@ import pytest
 from sklearn.dummy import DummyClassifier
 
 from mlops_template.cli import main
-from mlops_template.core.bundle import REJECTED, VALIDATED, save_bundle
+from mlops_template.core.bundle import PENDING, REJECTED, VALIDATED, save_bundle
+from tests.conftest import model_record
 
 
 def make_bundle(directory: Path, verdict: str | None) -> Path:
     model = DummyClassifier().fit([[0], [1]], ["N", "Y"])
-    metadata = {"task": "binary"} | ({"gate": {"verdict": verdict}} if verdict else {})
-    return save_bundle(directory, model, metadata)
+    return save_bundle(directory, model, model_record(gate={"verdict": verdict or PENDING}))
 
 
 def test_validated_bundle_passes_and_prints_its_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
@@ -51,9 +51,7 @@ def test_default_is_the_gated_bundle_dir_from_params(tmp_path: Path, capsys, mon
 def test_in_actions_the_release_identity_becomes_step_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """CD passes model_version and git_commit to the smoke test, which checks the deployed service runs them."""
     model = DummyClassifier().fit([[0], [1]], ["N", "Y"])
-    bundle = save_bundle(
-        tmp_path / "model", model, {"task": "binary", "git_commit": "f" * 40, "gate": {"verdict": VALIDATED}}
-    )
+    bundle = save_bundle(tmp_path / "model", model, model_record(git_commit="f" * 40, gate={"verdict": VALIDATED}))
     output = tmp_path / "github_output"
     monkeypatch.setenv("GITHUB_OUTPUT", str(output))
     assert main(["bundle-check", "--dir", str(bundle)]) == 0

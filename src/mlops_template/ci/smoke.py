@@ -10,6 +10,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from mlops_template.core.bundle import read_metadata_file
 from mlops_template.core.errors import UserError
 from mlops_template.core.fsutil import write_text
 
@@ -63,10 +64,9 @@ def example_record(base: str, metadata_path: Path | None, token: str | None = No
     if metadata_path is not None:
         if not metadata_path.is_file():
             raise UserError(f"{metadata_path}: not found; run `make pipeline` or omit --metadata to ask /model")
-        info = json.loads(metadata_path.read_text(encoding="utf-8"))
+        example: Any = read_metadata_file(metadata_path).example
     else:
-        info = _model_info(base, token)
-    example = info.get("example")
+        example = _model_info(base, token).get("example")
     if not isinstance(example, dict) or not example:
         raise UserError("the model metadata has no `example` record to send to /predict")
     return example

@@ -12,7 +12,7 @@ import pandas as pd
 from sklearn import metrics as skm
 from sklearn.inspection import permutation_importance
 
-from mlops_template.core.bundle import PENDING, load_bundle
+from mlops_template.core.bundle import PENDING, ModelRecord, load_bundle
 from mlops_template.core.config import Params
 from mlops_template.core.errors import UserError
 from mlops_template.core.fsutil import atomic_dir, write_text
@@ -103,19 +103,19 @@ def feature_importance(model: Any, x: pd.DataFrame, y: pd.Series, task: str, row
 
 
 def compute(
-    model: Any, metadata: dict[str, Any], x: pd.DataFrame, y: pd.Series, params: Params
+    model: Any, metadata: ModelRecord, x: pd.DataFrame, y: pd.Series, params: Params
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """Metrics and plot data for a fitted model on a labelled frame."""
-    task, points = metadata["task"], params.evaluate.curve_points
+    task, points = metadata.task, params.evaluate.curve_points
     if task == "regression":
         predicted = model.predict(x)
         metrics, plots = regression_metrics(y, predicted), regression_plots(y, predicted, points)
     else:
-        classes = metadata["classes"]
+        classes = metadata.classes or []
         proba = model.predict_proba(x)
         predicted = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
         if task == "binary":
-            positive = metadata["positive_class"]
+            positive = metadata.positive_class
             score = proba[:, classes.index(positive)]
             metrics = binary_metrics(y, score, predicted, positive)
             plots = classification_plots(y, score, predicted, positive, points)
@@ -130,7 +130,9 @@ def compute(
 def run(params: Params) -> dict[str, float]:
     bundle = load_bundle(params.train.output_dir, allow=(PENDING,))
     frame, schema, _ = load_prepared(params.prep.output_dir, "test")
-    metrics, plots = compute(bundle.model, bundle.metadata, frame[schema.features], frame[schema.target], params)
+    metrics, plots = compute(
+        bundle.model, bundle.metadata, frame[bundle.metadata.feature_names], frame[schema.target], params
+    )
     with atomic_dir(params.evaluate.plots_dir) as tmp:
         for name, records in plots.items():
             (tmp / name).write_text(json.dumps(records) + "\n", encoding="utf-8")

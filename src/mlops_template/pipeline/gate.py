@@ -13,7 +13,16 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlops_template.core.bundle import METADATA, REJECTED, VALIDATED, dump_json, now, read_metadata, verify_files
+from mlops_template.core.bundle import (
+    REJECTED,
+    VALIDATED,
+    BundleMetadata,
+    GateRecord,
+    now,
+    read_metadata,
+    verify_files,
+    write_metadata,
+)
 from mlops_template.core.config import Params, Threshold
 from mlops_template.core.errors import GateRejected, UserError
 from mlops_template.core.fsutil import atomic_dir, write_text
@@ -109,14 +118,15 @@ def markdown(rows: list[Row], verdict: str, baseline_label: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def record_verdict(candidate: Path, target: Path, metrics: dict[str, float], gate: dict) -> None:
+def record_verdict(candidate: Path, target: Path, metrics: dict[str, float], gate: GateRecord) -> None:
     """Copy the candidate bundle to `target` with metrics and verdict in its metadata (atomically)."""
     metadata = read_metadata(candidate)
     verify_files(candidate, metadata)
+    judged = BundleMetadata.model_validate({**metadata.model_dump(), "metrics": metrics, "gate": gate})
     with atomic_dir(target) as tmp:
-        for name in metadata["files"]:
+        for name in metadata.files:
             shutil.copy2(candidate / name, tmp / name)
-        (tmp / METADATA).write_text(dump_json({**metadata, "metrics": metrics, "gate": gate}), encoding="utf-8")
+        write_metadata(tmp, judged)
 
 
 def record_for_ci(verdict: str) -> None:
@@ -136,13 +146,9 @@ def run(params: Params, baseline: str | None = None) -> str:
     report = markdown(rows, verdict, label)
     write_text(params.gate.report_path, report)
     record_for_ci(verdict)
-    gate = {
-        "verdict": verdict,
-        "checked_at": now(),
-        "baseline": label,
-        "failed": failed,
-        "thresholds": [t.model_dump(exclude_none=True) for t in params.gate.thresholds],
-    }
+    gate = GateRecord(
+        verdict=verdict, checked_at=now(), baseline=label, failed=failed, thresholds=params.gate.thresholds
+    )
     record_verdict(params.train.output_dir, params.gate.bundle_dir, metrics, gate)
     print(report)
     if failed:

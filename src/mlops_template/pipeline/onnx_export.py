@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlops_template.core.bundle import OnnxRecord
 from mlops_template.core.config import OnnxConfig
 from mlops_template.core.onnx_runtime import (
     CATEGORICAL_INPUT,
@@ -203,26 +204,26 @@ def export(
     check: pd.DataFrame,
     config: OnnxConfig,
     directory: Path,
-) -> tuple[Path | None, dict[str, Any]]:
+) -> tuple[Path | None, OnnxRecord]:
     """Write model.onnx into `directory` if conversion works and parity holds; always return the record."""
     if not config.enabled:
-        return None, {"used": False, "reason": "disabled in params.yaml (onnx.enabled: false)"}
+        return None, OnnxRecord(used=False, reason="disabled in params.yaml (onnx.enabled: false)")
     record: dict[str, Any] = {"used": False, "opset": config.opset, "file": ONNX_FILE}
     try:
         model = convert(pipeline, numeric, categorical, config.opset)
     except Exception as exc:  # noqa: BLE001 - any converter failure means: serve sklearn, say why
-        return None, record | {"reason": f"conversion failed: {_short(exc)}"}
+        return None, OnnxRecord(**record, reason=f"conversion failed: {_short(exc)}")
     try:
         figures = parity(session(model), pipeline, check, numeric, categorical, task, config)
     except Exception as exc:  # noqa: BLE001 - a graph onnxruntime cannot run is a fallback, not a crash
-        return None, record | {"reason": f"onnxruntime could not run the graph: {_short(exc)}"}
+        return None, OnnxRecord(**record, reason=f"onnxruntime could not run the graph: {_short(exc)}")
     holds = figures.pop("parity")
     record |= figures
     if not holds:
-        return None, record | {"reason": "parity failed on the test split (see the figures beside this)"}
+        return None, OnnxRecord(**record, reason="parity failed on the test split (see the figures beside this)")
     path = directory / ONNX_FILE
     path.write_bytes(model)
-    return path, record | {"used": True, "reason": "parity holds on the test split"}
+    return path, OnnxRecord(**record | {"used": True}, reason="parity holds on the test split")
 
 
 def _short(exc: Exception) -> str:

@@ -10,7 +10,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops_template.core.bundle import PENDING, dump_json, git_commit, now, save_bundle
+from mlops_template.core.bundle import (
+    CategoricalFeature,
+    Feature,
+    GateRecord,
+    ModelRecord,
+    NumericFeature,
+    OnnxRecord,
+    Scalar,
+    TrainedWith,
+    TrainingData,
+    TrainRecord,
+    dump_json,
+    git_commit,
+    now,
+    save_bundle,
+)
 from mlops_template.core.config import Params
 from mlops_template.core.fsutil import write_text
 from mlops_template.monitoring.profile import PROFILE_FILE, build_profile, output_frame
@@ -28,28 +43,37 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def feature_contract(frame: pd.DataFrame, schema: Schema) -> list[dict[str, Any]]:
+def feature_contract(frame: pd.DataFrame, schema: Schema) -> list[Feature]:
     """What a request may contain: type, observed range or categories, missing rate."""
-    features = []
+    features: list[Feature] = []
     for name in schema.features:
         column = frame[name]
-        entry: dict[str, Any] = {"name": name, "missing_rate": round(float(column.isna().mean()), 6)}
+        missing_rate = round(float(column.isna().mean()), 6)
         if name in schema.numeric:
-            entry |= {
-                "type": "numeric",
-                "min": _plain(column.min()),
-                "max": _plain(column.max()),
-                "median": _plain(column.median()),
-                "integer": bool(np.all(np.mod(column.dropna(), 1) == 0)),
-            }
+            observed = column.dropna()
+            features.append(
+                NumericFeature(
+                    name=name,
+                    missing_rate=missing_rate,
+                    min=_number(observed.min()),
+                    max=_number(observed.max()),
+                    median=_number(observed.median()),
+                    integer=bool(np.all(np.mod(observed, 1) == 0)),
+                )
+            )
         else:
             counts = column.value_counts()
-            entry |= {"type": "categorical", "categories": sorted(map(str, counts.index[:MAX_CATEGORIES_LISTED]))}
-        features.append(entry)
+            categories = sorted(map(str, counts.index[:MAX_CATEGORIES_LISTED]))
+            features.append(CategoricalFeature(name=name, missing_rate=missing_rate, categories=categories))
     return features
 
 
-def example_row(frame: pd.DataFrame, schema: Schema) -> dict[str, Any]:
+def _number(value: Any) -> float | None:
+    """A float for the metadata; None when nothing was observed (an all-missing column's min is NaN)."""
+    return None if pd.isna(value) else float(value)
+
+
+def example_row(frame: pd.DataFrame, schema: Schema) -> dict[str, Scalar]:
     """A real, complete training row (for /docs and smoke tests)."""
     complete = frame[schema.features].dropna()
     row = (complete if len(complete) else frame[schema.features]).iloc[0]
@@ -78,13 +102,40 @@ def reference_profile(
 
 def onnx_fast_path(
     params: Params, pipeline: Any, schema: Schema, test: pd.DataFrame, scratch: Path
-) -> tuple[dict[str, Path], dict]:
+) -> tuple[dict[str, Path], OnnxRecord]:
     """Export to ONNX and check parity on the prepared test split; the record goes into the metadata."""
     from mlops_template.pipeline.onnx_export import ONNX_FILE, export
 
     path, record = export(pipeline, schema.numeric, schema.categorical, schema.task, test, params.onnx, scratch)
-    log.info("train: ONNX fast path %s (%s)", "kept" if path else "not used", record["reason"])
+    log.info("train: ONNX fast path %s (%s)", "kept" if path else "not used", record.reason)
     return ({ONNX_FILE: path} if path else {}), record
+
+
+def candidate_record(
+    params: Params, schema: Schema, pipeline: Any, frame: pd.DataFrame, info: dict, onnx: OnnxRecord
+) -> ModelRecord:
+    """The candidate's metadata, built (and so validated) through the contract's model."""
+    return ModelRecord(
+        task=schema.task,
+        target=schema.target,
+        classes=[str(c) for c in getattr(pipeline, "classes_", [])] or None,
+        positive_class=schema.classes[-1] if schema.task == "binary" else None,
+        estimator=params.train.estimator,
+        features=feature_contract(frame, schema),
+        example=example_row(frame, schema),
+        training_data=TrainingData(source=info["source"], sha256=info["source_sha256"], rows=info["rows"]),
+        params=TrainedWith(
+            schema=params.schema_,
+            train=TrainRecord(
+                estimator=params.train.estimator, seed=params.train.seed, hyperparameters=params.train.hyperparameters()
+            ),
+        ),
+        git_commit=git_commit(),
+        trained_at=now(),
+        metrics=None,
+        gate=GateRecord(),  # PENDING until the gate judges it
+        onnx=onnx,
+    )
 
 
 def run(params: Params) -> Path:
@@ -92,38 +143,12 @@ def run(params: Params) -> Path:
     estimator = make_estimator(schema.task, params.train.estimator, params.train.hyperparameters(), params.train.seed)
     pipeline = model_pipeline(schema, estimator)
     pipeline.fit(frame[schema.features], frame[schema.target])
-    classes = [str(c) for c in getattr(pipeline, "classes_", [])] or None
-    metadata = {
-        "task": schema.task,
-        "target": schema.target,
-        "classes": classes,
-        "positive_class": schema.classes[-1] if schema.task == "binary" else None,
-        "estimator": params.train.estimator,
-        "features": feature_contract(frame, schema),
-        "example": example_row(frame, schema),
-        "training_data": {
-            "source": info["source"],
-            "sha256": info["source_sha256"],
-            "rows": info["rows"],
-        },
-        "params": {
-            "schema": params.schema_.model_dump(),
-            "train": {
-                "estimator": params.train.estimator,
-                "seed": params.train.seed,
-                "hyperparameters": params.train.hyperparameters(),
-            },
-        },
-        "git_commit": git_commit(),
-        "trained_at": now(),
-        "metrics": None,
-        "gate": {"verdict": PENDING},
-    }
     test, _, _ = load_prepared(params.prep.output_dir, "test")
     with tempfile.TemporaryDirectory() as scratch:
-        extra, metadata["onnx"] = onnx_fast_path(params, pipeline, schema, test, Path(scratch))
+        extra, onnx = onnx_fast_path(params, pipeline, schema, test, Path(scratch))
+        record = candidate_record(params, schema, pipeline, frame, info, onnx)
         profile = Path(scratch) / PROFILE_FILE
         write_text(profile, dump_json(reference_profile(params, pipeline, frame, test, schema)))
-        save_bundle(params.train.output_dir, pipeline, metadata, extra_files={**extra, PROFILE_FILE: profile})
+        save_bundle(params.train.output_dir, pipeline, record, extra_files={**extra, PROFILE_FILE: profile})
     log.info("train: %s on %d rows -> %s", params.train.estimator, len(frame), params.train.output_dir)
     return params.train.output_dir

@@ -259,16 +259,16 @@ def create_app(
     )
     metrics = ServiceMetrics()
     for variant in variants.values():
-        meta = variant.bundle.metadata
-        metrics.info.labels(variant.name, variant.version, variant.bundle.verdict, str(meta.get("estimator"))).set(1)
+        estimator = variant.bundle.metadata.estimator
+        metrics.info.labels(variant.name, variant.version, variant.bundle.verdict, estimator).set(1)
     metrics.registry.register(Collector(live))
 
     app = FastAPI(
-        title=f"Prediction service: {metadata['target']} ({metadata['task']})",
+        title=f"Prediction service: {metadata.target} ({metadata.task})",
         version=champion.version,
         description=(
-            f"Predicts `{metadata['target']}` with model {champion.version} ({metadata.get('estimator')}, "
-            f"trained {metadata.get('trained_at')}). Request fields come from the model bundle's metadata.json. "
+            f"Predicts `{metadata.target}` with model {champion.version} ({metadata.estimator}, "
+            f"trained {metadata.trained_at}). Request fields come from the model bundle's metadata.json. "
             "POST one record (a JSON object) or a batch (a JSON array of records) to /predict."
         ),
         default_response_class=JSONBody,
@@ -445,24 +445,13 @@ def create_app(
     )
     async def model() -> Response:
         variant: Variant = app.state.variants[CHAMPION]
-        meta = variant.bundle.metadata
         return JSONBody(
             {
                 "variant": variant.name,
                 "model_version": variant.version,
                 "runtime": variant.predictor.runtime,
-                "task": meta["task"],
-                "target": meta["target"],
-                "estimator": meta.get("estimator"),
-                "classes": meta.get("classes"),
-                "trained_at": meta.get("trained_at"),
-                "metrics": meta.get("metrics"),
-                "gate": meta.get("gate") or {},
-                "onnx": meta.get("onnx"),
-                "features": meta["features"],
-                "example": meta.get("example"),
-                "training_data": meta.get("training_data"),
-                "git_commit": meta.get("git_commit"),
+                # the rest of ModelInfo is metadata.json's fields of the same names
+                **variant.bundle.metadata.model_dump(mode="json", include=set(ModelInfo.model_fields)),
             }
         )
 

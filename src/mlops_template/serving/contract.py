@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
+from mlops_template.core.bundle import Feature, ModelRecord, NumericFeature
 from mlops_template.core.onnx_runtime import MISSING_TEXT
 
 MAX_ERRORS = 20  # error details returned per request / kept per CSV row
@@ -39,17 +40,11 @@ class FeatureSpec:
     known: frozenset[str] = field(default=frozenset(), repr=False)
 
     @classmethod
-    def from_metadata(cls, entry: dict[str, Any]) -> FeatureSpec:
-        categories = tuple(entry.get("categories") or ())
-        return cls(
-            name=entry["name"],
-            kind=entry["type"],
-            nullable=float(entry.get("missing_rate") or 0.0) > 0.0,
-            minimum=entry.get("min"),
-            maximum=entry.get("max"),
-            categories=categories,
-            known=frozenset(categories),
-        )
+    def from_metadata(cls, entry: Feature) -> FeatureSpec:
+        if isinstance(entry, NumericFeature):
+            return cls(entry.name, entry.type, entry.missing_rate > 0.0, minimum=entry.min, maximum=entry.max)
+        categories = tuple(entry.categories)
+        return cls(entry.name, entry.type, entry.missing_rate > 0.0, categories=categories, known=frozenset(categories))
 
     def description(self) -> str:
         missing = "null allowed (missing in training data)" if self.nullable else "required, not null"
@@ -164,14 +159,13 @@ class Flags:
 class Contract:
     """Features, request model and validation rules of one bundle."""
 
-    def __init__(self, metadata: dict[str, Any]):
-        self.features = [FeatureSpec.from_metadata(f) for f in metadata["features"]]
+    def __init__(self, metadata: ModelRecord):
+        self.features = [FeatureSpec.from_metadata(f) for f in metadata.features]
         self.by_name = {f.name: f for f in self.features}
-        self.numeric = [f.name for f in self.features if f.kind == "numeric"]
-        self.categorical = [f.name for f in self.features if f.kind == "categorical"]
-        self.example = {f.name: (metadata.get("example") or {}).get(f.name) for f in self.features}
-        self.task = metadata["task"]
-        self.classes = [str(c) for c in metadata.get("classes") or []]
+        self.numeric, self.categorical = metadata.numeric, metadata.categorical
+        self.example = dict(metadata.example)
+        self.task = metadata.task
+        self.classes = list(metadata.classes or [])
         self._attributes = [f"f{i}" for i in range(len(self.features))]
         fields = {
             attr: (spec.annotation(self.example[spec.name]), ...)

@@ -25,6 +25,7 @@ import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from pydantic import ValidationError
 
+from mlops_template.core.bundle import ModelRecord
 from mlops_template.core.config import ExperimentConfig, MonitoringConfig, load_params
 from mlops_template.core.errors import UserError
 from mlops_template.monitoring.drift import prometheus_samples
@@ -85,14 +86,14 @@ class Live:
         self,
         config: MonitoringConfig,
         champion_dir: Path,
-        metadata: dict[str, Any],
+        metadata: ModelRecord,
         has_challenger: bool,
         experiment_mode: str | None = None,
         rate_limit: bool | None = None,
     ) -> None:
         self.config = config
-        self.task, self.classes = metadata["task"], metadata.get("classes")
-        self.features = [f["name"] for f in metadata["features"]]
+        self.task, self.classes = metadata.task, metadata.classes
+        self.features = metadata.feature_names
         self.window = DriftWindow(load_profile(champion_dir), config.drift.window_size)
         self.feedback = FeedbackStore(self.task, self.classes, config.feedback)
         experiment = config.experiment
@@ -226,16 +227,16 @@ class Collector:
         yield from (requests, feedback, rate, p_value)
 
 
-def check_compatible(champion: dict[str, Any], challenger: dict[str, Any], directory: Path) -> None:
+def check_compatible(champion: ModelRecord, challenger: ModelRecord, directory: Path) -> None:
     """A challenger must answer the same requests with the same kind of output (task, classes, features)."""
     problems: Sequence[str] = [
-        f"{key} {challenger.get(key)!r} differs from the champion's {champion.get(key)!r}"
+        f"{key} {getattr(challenger, key)!r} differs from the champion's {getattr(champion, key)!r}"
         for key in ("task", "classes")
-        if champion.get(key) != challenger.get(key)
+        if getattr(champion, key) != getattr(challenger, key)
     ]
 
-    def shape(meta: dict[str, Any]) -> list[tuple[str, str]]:
-        return [(f["name"], f["type"]) for f in meta["features"]]
+    def shape(meta: ModelRecord) -> list[tuple[str, str]]:
+        return [(f.name, f.type) for f in meta.features]
 
     if shape(champion) != shape(challenger):
         problems = [*problems, f"features {shape(challenger)} differ from the champion's {shape(champion)}"]

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from mlops_template.core.bundle import Bundle
+from mlops_template.core.bundle import Bundle, BundleMetadata, ModelRecord
 from mlops_template.core.errors import UserError
 from mlops_template.core.onnx_runtime import ONNX_FILE, feeds, is_fused, onnx_output, session
 
@@ -40,12 +40,10 @@ class Predictor(Protocol):
 class _Base:
     runtime = ""
 
-    def __init__(self, metadata: dict[str, Any]):
-        self.task = metadata["task"]
-        features = metadata["features"]
-        self.numeric = [f["name"] for f in features if f["type"] == "numeric"]
-        self.categorical = [f["name"] for f in features if f["type"] == "categorical"]
-        self.classes = np.asarray([str(c) for c in metadata.get("classes") or []], dtype=object)
+    def __init__(self, metadata: ModelRecord):
+        self.task = metadata.task
+        self.numeric, self.categorical = metadata.numeric, metadata.categorical
+        self.classes = np.asarray(metadata.classes or [], dtype=object)
         self.labels = self.classes.tolist()
 
     def _finish(self, raw: np.ndarray) -> Predictions:
@@ -77,7 +75,7 @@ class SklearnPredictor(_Base):
     def __init__(self, bundle: Bundle):
         super().__init__(bundle.metadata)
         self.pipeline = bundle.model
-        self.order = self.numeric + self.categorical
+        self.order = bundle.metadata.feature_names
 
     def predict(self, columns: dict[str, np.ndarray]) -> Predictions:
         frame = pd.DataFrame({name: columns[name] for name in self.order}, copy=False)
@@ -86,8 +84,8 @@ class SklearnPredictor(_Base):
         return self._finish(self.pipeline.predict_proba(frame))
 
 
-def onnx_verified(metadata: dict[str, Any]) -> bool:
-    return bool((metadata.get("onnx") or {}).get("used")) and ONNX_FILE in (metadata.get("files") or {})
+def onnx_verified(metadata: BundleMetadata) -> bool:
+    return metadata.onnx.used and ONNX_FILE in metadata.files
 
 
 def build_predictor(bundle: Bundle, runtime: str = "auto") -> Predictor:
@@ -95,7 +93,7 @@ def build_predictor(bundle: Bundle, runtime: str = "auto") -> Predictor:
     if runtime == "sklearn" or (runtime == "auto" and not onnx_verified(bundle.metadata)):
         return SklearnPredictor(bundle)
     if not onnx_verified(bundle.metadata):
-        reason = (bundle.metadata.get("onnx") or {}).get("reason", "no ONNX record in metadata.json")
+        reason = bundle.metadata.onnx.reason
         raise UserError(f"{bundle.path}: MODEL_RUNTIME=onnx but the bundle has no verified ONNX model ({reason})")
     try:
         return OnnxPredictor(bundle)

@@ -15,7 +15,7 @@ def test_smoke_test_and_fetch_metrics_against_the_real_service(live_server, serv
     assert main(["smoke-test", "--url", server.url, "--wait", "30"]) == 0
     output = tmp_path / "production-metrics.json"
     assert main(["fetch-metrics", "--url", server.url, "--output", str(output)]) == 0
-    assert json.loads(output.read_text()) == read_metadata(served_bundle)["metrics"]
+    assert json.loads(output.read_text()) == read_metadata(served_bundle).metrics
 
 
 def test_smoke_test_fails_on_a_service_that_is_down(tmp_path, capsys):

@@ -32,19 +32,21 @@ def test_pipeline_outputs_and_contract(trained: Path):
     plots = {p.name for p in (trained / "reports" / "plots").iterdir()}
     assert plots == {"roc.json", "precision_recall.json", "confusion.json", "feature_importance.json"}
     meta = read_metadata(trained / "artifacts" / "model")
-    assert meta["gate"]["verdict"] == VALIDATED and meta["metrics"] == metrics
-    assert meta["task"] == "binary" and meta["classes"] == ["N", "Y"] and meta["positive_class"] == "Y"
-    features = {f["name"]: f for f in meta["features"]}
+    assert meta.gate.verdict == VALIDATED and meta.metrics == metrics
+    assert meta.task == "binary" and meta.classes == ["N", "Y"] and meta.positive_class == "Y"
+    assert [t.metric for t in meta.gate.thresholds] == ["roc_auc", "f1", "log_loss"]
+    features = {f.name: f for f in meta.features}
     assert "loan_id" not in features and "loan_status" not in features
-    assert features["property_area"]["categories"] == ["Rural", "Semiurban", "Urban"]
-    assert features["applicant_income"]["type"] == "numeric"
-    assert features["applicant_income"]["min"] < features["applicant_income"]["max"]
-    assert set(meta["example"]) == set(features)
-    assert meta["training_data"]["sha256"] == sha256_file(trained / "data" / "loans.csv")
-    for name, digest in meta["files"].items():
+    area, income = features["property_area"], features["applicant_income"]
+    assert area.type == "categorical" and area.categories == ["Rural", "Semiurban", "Urban"]
+    assert income.type == "numeric" and income.min < income.median < income.max
+    assert meta.numeric + meta.categorical == list(features) == list(meta.example)
+    assert meta.training_data.sha256 == sha256_file(trained / "data" / "loans.csv")
+    for name, digest in meta.files.items():
         assert sha256_file(trained / "artifacts" / "model" / name) == digest
-    assert meta["params"]["train"]["estimator"] == "hist_gradient_boosting"
-    assert meta["versions"]["scikit-learn"] and meta["trained_at"]
+    assert meta.params.train.estimator == "hist_gradient_boosting"
+    assert meta.params.schema_.target == "loan_status"
+    assert meta.versions["scikit-learn"] and meta.trained_at
     assert (trained / "reports" / "gate.md").read_text().startswith("### Metric gate: **VALIDATED**")
 
 
@@ -60,8 +62,7 @@ def test_rows(trained: Path) -> pd.DataFrame:
 
 def test_invariance_irrelevant_perturbation(model, test_rows):
     """Gender carries no signal in the data: swapping it flips almost no decisions."""
-    features = [f["name"] for f in model.metadata["features"]]
-    x = test_rows[features]
+    x = test_rows[model.metadata.feature_names]
     swapped = x.assign(gender=x["gender"].map({"Male": "Female", "Female": "Male"}))
     flipped = (model.model.predict(x) != model.model.predict(swapped)).mean()
     assert flipped < 0.03
@@ -69,17 +70,15 @@ def test_invariance_irrelevant_perturbation(model, test_rows):
 
 def test_directional_credit_history(model, test_rows):
     """A good credit history raises the approval probability."""
-    features = [f["name"] for f in model.metadata["features"]]
-    x = test_rows[features]
-    positive = model.metadata["classes"].index("Y")
+    x = test_rows[model.metadata.feature_names]
+    positive = model.metadata.classes.index("Y")
     good = model.model.predict_proba(x.assign(credit_history=1.0))[:, positive]
     bad = model.model.predict_proba(x.assign(credit_history=0.0))[:, positive]
     assert (good >= bad).mean() > 0.95 and (good - bad).mean() > 0.2
 
 
 def test_unknown_categories_and_missing_values_are_handled(model, test_rows):
-    features = [f["name"] for f in model.metadata["features"]]
-    odd = test_rows[features].head(5).assign(property_area="Mars", loan_amount=np.nan)
+    odd = test_rows[model.metadata.feature_names].head(5).assign(property_area="Mars", loan_amount=np.nan)
     assert np.isfinite(model.model.predict_proba(odd)).all()
 
 
@@ -125,7 +124,7 @@ def test_gate_rejects_and_serving_refuses(tmp_path, monkeypatch, capsys):
     assert main(["gate"]) == 1
     out = capsys.readouterr()
     assert "**REJECTED**" in out.out and "| roc_auc |" in out.out and "REJECTED (roc_auc)" in out.err
-    assert read_metadata(tmp_path / "artifacts" / "model")["gate"]["verdict"] == REJECTED
+    assert read_metadata(tmp_path / "artifacts" / "model").verdict == REJECTED
     with pytest.raises(Exception, match="gate rejected this model"):
         load_bundle(tmp_path / "artifacts" / "model")
 
@@ -162,8 +161,8 @@ def test_other_dataset_regression_without_code_change(tmp_path, monkeypatch, est
     plots = {p.name for p in (tmp_path / "reports" / "plots").iterdir()}
     assert {"predicted_vs_actual.json", "residuals.json", "feature_importance.json"} == plots
     meta = load_bundle(tmp_path / "artifacts" / "model").metadata
-    assert meta["classes"] is None and meta["task"] == "regression"
-    assert {f["name"]: f["type"] for f in meta["features"]} == {
+    assert meta.classes is None and meta.task == "regression"
+    assert {f.name: f.type for f in meta.features} == {
         "size_m2": "numeric",
         "rooms": "numeric",
         "city": "categorical",
@@ -188,4 +187,4 @@ def test_multiclass(tmp_path, monkeypatch):
     run_all()
     metrics = json.loads((tmp_path / "reports" / "metrics.json").read_text())
     assert metrics["accuracy"] > 0.8 and "roc_auc_ovr_macro" in metrics
-    assert load_bundle(tmp_path / "artifacts" / "model").metadata["classes"] == ["bronze", "gold", "silver"]
+    assert load_bundle(tmp_path / "artifacts" / "model").metadata.classes == ["bronze", "gold", "silver"]

@@ -110,6 +110,34 @@ def test_refuses_rejected_bundle(served_bundle: Path, tmp_path: Path):
     assert "gate verdict is REJECTED" in line
 
 
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda raw: raw.update(format_version=1), "format_version 1 is older than"),  # a bundle from before
+        (lambda raw: raw.pop("features"), "field `features` is missing"),
+    ],
+    ids=["older-format", "missing-field"],
+)
+def test_refuses_malformed_metadata_with_one_line(served_bundle: Path, tmp_path: Path, change, problem: str):
+    """The service does not start and `bundle-check` exits 2, each with the same line: file, field and fix."""
+    bundle = shutil.copytree(served_bundle, tmp_path / "model")
+    metadata = json.loads((bundle / "metadata.json").read_text())
+    change(metadata)
+    (bundle / "metadata.json").write_text(json.dumps(metadata))
+    expected = f"{bundle / 'metadata.json'}: {problem}"
+    result = run_serve(bundle)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stdout + result.stderr
+    (line,) = error_lines(result)
+    assert expected in line and "rebuild the bundle with `make pipeline`" in line
+    check = subprocess.run([sys.executable, "-m", "mlops_template", "bundle-check", "--dir", str(bundle)],
+                           cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert check.returncode == 2
+    assert check.stdout == ""
+    (line,) = check.stderr.splitlines()
+    assert line.startswith(f"error: {expected}") and line.endswith("rebuild the bundle with `make pipeline`")
+
+
 def test_graceful_shutdown_lets_in_flight_request_finish(served_bundle: Path, live_server):
     server = live_server(served_bundle)
     body = json.dumps(example(served_bundle)).encode()

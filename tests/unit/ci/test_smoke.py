@@ -7,11 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sklearn.dummy import DummyClassifier
 
 from mlops_template.ci.smoke import fetch_metrics, smoke_test
 from mlops_template.cli import main
+from mlops_template.core.bundle import read_metadata, save_bundle
 from mlops_template.core.errors import UserError
-from tests.conftest import FakeHandler, loopback_server
+from tests.conftest import FakeHandler, loopback_server, model_record
 
 EXAMPLE = {"applicant_income": 4000, "property_area": "Urban"}
 
@@ -49,10 +51,19 @@ def test_smoke_test_sends_the_models_example(service: dict) -> None:
 
 
 def test_smoke_test_uses_a_local_metadata_example(service: dict, tmp_path: Path) -> None:
+    model = DummyClassifier().fit([[0], [1]], ["N", "Y"])
+    bundle = save_bundle(tmp_path / "bundle", model, model_record())  # its example is not the service's EXAMPLE
+    with pytest.raises(UserError, match="/predict with the example: HTTP 422"):
+        smoke_test(service["url"], bundle / "metadata.json", wait=2)
+    assert service["predictions"] == [read_metadata(bundle).example]
+
+
+def test_a_malformed_local_metadata_is_refused_before_sending(service: dict, tmp_path: Path) -> None:
     metadata = tmp_path / "metadata.json"
     metadata.write_text(json.dumps({"example": {"unexpected": 1}}))
-    with pytest.raises(UserError, match="/predict with the example: HTTP 422"):
+    with pytest.raises(UserError, match=r"metadata\.json: field `format_version` is missing.*make pipeline"):
         smoke_test(service["url"], metadata, wait=2)
+    assert service["predictions"] == []
 
 
 def test_a_service_that_never_gets_ready_fails_with_the_reason(service: dict) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from mlops_template.core.bundle import read_metadata
 from mlops_template.core.errors import UserError
 from mlops_template.serving.app import PredictionEvent, create_app
 from mlops_template.serving.settings import Settings
@@ -140,6 +141,10 @@ def test_ops_endpoints(client: TestClient, bundle: Path):
     assert info["gate"]["verdict"] == "VALIDATED"
     assert info["onnx"]["used"] is True
     assert [f["name"] for f in info["features"]] == [f["name"] for f in metadata["features"]]
+    # the shape of /model: the variant and runtime, then these metadata.json fields as they are in the file
+    shown = ["model_version", "task", "target", "estimator", "classes", "trained_at", "metrics", "gate", "onnx",
+             "features", "example", "training_data", "git_commit"]  # fmt: skip
+    assert info == {"variant": "champion", "runtime": "onnx", **{key: metadata[key] for key in shown}}
     assert error(client.get("/nope"), 404)["error"] == "not_found"
     assert error(client.get("/predict"), 405)["error"] == "method_not_allowed"
 
@@ -238,9 +243,9 @@ def test_admin_routes_disabled_without_keys_and_cors_off_by_default(bundle: Path
 def test_challenger_must_match_the_champion_and_modes_are_checked(bundle: Path):
     from mlops_template.serving.live import check_compatible
 
-    meta = json.loads((bundle / "metadata.json").read_text())
+    meta = read_metadata(bundle)
     check_compatible(meta, meta, bundle)
-    other = {**meta, "task": "regression", "classes": None, "features": meta["features"][1:]}
+    other = meta.model_copy(update={"task": "regression", "classes": None, "features": meta.features[1:]})
     with pytest.raises(UserError, match=r"CHALLENGER_MODEL_DIR.*task 'regression'.*classes None.*features"):
         check_compatible(meta, other, bundle)
     with pytest.raises(UserError, match="EXPERIMENT_MODE='coin'"):

@@ -8,13 +8,30 @@ import pytest
 
 from mlops_template.pipeline.onnx_export import MISSING_TEXT
 from mlops_template.serving.contract import SMALL_BATCH, Contract, RowError
+from tests.conftest import model_record
 
 METADATA = {
     "task": "binary",
     "classes": ["N", "Y"],
     "features": [
-        {"name": "income", "type": "numeric", "missing_rate": 0.0, "min": 10.0, "max": 100.0},
-        {"name": "loan amount", "type": "numeric", "missing_rate": 0.1, "min": 1.0, "max": 5.0},
+        {
+            "name": "income",
+            "type": "numeric",
+            "missing_rate": 0.0,
+            "min": 10.0,
+            "max": 100.0,
+            "median": 50.0,
+            "integer": False,
+        },
+        {
+            "name": "loan amount",
+            "type": "numeric",
+            "missing_rate": 0.1,
+            "min": 1.0,
+            "max": 5.0,
+            "median": 2.0,
+            "integer": False,
+        },
         {"name": "area", "type": "categorical", "missing_rate": 0.0, "categories": ["Rural", "Urban"]},
         {"name": "gender", "type": "categorical", "missing_rate": 0.05, "categories": ["F", "M"]},
     ],
@@ -24,12 +41,13 @@ METADATA = {
 
 @pytest.fixture
 def contract() -> Contract:
-    return Contract(METADATA)
+    return Contract(model_record(**METADATA))
 
 
 def test_valid_records_become_columns(contract: Contract):
-    columns = contract.validate_records([METADATA["example"], {**METADATA["example"], "loan amount": None,
-                                                              "gender": None, "income": 7}])  # fmt: skip
+    columns = contract.validate_records(
+        [METADATA["example"], {**METADATA["example"], "loan amount": None, "gender": None, "income": 7}]
+    )
     assert columns["income"].tolist() == [50.0, 7.0]
     assert math.isnan(columns["loan amount"][1])
     assert columns["gender"][0] == "F"
@@ -88,10 +106,14 @@ def test_flags_small_and_vectorised_paths_agree(contract: Contract):
     rng = np.random.default_rng(0)
     n = SMALL_BATCH * 3
     rows = [
-        {"income": float(rng.uniform(0, 120)), "loan amount": None if rng.random() < 0.2 else float(rng.uniform(0, 6)),
-         "area": str(rng.choice(["Rural", "Urban", "Mars"])), "gender": None if rng.random() < 0.2 else "X"}
+        {
+            "income": float(rng.uniform(0, 120)),
+            "loan amount": None if rng.random() < 0.2 else float(rng.uniform(0, 6)),
+            "area": str(rng.choice(["Rural", "Urban", "Mars"])),
+            "gender": None if rng.random() < 0.2 else "X",
+        }
         for _ in range(n)
-    ]  # fmt: skip
+    ]
     columns = contract.validate_records(rows)
     big = contract.flags(columns, n)
     small = contract._flags_small(columns, n)
@@ -105,12 +127,14 @@ def test_flags_small_and_vectorised_paths_agree(contract: Contract):
 
 
 def test_csv_rules_match_json_rules(contract: Contract):
-    frame = pd.DataFrame({
-        "income": ["50", "abc", None, "inf", "20"],
-        "loan amount": ["2", "2", "2", "2", None],
-        "area": ["Urban", "Urban", "Urban", None, "Mars"],
-        "gender": ["F", "F", "F", "F", None],
-    })  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "income": ["50", "abc", None, "inf", "20"],
+            "loan amount": ["2", "2", "2", "2", None],
+            "area": ["Urban", "Urban", "Urban", None, "Mars"],
+            "gender": ["F", "F", "F", "F", None],
+        }
+    )
     columns, reasons = contract.validate_frame(frame)
     assert reasons[0] is None
     assert reasons[4] is None

@@ -1,11 +1,10 @@
 """Live monitoring state: predictions are queued per request and filed before anything reads them."""
 
-import json
 from pathlib import Path
 
 import pytest
 
-from mlops_template.core.bundle import load_bundle
+from mlops_template.core.bundle import load_bundle, read_metadata
 from mlops_template.core.config import MonitoringConfig
 from mlops_template.monitoring.feedback import FeedbackError
 from mlops_template.serving.contract import Contract
@@ -21,8 +20,7 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def live(bundle: Path) -> Live:
-    metadata = json.loads((bundle / "metadata.json").read_text())
-    return Live(MonitoringConfig(), bundle, metadata, has_challenger=False, rate_limit=False)
+    return Live(MonitoringConfig(), bundle, read_metadata(bundle), has_challenger=False, rate_limit=False)
 
 
 def predict(bundle: Path, rows: int = 1):
