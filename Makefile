@@ -14,9 +14,9 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 CLI := python -m mlops_template
 BASELINE ?=
 
-.PHONY: help setup data pipeline run metrics gate plots lint format test test-fast fuzz bench-pipeline clean
+.PHONY: help setup data pipeline run metrics gate plots lint format test test-fast fuzz workflow-test bench-pipeline clean
 .PHONY: ci lint-workflows lint-dockerfile system-deps test-summary report pr-comment data-refresh gate-production \
-        retrain-issue image-ci deploy smoke-test rollback template-cleanup
+        retrain-issue retrain-close-pr image-ci image-release bundle-check deploy smoke-test rollback template-cleanup
 .PHONY: drift monitoring-check alert-relay
 .PHONY: image image-test bench-serve serve predict ui
 .PHONY: mlflow-ui promote
@@ -66,6 +66,9 @@ format: $(STAMP) ## apply ruff fixes and formatting
 test: lint ## lint + the whole test suite, JUnit (reports/junit.xml) and coverage (fails under 85%)
 	@mkdir -p reports
 	pytest --junitxml=reports/junit.xml --cov --cov-report=term --cov-report=xml:reports/coverage.xml
+
+workflow-test: $(STAMP) ## run the GitHub Actions workflows for real with act (ACT=<act wrapper>): the `workflows` tests
+	pytest -m workflows -v
 
 test-fast: $(STAMP) ## the fast tests only: everything not marked `integration` (no DVC, no servers)
 	pytest -m "not integration" -q
@@ -128,10 +131,12 @@ BUILDX_CACHE ?= .buildx-cache
 DEPLOY_TARGET ?= none
 PRODUCTION_URL ?=
 PR ?=
+SMOKE_WAIT ?= 120
 NAME ?=
 PUSH ?=
-# Debian packages the test suite's external tools come from (runners: `make system-deps`).
-APT_PACKAGES ?= prometheus prometheus-alertmanager nginx wrk chromium chromium-driver
+# Debian packages the test suite's external tools come from (runners: `make system-deps`); EXTRA_APT_PACKAGES adds
+# more for one CI job (GitLab: the docker CLI).
+APT_PACKAGES ?= prometheus prometheus-alertmanager nginx wrk rsync chromium chromium-driver $(EXTRA_APT_PACKAGES)
 
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund
@@ -190,18 +195,31 @@ gate-production: $(STAMP) ## CT gate: against the metrics of the model at PRODUC
 		$(CLI) gate --baseline reports/production-metrics.json; \
 	else $(CLI) gate --baseline $(or $(BASELINE),main); fi
 
-retrain-issue: $(STAMP) ## open or update the "retrained model rejected" issue with reports/report.md
-	$(CLI) github-issue --title "Retraining: the new model was rejected by the gate" --label retrain-rejected
+retrain-issue: $(STAMP) ## open or update the CT issue: NOTE=<the cause> above reports/report.md (when there is one)
+	$(CLI) github-issue --title "Retraining: no pull request (the model was rejected or the run failed)" \
+		--label retrain-rejected $(if $(NOTE),--note "$(NOTE)")
+
+retrain-close-pr: $(STAMP) ## close the open CT pull request (branch ct/retrain): its model is older than a rejected one
+	$(CLI) github-close-pr --branch ct/retrain \
+		--comment "Closed by CT: a newer retraining was rejected by the gate (see the open retrain-rejected issue)."
 
 image-ci: ## CI image job: `make image-test` with a BuildKit layer cache in BUILDX_CACHE (rotated, so it does not grow)
 	$(MAKE) image-test IMAGE_BUILD_FLAGS="--load --cache-from type=local,src=$(BUILDX_CACHE) --cache-to type=local,dest=$(BUILDX_CACHE)-new,mode=max"
 	rm -rf $(BUILDX_CACHE) && mv $(BUILDX_CACHE)-new $(BUILDX_CACHE)
 
+image-release: ## tag REGISTRY_IMAGE:sha-COMMIT (built by CD after CI passed on main) as REGISTRY_IMAGE:VERSION
+	@test -n "$(REGISTRY_IMAGE)" -a -n "$(VERSION)" -a -n "$(COMMIT)" || { echo "usage: make image-release REGISTRY_IMAGE=ghcr.io/o/r VERSION=v1.2.3 COMMIT=<sha>" >&2; exit 2; }
+	$(CONTAINER_ENGINE) buildx imagetools create --tag "$(REGISTRY_IMAGE):$(VERSION:v%=%)" "$(REGISTRY_IMAGE):sha-$(COMMIT)"
+
+bundle-check: $(STAMP) ## verify the gated bundle (checksums, VALIDATED); in Actions: model_version, git_commit outputs
+	$(CLI) bundle-check
+
 deploy: ## deploy IMAGE (name@sha256:digest) to DEPLOY_TARGET=heroku|cloudrun|gke|none; remembers the previous image
 	deploy/deploy.sh deploy
 
-smoke-test: $(STAMP) ## check a service: GET /ready, /health, POST /predict with the example (URL, default: last deploy)
-	$(CLI) smoke-test --url "$(or $(URL),$(shell cat .deploy/url 2>/dev/null))"
+smoke-test: $(STAMP) ## check a service: /ready, /model is EXPECT_MODEL_VERSION/EXPECT_GIT_COMMIT, /health, /predict (URL, default: last deploy)
+	SMOKE_TOKEN="$${SMOKE_TOKEN:-$$(deploy/deploy.sh token)}" \
+		$(CLI) smoke-test --url "$(or $(URL),$(shell cat .deploy/url 2>/dev/null))" --wait $(SMOKE_WAIT)
 
 rollback: ## put back the image that ran before the last `make deploy` (same DEPLOY_TARGET and settings)
 	deploy/deploy.sh rollback

@@ -172,13 +172,36 @@ def _issue_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--title", required=True)
     parser.add_argument("--label", required=True, help="the label that identifies this kind of issue")
     parser.add_argument("--body-file", type=Path, default=Path("reports/report.md"))
+    parser.add_argument("--note", help="the cause, put above the report (the report is optional then)")
 
 
 @command("github-issue", "open an issue, or update the open one with the same label", _issue_args)
 def _github_issue(args: argparse.Namespace) -> None:
     from mlops_template.ci import github
 
-    print(github.upsert_issue(github.GitHub.from_env(), args.title, _read_body(args.body_file), args.label))
+    if args.note:  # the cause comes first; the report may be missing when the run failed before it
+        run = os.environ.get("REPORT_RUN_URL")
+        parts = [
+            args.note,
+            f"Run: {run}" if run else "",
+            args.body_file.read_text(encoding="utf-8") if args.body_file.is_file() else "",
+        ]
+        text = "\n\n".join(p for p in parts if p)
+    else:
+        text = _read_body(args.body_file)
+    print(github.upsert_issue(github.GitHub.from_env(), args.title, text, args.label))
+
+
+def _close_pr_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--branch", required=True, help="head branch of the pull requests to close (this repository)")
+    parser.add_argument("--comment", required=True, help="why: posted on each pull request before closing it")
+
+
+@command("github-close-pr", "comment on and close the open pull requests from a branch", _close_pr_args)
+def _github_close_pr(args: argparse.Namespace) -> None:
+    from mlops_template.ci import github
+
+    print(" ".join(f"#{n}" for n in github.close_pull_requests(github.GitHub.from_env(), args.branch, args.comment)))
 
 
 def _read_body(path: Path) -> str:
@@ -191,13 +214,20 @@ def _smoke_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", required=True, help="base URL of the deployed service")
     parser.add_argument("--metadata", type=Path, help="bundle metadata.json with the example (default: GET /model)")
     parser.add_argument("--wait", type=float, default=120, help="seconds to wait for /ready (default 120)")
+    expect = "fail unless /model reports this {} (waits for it: the release just deployed must be the one answering)"
+    parser.add_argument("--expect-model-version", default=os.environ.get("EXPECT_MODEL_VERSION"),
+                        help=expect.format("model_version"))  # fmt: skip
+    parser.add_argument("--expect-git-commit", default=os.environ.get("EXPECT_GIT_COMMIT"),
+                        help=expect.format("git_commit"))  # fmt: skip
 
 
 @command("smoke-test", "check a deployed service: /ready, /health, /predict with the bundle's example", _smoke_args)
 def _smoke(args: argparse.Namespace) -> None:
     from mlops_template.ci.smoke import smoke_test
 
-    smoke_test(args.url, args.metadata, args.wait)
+    expected = {"model_version": args.expect_model_version, "git_commit": args.expect_git_commit}
+    # the token (a private Cloud Run service) comes from the environment only: never on a command line
+    smoke_test(args.url, args.metadata, args.wait, expected, os.environ.get("SMOKE_TOKEN") or None)
 
 
 def _fetch_metrics_args(parser: argparse.ArgumentParser) -> None:
@@ -276,6 +306,10 @@ def _bundle_check(args: argparse.Namespace) -> None:
 
     bundle = load_bundle(args.dir or load_params(args.params).gate.bundle_dir)
     log.info("bundle-check: %s model %s is %s", bundle.path, bundle.version, bundle.verdict)
+    output = os.environ.get("GITHUB_OUTPUT")
+    if output:  # CD hands these to the smoke test: it checks the deployed service runs this very bundle
+        with open(output, "a", encoding="utf-8") as handle:
+            handle.write(f"model_version={bundle.version}\ngit_commit={bundle.metadata.git_commit or ''}\n")
     print(bundle.path)
 
 

@@ -149,6 +149,14 @@ def record_verdict(
         write_metadata(tmp, judged)
 
 
+def record_for_ci(verdict: str) -> None:
+    """In GitHub Actions, the step output `verdict`: CI then reports only a verdict this run produced."""
+    output = os.environ.get("GITHUB_OUTPUT")
+    if output:
+        with open(output, "a", encoding="utf-8") as handle:
+            handle.write(f"verdict={verdict}\n")
+
+
 def run(params: Params, baseline: str | None = None) -> str:
     metrics = read_metrics(params.evaluate.metrics_path)
     base, label = baseline_metrics(baseline, params.evaluate.metrics_path) if baseline else (None, None)
@@ -157,6 +165,7 @@ def run(params: Params, baseline: str | None = None) -> str:
     verdict = REJECTED if failed else VALIDATED
     report = markdown(rows, verdict, label)
     write_text(params.gate.report_path, report)
+    record_for_ci(verdict)
     gate = GateRecord(
         verdict=verdict, checked_at=now(), baseline=label, failed=failed, thresholds=params.gate.thresholds
     )
