@@ -70,15 +70,18 @@ def csv_options(path: Path, read: ReadConfig) -> dict[str, Any]:
     return {"sep": delimiter, "decimal": read.decimal, "thousands": read.thousands, "encoding": read.encoding}
 
 
-def check_delimiter(columns: list[str], path: Path, options: dict[str, Any]) -> None:
-    """A file read as one column whose name holds another delimiter was read with the wrong one: say so."""
-    if len(columns) != 1:
+def check_delimiter(path: Path, options: dict[str, Any]) -> None:
+    """A header line that the delimiter does not split but another one would: say which to set (before pandas
+    reads the file, which would otherwise complain about the first data line instead)."""
+    with open(path, encoding=options["encoding"], errors="replace", newline="") as handle:
+        header = handle.readline().strip("\r\n")
+    if options["sep"] in header:
         return
-    found = next((d for d in DELIMITERS if d != options["sep"] and d in str(columns[0])), None)
+    found = next((d for d in DELIMITERS if d != options["sep"] and d in header), None)
     if found:
         raise UserError(
-            f"{path}: read as one column named {str(columns[0])[:60]!r}, which looks {DELIMITER_NAMES[found]}-"
-            f"separated; set data.read.delimiter: {found!r} in params.yaml (or auto)"
+            f"{path}: the header line {header[:60]!r} looks {DELIMITER_NAMES[found]}-separated; "
+            f"set data.read.delimiter: {found!r} in params.yaml (or auto)"
         )
 
 
@@ -124,13 +127,13 @@ def read_csv(path: str | Path, read: ReadConfig | None = None) -> pd.DataFrame:
             "or point data.path in params.yaml at your CSV"
         )
     options = csv_options(path, read)
+    check_delimiter(path, options)
     try:
         with csv_errors(path, read):
             frame = pd.read_csv(path, skipinitialspace=True, na_values=NA_VALUES + read.na_values, index_col=False,
                                 **options)  # fmt: skip
     except pd.errors.EmptyDataError:
         raise UserError(f"{path}: the file is empty; it needs a header line and data rows") from None
-    check_delimiter(list(frame.columns), path, options)
     if frame.empty:
         raise UserError(f"{path}: has a header but no data rows")
     return frame

@@ -67,12 +67,12 @@ def output_columns(contract: Contract) -> list[str]:
 
 
 def _header(path: Path, options: dict[str, Any], read: ReadConfig) -> list[str]:
+    check_delimiter(path, options)
     try:
         with csv_errors(path, read):
             columns = list(pd.read_csv(path, nrows=0, index_col=False, **options).columns)
     except pd.errors.EmptyDataError:
         raise UserError(f"{path}: the file is empty; it needs a header line with the feature names") from None
-    check_delimiter(columns, path, options)
     return columns
 
 
