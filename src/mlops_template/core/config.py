@@ -249,7 +249,8 @@ def invalid(source: Path, lines: list[str]) -> UserError:
 def _describe(error: ValidationError, source: Path) -> UserError:
     lines = []
     for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        # a key with control characters (a line separator, say) is quoted, so the error stays one line per key
+        where = ".".join(str(p) if str(p).isprintable() else repr(p) for p in item["loc"]) or "(top level)"
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown key; check its spelling against README 'params.yaml reference'"

@@ -56,3 +56,13 @@ def test_positive_class_only_for_binary(tmp_path: Path):
     write_params(tmp_path, schema={"task": "multiclass"})
     with pytest.raises(UserError, match="positive_class only applies"):
         load_params(tmp_path / "params.yaml")
+
+
+def test_a_key_with_control_characters_is_quoted_on_its_line(tmp_path: Path):
+    write_params(tmp_path, data={"\x1e": None})  # str.splitlines() breaks lines at U+001E: found by the CLI fuzz test
+    with pytest.raises(UserError) as error:
+        load_params(tmp_path / "params.yaml")
+    assert (
+        str(error.value).splitlines()[1]
+        == "  - data.'\\x1e': unknown key; check its spelling against README 'params.yaml reference'"
+    )
