@@ -5,6 +5,7 @@ Reads GITHUB_TOKEN, GITHUB_REPOSITORY and GITHUB_API_URL (all set by Actions). S
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import os
@@ -20,6 +21,8 @@ PAGE = 100
 
 
 class GitHub:
+    """The REST client: every failure (HTTP status, network, timeout, a non-JSON answer) is one UserError."""
+
     def __init__(self, token: str, repository: str, api: str = "https://api.github.com", timeout: float = 30):
         if not token:
             raise UserError("GITHUB_TOKEN is empty; in Actions pass `env: GITHUB_TOKEN: ${{ github.token }}`")
@@ -57,7 +60,12 @@ class GitHub:
             raise UserError(f"GitHub API {method} {path}: HTTP {exc.code}{hint}: {detail}") from None
         except urllib.error.URLError as exc:
             raise UserError(f"GitHub API {method} {path}: {exc.reason}") from None
-        return json.loads(payload) if payload else None
+        except (OSError, http.client.HTTPException) as exc:  # a timeout or a dropped connection while answering
+            raise UserError(f"GitHub API {method} {path}: {exc or type(exc).__name__}") from None
+        try:
+            return json.loads(payload) if payload else None
+        except ValueError:
+            raise UserError(f"GitHub API {method} {path}: the answer is not JSON: {payload[:100]!r}") from None
 
     def paged(self, path: str) -> list[dict]:
         items: list[dict] = []

@@ -14,13 +14,12 @@ import logging
 import os
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from mlops_template.ci.github import GitHub
 from mlops_template.core.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -36,6 +35,7 @@ class RelaySettings:
     event_type: str = "retrain"
     inbound_token: str | None = None  # what Alertmanager must send as "Authorization: Bearer ..."
     min_interval: float = 3600.0
+    timeout: float = 10.0  # seconds GitHub gets to answer; then Alertmanager hears 502 and retries later
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RelaySettings:
@@ -85,32 +85,12 @@ def dispatch_body(alert: Mapping[str, Any], event_type: str) -> dict[str, Any] |
     }
 
 
-def send_dispatch(settings: RelaySettings, body: dict[str, Any], timeout: float = 10.0) -> int:
-    """POST the dispatch to GitHub; returns the HTTP status (204 on success)."""
-    request = urllib.request.Request(
-        f"{settings.api_url}/repos/{settings.repository}/dispatches",
-        data=json.dumps(body).encode(),
-        method="POST",
-        headers={
-            "Accept": "application/vnd.github+json",
-            "Authorization": f"Bearer {settings.token}",
-            "X-GitHub-Api-Version": "2022-11-28",
-            "Content-Type": "application/json",
-            "User-Agent": "mlops-template-alert-relay",
-        },
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
-
-
 class Relay:
     """The relay's state: settings and when it last started a retraining."""
 
     def __init__(self, settings: RelaySettings, clock=time.monotonic) -> None:
         self.settings, self.clock = settings, clock
+        self.github = GitHub(settings.token, settings.repository, settings.api_url, timeout=settings.timeout)
         self._last: float | None = None
         self._lock = threading.Lock()
 
@@ -130,20 +110,29 @@ class Relay:
             if self._last is not None and now - self._last < self.settings.min_interval:
                 wait = self.settings.min_interval - (now - self._last)
                 return 200, {"dispatched": False, "reason": f"a retraining started recently; next in {wait:.0f} s"}
-            status = send_dispatch(self.settings, body)
-            if status == 204:
-                self._last = now
-        if status != 204:
-            log.error("alert-relay: GitHub answered %d to the dispatch of %s", status, body["client_payload"]["alerts"])
-            return 502, {"dispatched": False, "reason": f"GitHub answered {status}"}
+            try:  # any failure (HTTP status, network, timeout) is a UserError: Alertmanager hears 502, retries
+                self.github.call("POST", "/dispatches", body)
+            except UserError as exc:
+                log.error("alert-relay: the dispatch of %s failed: %s", body["client_payload"]["alerts"], exc)
+                return 502, {"dispatched": False, "reason": str(exc)}
+            self._last = now
         log.info("alert-relay: dispatched %s for %s", self.settings.event_type, body["client_payload"]["alerts"])
         return 202, {"dispatched": True, "event_type": self.settings.event_type}
+
+
+def _webhook_body(alert: Any) -> bool:
+    """The shape dispatch_body reads: an object whose `alerts` are objects with object `labels`."""
+    if not isinstance(alert, dict) or not isinstance(alert.get("alerts"), list):
+        return False
+    return all(isinstance(a, dict) and isinstance(a.get("labels", {}), dict) for a in alert["alerts"])
 
 
 def make_server(relay: Relay, host: str, port: int) -> ThreadingHTTPServer:
     """An HTTP server: POST /alerts (Alertmanager webhook), GET /health."""
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = 30  # a client that stops sending mid-body is dropped instead of holding its thread forever
+
         def _answer(self, status: int, payload: dict[str, Any]) -> None:
             data = json.dumps(payload).encode()
             self.send_response(status)
@@ -160,14 +149,17 @@ def make_server(relay: Relay, host: str, port: int) -> ThreadingHTTPServer:
                 return self._answer(404, {"error": "not found; Alertmanager posts to /alerts"})
             if not relay.authorized(self.headers.get("Authorization")):
                 return self._answer(401, {"error": "missing or wrong bearer token (RELAY_TOKEN)"})
-            length = int(self.headers.get("Content-Length") or 0)
+            declared = (self.headers.get("Content-Length") or "0").strip()
+            if not (declared.isascii() and declared.isdigit()):
+                return self._answer(400, {"error": "Content-Length is not a number"})
+            length = int(declared)
             if length > MAX_BODY:
                 return self._answer(413, {"error": f"body over {MAX_BODY} bytes"})
             try:
                 alert = json.loads(self.rfile.read(length) or b"null")
-            except json.JSONDecodeError:
+            except ValueError:  # not JSON, or not UTF-8
                 return self._answer(400, {"error": "body is not JSON"})
-            if not isinstance(alert, dict) or not isinstance(alert.get("alerts"), list):
+            if not _webhook_body(alert):
                 return self._answer(400, {"error": "expected an Alertmanager webhook body (version 4) with 'alerts'"})
             self._answer(*relay.handle(alert))
 

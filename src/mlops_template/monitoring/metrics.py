@@ -1,7 +1,8 @@
 """The Prometheus metric names of the service, in one place (alert rules and dashboards use these).
 
-(name, type, help, labels). The service creates its prometheus_client objects from this table;
-a test checks that every metric in deploy/monitoring (alerts, dashboard) is listed here.
+(name, type, help, labels). The service creates its prometheus_client objects (serving/metrics.py) and its
+scrape-time gauges (serving/live.py) from this table. Tests check that a created app's registry exposes exactly
+this table (tests/unit/serving/test_metrics.py) and that deploy/monitoring (alerts, dashboard) uses only these.
 """
 
 from __future__ import annotations

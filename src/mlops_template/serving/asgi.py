@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 from fastapi import Request
+from fastapi.exceptions import FastAPIError
 from fastapi.routing import APIRoute
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
@@ -193,10 +194,24 @@ class DirectRoute(APIRoute):
     FastAPI's per-request machinery (dependency solving, body parsing, response validation, exit stacks)
     is skipped: the endpoint reads and checks the body itself, and its ApiErrors are answered here, so
     `DirectRoutes` can call it without the router and exception middlewares. Used for the hot route, /predict.
+    So a dependency (`dependencies=[...]`, `Depends`/`Security` parameters, the app's or router's own) or any
+    parameter but the Request would silently never run: such a route is refused when it is created.
     """
 
     def __init__(self, path: str, endpoint: Callable[[Request], Any], **kwargs: Any) -> None:
         super().__init__(path, endpoint, **kwargs)
+        ignored = [f"dependency {getattr(d.call, '__name__', d.call)!r}" for d in self.dependant.dependencies]
+        for kind in ("path", "query", "header", "cookie", "body"):
+            ignored += [f"{kind} parameter {f.name!r}" for f in getattr(self.dependant, f"{kind}_params")]
+        if ignored:
+            raise FastAPIError(
+                f"DirectRoute {path}: its endpoint is called with the Request only, so {', '.join(ignored)} would "
+                "never be run or read; do that inside the endpoint, or use a normal APIRoute"
+            )
+        if self.dependant.request_param_name is None:
+            raise FastAPIError(
+                f"DirectRoute {path}: the endpoint must take the Request (it is called as endpoint(request))"
+            )
 
         async def app(scope: dict, receive: Any, send: Any) -> None:
             request = Request(scope, receive, send)

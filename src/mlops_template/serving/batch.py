@@ -74,6 +74,19 @@ def _header(path: Path, options: dict[str, Any], read: ReadConfig) -> list[str]:
     return columns
 
 
+def _extra_columns(path: Path, contract: Contract, options: dict[str, Any], read: ReadConfig) -> list[str]:
+    """The input's columns that are not features (copied to the output); UserError if a feature is missing."""
+    header = _header(path, options, read)
+    missing = contract.missing_columns(header)
+    if missing:
+        raise UserError(f"{path}: column(s) {missing} missing; the model needs {[f.name for f in contract.features]}")
+    extra = [c for c in header if c not in contract.by_name]
+    clash = sorted(set(extra) & set(output_columns(contract)))
+    if clash:
+        raise UserError(f"{path}: column(s) {clash} would be overwritten by the predictions; rename them")
+    return extra
+
+
 def predict_file(
     input_path: Path,
     output_path: Path,
@@ -96,17 +109,7 @@ def predict_file(
     bundle = load_bundle(model_dir)  # sha256 verified before unpickling; VALIDATED bundles only
     contract = Contract(bundle.metadata)
     predictor = build_predictor(bundle, runtime)
-    header = _header(input_path, options, read)
-    missing = contract.missing_columns(header)
-    if missing:
-        raise UserError(
-            f"{input_path}: column(s) {missing} missing; the model needs {[f.name for f in contract.features]}"
-        )
-    extra = [c for c in header if c not in contract.by_name]
-    added = output_columns(contract)
-    clash = sorted(set(extra) & set(added))
-    if clash:
-        raise UserError(f"{input_path}: column(s) {clash} would be overwritten by the predictions; rename them")
+    extra = _extra_columns(input_path, contract, options, read)
     dtypes = {name: str for name in contract.categorical + extra}
     reader = pd.read_csv(
         input_path, chunksize=chunk_rows, dtype=dtypes, skipinitialspace=True, skip_blank_lines=False,

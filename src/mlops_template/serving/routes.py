@@ -1,4 +1,4 @@
-"""Monitoring and admin routes: /monitoring/drift, /experiment, /feedback (admin key in X-API-Key)."""
+"""The routes besides /predict: ops (/health, /ready, /model, /metrics), monitoring and admin (X-API-Key)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from mlops_template.monitoring.experiment import CHAMPION
 from mlops_template.monitoring.feedback import FeedbackError
 from mlops_template.monitoring.security import DISABLED, MISSING, OK, STATUS, ApiKeys
-from mlops_template.serving.app import RATE_LIMITED, ErrorResponse
 from mlops_template.serving.asgi import ApiError, JSONBody, read_body
 from mlops_template.serving.live import Live
-from mlops_template.serving.metrics import ServiceMetrics
+from mlops_template.serving.metrics import CONTENT_TYPE, ServiceMetrics
+from mlops_template.serving.predict import Variant
+from mlops_template.serving.schemas import RATE_LIMITED, ErrorResponse, ModelInfo, Status
 
 ADMIN_BODY_BYTES = 16 * 1024  # admin bodies are a few fields: refuse anything bigger before parsing
 API_KEY_HEADER = "X-API-Key"
@@ -83,6 +85,55 @@ async def _parse(request: Request, model: type[BaseModel]) -> Any:
                    for e in exc.errors()]  # fmt: skip
         summary = "; ".join(f"{d['field']}: {d['message']}" for d in details)
         raise ApiError(422, "invalid_body", f"invalid {model.__name__}: {summary}", details) from None
+
+
+def add_ops_routes(app: FastAPI, metrics: ServiceMetrics) -> None:
+    """Register /health, /ready, /model and /metrics on `app` (variants read from `app.state`)."""
+
+    @app.get("/health", response_model=Status, summary="Liveness: the process answers", tags=["ops"])
+    async def health() -> Response:
+        return JSONBody({"status": "ok"})
+
+    @app.get(
+        "/ready",
+        response_model=Status,
+        responses={503: {"model": Status, "description": "not ready"}},
+        summary="Readiness: the model is loaded and answered its warm-up prediction",
+        tags=["ops"],
+    )
+    async def ready() -> Response:
+        ok = app.state.ready and all(v.predictor is not None for v in app.state.variants.values())
+        return JSONBody({"status": "ready" if ok else "not ready"}, status_code=200 if ok else 503)
+
+    @app.get(
+        "/model",
+        response_model=ModelInfo,
+        responses=RATE_LIMITED,
+        summary="The model served: version, metrics, features, verdict",
+        tags=["model"],
+    )
+    async def model() -> Response:
+        variant: Variant = app.state.variants[CHAMPION]
+        return JSONBody(
+            {
+                "variant": variant.name,
+                "model_version": variant.version,
+                "runtime": variant.predictor.runtime,
+                # the rest of ModelInfo is metadata.json's fields of the same names
+                **variant.bundle.metadata.model_dump(mode="json", include=set(ModelInfo.model_fields)),
+            }
+        )
+
+    @app.get(
+        "/metrics",
+        summary="Prometheus metrics",
+        tags=["ops"],
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "metrics"}},
+    )
+    async def prometheus() -> Response:
+        # scrape-time gauges may recompute the drift report (~0.1 s CPU): keep the event loop free
+        return Response(await run_in_threadpool(metrics.render), media_type=CONTENT_TYPE)
 
 
 def add_monitoring_routes(app: FastAPI, live: Live, keys: ApiKeys, metrics: ServiceMetrics) -> None:

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.sources.utils import parse_env_vars
 
 from mlops_template.core.errors import UserError
 
@@ -22,75 +27,109 @@ def default_model_dir(params_file: str | Path = "params.yaml") -> Path:
     return GateConfig().bundle_dir
 
 
-@dataclass(frozen=True)
-class Settings:
+def env(name: str, default: Any = ..., **constraints: Any) -> Any:
+    """A field read from the environment variable `name` (the field's own name works in code and tests too)."""
+    return Field(default, validation_alias=name, **constraints)
+
+
+class Environ(EnvSettingsSource):
+    """pydantic-settings' environment source over a given mapping, values stripped (blank = unset)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        super().__init__(settings_cls)
+        # only the documented names (MAX_BATCH_ROWS), not the field names code may pass (max_batch_rows)
+        self.config = {**self.config, "validate_by_name": False}
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:  # the hook pydantic-settings' own .env source overrides
+        stripped = {name: value.strip() for name, value in self.environ.items()}
+        return parse_env_vars(stripped, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
+
+
+class Settings(BaseSettings):
     """Everything the service reads from the environment; see README "Serving the model"."""
 
-    model_dir: Path
-    max_batch_rows: int = 10_000
-    max_body_bytes: int = 8 * 1024 * 1024
-    log_level: str = "INFO"
-    model_runtime: str = "auto"  # auto = ONNX when the bundle's parity check passed, else sklearn
-    model_threads: int = 1  # BLAS/OpenMP threads per process: scale with WEB_CONCURRENCY, not threads
-    thread_rows: int = 64  # larger batches run in a worker thread (the event loop stays free); smaller share calls
-    host: str = "0.0.0.0"  # a container must listen on all interfaces
-    port: int = 8000
-    workers: int = 1
-    graceful_timeout: int = 25  # seconds in-flight requests get after SIGTERM (Heroku/k8s kill at 30)
-    params_file: Path = Path("params.yaml")  # its `monitoring` section drives drift, feedback, A/B, rate limits
-    challenger_dir: Path | None = None  # a second VALIDATED bundle for ab / shadow / bandit
-    experiment_mode: str | None = None  # overrides monitoring.experiment.mode
-    rate_limit: bool | None = None  # overrides monitoring.rate_limit.enabled (off only for benchmarks)
-    cors_origins: tuple[str, ...] = ()  # CORS is off unless origins are listed
+    model_config = SettingsConfigDict(frozen=True, case_sensitive=True, env_ignore_empty=True, populate_by_name=True,
+                                      protected_namespaces=())  # fmt: skip
+
+    model_dir: Path = env("MODEL_DIR")  # from_env: params.yaml gate.bundle_dir when unset
+    max_batch_rows: int = env("MAX_BATCH_ROWS", 10_000, ge=1)
+    max_body_bytes: int = env("MAX_BODY_BYTES", 8 * 1024 * 1024, ge=1024)
+    log_level: Literal[LOG_LEVELS] = env("LOG_LEVEL", "INFO")  # type: ignore[valid-type]
+    # auto = ONNX when the bundle's parity check passed, else sklearn
+    model_runtime: Literal[RUNTIMES] = env("MODEL_RUNTIME", "auto")  # type: ignore[valid-type]
+    model_threads: int = env("MODEL_THREADS", 1, ge=1)  # BLAS/OpenMP threads per process: scale with WEB_CONCURRENCY
+    # larger batches run in a worker thread (the event loop stays free); smaller ones share model calls
+    thread_rows: int = env("THREAD_ROWS", 64, ge=1)
+    host: str = env("HOST", "0.0.0.0")  # a container must listen on all interfaces
+    port: int = env("PORT", 8000, ge=0)
+    workers: int = env("WEB_CONCURRENCY", 1, ge=1)
+    graceful_timeout: int = env("GRACEFUL_TIMEOUT", 25, ge=0)  # seconds after SIGTERM (Heroku/k8s kill at 30)
+    params_file: Path = env("PARAMS_FILE", Path("params.yaml"))  # `monitoring` drives drift, feedback, A/B, limits
+    challenger_dir: Path | None = env("CHALLENGER_MODEL_DIR", None)  # a second VALIDATED bundle for ab/shadow/bandit
+    experiment_mode: str | None = env("EXPERIMENT_MODE", None)  # overrides monitoring.experiment.mode
+    rate_limit: bool | None = env("RATE_LIMIT", None)  # overrides monitoring.rate_limit.enabled (off: benchmarks)
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = env("CORS_ORIGINS", ())  # CORS is off unless listed
     # ADMIN_API_KEYS is deliberately not a setting: create_app reads it once into digests (security.ApiKeys)
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
-        env = dict(os.environ if env is None else env)
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)  # `Settings(...)` is exactly what it says; only from_env reads the environment
 
-        def number(name: str, default: int, minimum: int = 1) -> int:
-            raw = env.get(name, "").strip()
-            if not raw:
-                return default
-            try:
-                value = int(raw)
-            except ValueError:
-                raise UserError(f"environment variable {name}={raw!r}: expected an integer") from None
-            if value < minimum:
-                raise UserError(f"environment variable {name}={value}: must be at least {minimum}")
+    @field_validator("log_level", "model_runtime", "experiment_mode", mode="before")
+    @classmethod
+    def _case(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, str):
             return value
+        return value.upper() if info.field_name == "log_level" else value.lower()
 
-        def choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
-            value = env.get(name, "").strip() or default
-            normalized = value.upper() if allowed is LOG_LEVELS else value.lower()
-            if normalized not in allowed:
-                raise UserError(f"environment variable {name}={value!r}: expected one of {', '.join(allowed)}")
-            return normalized
+    @field_validator("rate_limit", mode="before")
+    @classmethod
+    def _switch(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        if value.lower() not in SWITCHES:
+            raise ValueError("expected on or off")
+        return SWITCHES[value.lower()]
 
-        model_dir = env.get("MODEL_DIR", "").strip()
-        challenger = env.get("CHALLENGER_MODEL_DIR", "").strip()
-        switch = env.get("RATE_LIMIT", "").strip().lower()
-        if switch and switch not in SWITCHES:
-            raise UserError(f"environment variable RATE_LIMIT={switch!r}: expected on or off")
-        return cls(
-            model_dir=Path(model_dir) if model_dir else default_model_dir(env.get("PARAMS_FILE", "params.yaml")),
-            max_batch_rows=number("MAX_BATCH_ROWS", cls.max_batch_rows),
-            max_body_bytes=number("MAX_BODY_BYTES", cls.max_body_bytes, minimum=1024),
-            log_level=choice("LOG_LEVEL", cls.log_level, LOG_LEVELS),
-            model_runtime=choice("MODEL_RUNTIME", cls.model_runtime, RUNTIMES),
-            model_threads=number("MODEL_THREADS", cls.model_threads),
-            thread_rows=number("THREAD_ROWS", cls.thread_rows),
-            host=env.get("HOST", "").strip() or cls.host,
-            port=number("PORT", cls.port, minimum=0),
-            workers=number("WEB_CONCURRENCY", cls.workers),
-            graceful_timeout=number("GRACEFUL_TIMEOUT", cls.graceful_timeout, minimum=0),
-            params_file=Path(env.get("PARAMS_FILE", "").strip() or cls.params_file),
-            challenger_dir=Path(challenger) if challenger else None,
-            experiment_mode=env.get("EXPERIMENT_MODE", "").strip().lower() or None,
-            rate_limit=SWITCHES[switch] if switch else None,
-            cors_origins=tuple(o.strip() for o in env.get("CORS_ORIGINS", "").split(",") if o.strip()),
-        )
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: Any) -> Any:
+        return tuple(o.strip() for o in value.split(",") if o.strip()) if isinstance(value, str) else value
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings from environment variables (os.environ by default): one UserError naming the variable."""
+        values = Environ(cls, os.environ if environ is None else environ)()
+        if "MODEL_DIR" not in values:
+            values["MODEL_DIR"] = default_model_dir(values.get("PARAMS_FILE", "params.yaml"))
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise UserError(_message(exc.errors()[0], values)) from None
 
     def public(self) -> dict[str, object]:
         """For the start-up log line: no secrets live here, and none may be added to this output."""
-        return {name: str(value) if isinstance(value, Path) else value for name, value in asdict(self).items()}
+        return {name: str(value) if isinstance(value, Path) else value for name, value in self.model_dump().items()}
+
+
+def _message(error: Mapping[str, Any], values: Mapping[str, Any]) -> str:
+    """Today's wording for a bad environment variable (pydantic's error types mapped to what to fix)."""
+    name = str(error["loc"][0])
+    raw = values.get(name, error["input"])
+    ctx = error.get("ctx") or {}
+    if error["type"] == "int_parsing":
+        return f"environment variable {name}={raw!r}: expected an integer"
+    if error["type"] == "greater_than_equal":
+        return f"environment variable {name}={raw}: must be at least {ctx['ge']}"
+    if error["type"] == "literal_error":
+        allowed = LOG_LEVELS if name == "LOG_LEVEL" else RUNTIMES
+        return f"environment variable {name}={raw!r}: expected one of {', '.join(allowed)}"
+    return f"environment variable {name}={raw!r}: {error['msg'].removeprefix('Value error, ')}"

@@ -8,7 +8,8 @@ from fastapi.testclient import TestClient
 
 from mlops_template.core.bundle import read_metadata
 from mlops_template.core.errors import UserError
-from mlops_template.serving.app import PredictionEvent, create_app
+from mlops_template.serving.app import create_app
+from mlops_template.serving.predict import PredictionEvent
 from mlops_template.serving.settings import Settings
 from tests.serving_helpers import REGRESSION, build_bundle
 

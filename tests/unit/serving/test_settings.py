@@ -1,0 +1,59 @@
+"""Settings through pydantic-settings: environment names, blanks, one clear message per bad variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlops_template.core.errors import UserError
+from mlops_template.serving.settings import Settings
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("MAX_BATCH_ROWS", "many", "environment variable MAX_BATCH_ROWS='many': expected an integer"),
+        ("PORT", "1.5", "environment variable PORT='1.5': expected an integer"),
+        ("MAX_BATCH_ROWS", "0", "environment variable MAX_BATCH_ROWS=0: must be at least 1"),
+        ("MAX_BODY_BYTES", "100", "environment variable MAX_BODY_BYTES=100: must be at least 1024"),
+        ("GRACEFUL_TIMEOUT", "-1", "environment variable GRACEFUL_TIMEOUT=-1: must be at least 0"),
+        ("MODEL_RUNTIME", "GPU", "environment variable MODEL_RUNTIME='GPU': expected one of auto, onnx, sklearn"),
+        ("LOG_LEVEL", "loud", "environment variable LOG_LEVEL='loud': expected one of DEBUG, INFO, WARNING, ERROR"),
+        ("RATE_LIMIT", "maybe", "environment variable RATE_LIMIT='maybe': expected on or off"),
+    ],
+)
+def test_each_bad_variable_is_one_message_naming_it(variable: str, value: str, message: str) -> None:
+    with pytest.raises(UserError) as caught:
+        Settings.from_env({"MODEL_DIR": "m", variable: value})
+    assert str(caught.value) == message
+
+
+def test_names_case_blanks_and_lists() -> None:
+    settings = Settings.from_env({"MODEL_DIR": " m ", "WEB_CONCURRENCY": "3", "PORT": "  ", "HOST": "",
+                                  "LOG_LEVEL": "warning", "MODEL_RUNTIME": "ONNX", "RATE_LIMIT": "On",
+                                  "CORS_ORIGINS": " https://a ,, https://b ", "max_batch_rows": "7"})  # fmt: skip
+    assert (settings.model_dir, settings.workers, settings.port, settings.host) == (Path("m"), 3, 8000, "0.0.0.0")
+    assert (settings.log_level, settings.model_runtime, settings.rate_limit) == ("WARNING", "onnx", True)
+    assert settings.cors_origins == ("https://a", "https://b")
+    assert settings.max_batch_rows == 10_000  # names are the upper-case ones only, as documented
+
+
+def test_model_dir_defaults_to_the_params_bundle_dir(tmp_path: Path) -> None:
+    from tests.conftest import write_params
+
+    params = write_params(tmp_path, gate={"bundle_dir": str(tmp_path / "bundle")})
+    assert Settings.from_env({"PARAMS_FILE": str(params)}).model_dir == tmp_path / "bundle"
+    assert Settings.from_env({"PARAMS_FILE": str(tmp_path / "absent.yaml")}).model_dir == Path("artifacts/model")
+
+
+def test_only_from_env_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORT", "9100")
+    monkeypatch.setenv("MODEL_DIR", "from-env")
+    assert Settings(model_dir=Path("explicit")).port == 8000  # code and tests say what they mean
+    assert Settings.from_env().port == 9100 and Settings.from_env().model_dir == Path("from-env")
+    assert Settings.from_env({"MODEL_DIR": "m"}).port == 8000  # a given mapping replaces os.environ
+    public = Settings(model_dir=Path("m")).public()
+    assert public["model_dir"] == "m" and public["port"] == 8000 and "admin" not in str(public).lower()
+    with pytest.raises(ValueError, match="frozen"):
+        Settings(model_dir=Path("m")).port = 1  # type: ignore[misc]
