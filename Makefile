@@ -110,7 +110,7 @@ PR ?=
 NAME ?=
 PUSH ?=
 # Debian packages the test suite's external tools come from (runners: `make system-deps`).
-APT_PACKAGES ?= prometheus prometheus-alertmanager nginx wrk
+APT_PACKAGES ?= prometheus prometheus-alertmanager nginx wrk redis-server
 
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund

@@ -111,6 +111,7 @@ def create_app(
         has_challenger=CHALLENGER in variants,
         experiment_mode=settings.experiment_mode,
         rate_limit=settings.rate_limit,
+        redis_url=settings.redis_url,
     )
     metrics = service_metrics(variants, live)
 
@@ -166,6 +167,7 @@ def log_loaded(settings: Settings, variants: dict[str, Variant], live: Live) -> 
             "variants": {name: v.version for name, v in variants.items()},
             "experiment_mode": live.experiment.mode,
             "rate_limit": live.limiter is not None,
+            "shared_state": live.shared.where if live.shared else None,  # Redis host:port, never the password
         },
     )
 
