@@ -87,6 +87,23 @@ def _extra_columns(path: Path, contract: Contract, options: dict[str, Any], read
     return extra
 
 
+def _input_options(path: Path, read: ReadConfig) -> dict[str, Any]:
+    """pandas' options for the input as data.read says (UserError if the file is not there)."""
+    if not path.is_file():
+        raise UserError(f"{path}: file not found")
+    return csv_options(path, read)
+
+
+def _chunks(path: Path, contract: Contract, extra: list[str], options: dict[str, Any], read: ReadConfig,
+            chunk_rows: int) -> Any:  # fmt: skip
+    """The input's chunks: features and copied columns as text where they are not numeric, data.read's NA."""
+    dtypes = {name: str for name in contract.categorical + extra}
+    return pd.read_csv(
+        path, chunksize=chunk_rows, dtype=dtypes, skipinitialspace=True, skip_blank_lines=False,
+        keep_default_na=False, na_values={name: MISSING + read.na_values for name in contract.by_name}, **options,
+    )  # fmt: skip
+
+
 def predict_file(
     input_path: Path,
     output_path: Path,
@@ -103,18 +120,12 @@ def predict_file(
     the same delimiter and decimal separator, so the tools that made the input read the output.
     """
     read = read or ReadConfig()
-    if not input_path.is_file():
-        raise UserError(f"{input_path}: file not found")
-    options = csv_options(input_path, read)
+    options = _input_options(input_path, read)
     bundle = load_bundle(model_dir)  # sha256 verified before unpickling; VALIDATED bundles only
     contract = Contract(bundle.metadata)
     predictor = build_predictor(bundle, runtime)
     extra = _extra_columns(input_path, contract, options, read)
-    dtypes = {name: str for name in contract.categorical + extra}
-    reader = pd.read_csv(
-        input_path, chunksize=chunk_rows, dtype=dtypes, skipinitialspace=True, skip_blank_lines=False,
-        keep_default_na=False, na_values={name: MISSING + read.na_values for name in contract.by_name}, **options,
-    )  # fmt: skip
+    reader = _chunks(input_path, contract, extra, options, read, chunk_rows)
     written = {"sep": options["sep"], "decimal": read.decimal}
     summary = Summary(runtime=predictor.runtime, model_version=bundle.version, output=str(output_path),
                       rejects=str(rejects_path) if rejects_path else None)  # fmt: skip
