@@ -41,6 +41,9 @@ from mlops_template.monitoring.security import Decision, RateLimiter
 log = logging.getLogger("mlops_template.serving")
 PREFIX = "mlops"
 TIMEOUT_SECONDS = 0.5  # Redis answers in well under a millisecond on a LAN: longer means it is not answering
+# the rate-limit call runs on the event loop: a Redis that does not answer may hold it this long, once per
+# RETRY_SECONDS; a timeout only means this process's own bucket decides
+RATE_LIMIT_TIMEOUT_SECONDS = 0.1
 RETRY_SECONDS = 1.0  # after a failure no call tries Redis for this long (requests must not wait on a dead host)
 OPERATIONS = ("rate_limit", "record", "feedback", "experiment")
 T = TypeVar("T")
@@ -146,34 +149,43 @@ class Shared:
     """The Redis client (one connection pool), the key prefix and the breaker every shared piece goes through."""
 
     def __init__(self, url: str, clock: Callable[[], float] = time.monotonic) -> None:
+        # retried once, at once: a connection left over from before a Redis restart fails the first time
         self.client = redis.Redis.from_url(
             url,
             decode_responses=True,
             socket_timeout=TIMEOUT_SECONDS,
             socket_connect_timeout=TIMEOUT_SECONDS,
-            retry=Retry(NoBackoff(), 1),  # once, at once: a connection left over from before a Redis restart
+            retry=Retry(NoBackoff(), 1),
+        )
+        # the rate limiter's: short timeouts, no retry (its fallback, the process's bucket, is always there)
+        self.fast = redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=RATE_LIMIT_TIMEOUT_SECONDS,
+            socket_connect_timeout=RATE_LIMIT_TIMEOUT_SECONDS,
+            retry=Retry(NoBackoff(), 0),
         )
         kwargs = self.client.connection_pool.connection_kwargs
         self.where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"  # never the password
         self.clock = clock
         self.errors = dict.fromkeys(OPERATIONS, 0)
-        self._down_until = -math.inf
+        self._down_until = {"client": -math.inf, "fast": -math.inf}  # per client: one pause does not stop the other
         self._lock = threading.Lock()
 
     def key(self, *parts: str) -> str:
         return ":".join((PREFIX, *parts))
 
-    def call(self, operation: str, action: Callable[[], T]) -> T:
-        """`action()` against Redis; StateUnavailable (counted under `operation`) when Redis does not answer."""
-        if self.clock() < self._down_until:
+    def call(self, operation: str, action: Callable[[], T], lane: str = "client") -> T:
+        """`action()` on Redis through `lane` (client or fast); StateUnavailable (counted) when it does not answer."""
+        if self.clock() < self._down_until[lane]:
             self._count(operation)
             raise StateUnavailable(self._unavailable("did not answer a moment ago"))
         try:
             result = action()
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             with self._lock:
-                first = self._down_until < self.clock() - RETRY_SECONDS  # not a failure that continues an outage
-                self._down_until = self.clock() + RETRY_SECONDS
+                first = self._down_until[lane] < self.clock() - RETRY_SECONDS  # not an outage going on
+                self._down_until[lane] = self.clock() + RETRY_SECONDS
             self._count(operation)
             if first:
                 log.warning("shared state: Redis at %s unreachable (%s); retrying every %g s", self.where, exc,
@@ -199,12 +211,12 @@ class SharedRateLimiter:
     def __init__(self, shared: Shared, config: RateLimitConfig) -> None:
         self.shared, self.rate, self.burst = shared, config.requests_per_second, float(config.burst)
         self.local = RateLimiter(config)
-        self._script = shared.client.register_script(TOKEN_BUCKET)
+        self._script = shared.fast.register_script(TOKEN_BUCKET)
 
     def allow(self, client: str, cost: float = 1.0) -> Decision:
         keys, args = [self.shared.key("rate", client)], [self.rate, self.burst, cost]
         try:
-            allowed, tokens = self.shared.call("rate_limit", lambda: self._script(keys=keys, args=args))
+            allowed, tokens = self.shared.call("rate_limit", lambda: self._script(keys=keys, args=args), "fast")
         except StateUnavailable:
             return self.local.allow(client, cost)
         return Decision(bool(allowed), 0.0 if allowed else (cost - float(tokens)) / self.rate)
