@@ -20,6 +20,41 @@ ARG BUNDLE_DIR=artifacts/model
 COPY ${BUNDLE_DIR} /opt/model
 RUN chmod -R a+rX,go-w /opt/model
 
+# ---- the web front end (`--target ui`, `make image-test` builds and runs it too): Streamlit, an HTTP client of
+# the service at API_URL; requirements-ui.txt only (no model libraries), its own small image ----
+FROM ${PYTHON_IMAGE} AS ui-builder
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+RUN python -m venv /opt/venv
+COPY requirements.txt requirements-ui.txt /tmp/
+RUN /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements-ui.txt \
+ && find /opt/venv/lib -depth -type d -name tests -path '*/site-packages/*' -exec rm -rf {} + \
+ && /opt/venv/bin/pip uninstall --yes --quiet pip setuptools
+
+FROM ${PYTHON_IMAGE} AS ui
+LABEL org.opencontainers.image.title="mlops-template web UI" \
+      org.opencontainers.image.description="Streamlit front end of the prediction service (set API_URL)" \
+      org.opencontainers.image.licenses="MIT"
+RUN groupadd --system --gid 10001 app \
+ && useradd --system --uid 10001 --gid app --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin app
+# HOME: Streamlit keeps a small state directory there; the user has no home of its own
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONPATH=/app/src \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/tmp \
+    UI_HOST=0.0.0.0 \
+    UI_PORT=8501 \
+    API_URL=http://service:8000
+WORKDIR /app
+COPY --from=ui-builder /opt/venv /opt/venv
+COPY params.yaml /app/params.yaml
+COPY src /app/src
+USER 10001:10001
+EXPOSE 8501
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/_stcore/health' % os.environ.get('UI_PORT', '8501'), timeout=4)"]
+CMD ["python", "-m", "mlops_template", "ui"]
+
 # ---- runtime ----
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="mlops-template model service" \

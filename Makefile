@@ -14,16 +14,17 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 CLI := python -m mlops_template
 BASELINE ?=
 
-.PHONY: help setup data pipeline run metrics gate plots lint format test test-fast bench-pipeline clean
+.PHONY: help setup data pipeline run metrics gate plots lint format test test-fast fuzz workflow-test bench-pipeline clean
 .PHONY: ci lint-workflows lint-dockerfile system-deps test-summary report pr-comment data-refresh gate-production \
-        retrain-issue image-ci deploy smoke-test rollback template-cleanup
+        retrain-issue retrain-close-pr image-ci image-release bundle-check deploy smoke-test rollback template-cleanup
 .PHONY: drift monitoring-check alert-relay
-.PHONY: image image-test bench-serve serve predict
+.PHONY: image image-test bench-serve serve predict ui
+.PHONY: mlflow-ui promote
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP): requirements.txt requirements-ui.txt requirements-dev.txt pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: Python 3.11 not found; install it or pass PYTHON=/path/to/python3.11" >&2; exit 2; }
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo "error: $(PYTHON) is not Python 3.11" >&2; exit 2; }
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +34,8 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 setup: $(STAMP) ## create .venv and install the pinned dependencies (every other target does this first)
 
-data: $(STAMP) ## get the raw data: `dvc pull` if a DVC remote is configured, else the embedded sample
-	@if [ -n "$$(dvc remote list)" ]; then dvc pull data.dvc; else $(CLI) sample --if-missing; fi
+data: $(STAMP) ## get the raw data: `dvc pull` with a DVC remote; no remote: the sample only for its own path (SAMPLE=1: anyway)
+	@$(CLI) data $(if $(SAMPLE),--sample)
 
 pipeline: data ## run the DVC pipeline (prep -> train -> evaluate -> gate); a no-op when nothing changed
 	dvc repro
@@ -66,8 +67,14 @@ test: lint ## lint + the whole test suite, JUnit (reports/junit.xml) and coverag
 	@mkdir -p reports
 	pytest --junitxml=reports/junit.xml --cov --cov-report=term --cov-report=xml:reports/coverage.xml
 
+workflow-test: $(STAMP) ## run the GitHub Actions workflows for real with act (ACT=<act wrapper>): the `workflows` tests
+	pytest -m workflows -v
+
 test-fast: $(STAMP) ## the fast tests only: everything not marked `integration` (no DVC, no servers)
 	pytest -m "not integration" -q
+
+fuzz: $(STAMP) ## the property-based fuzz tests (HTTP surface, CLI inputs) with the long Hypothesis profile
+	HYPOTHESIS_PROFILE=fuzz pytest -m fuzz -q --durations=10
 
 bench-pipeline: $(STAMP) ## time prep/train/evaluate at 10k, 100k and 1M rows -> reports/bench-pipeline.json
 	python tools/bench_pipeline.py
@@ -79,6 +86,23 @@ serve: $(STAMP) ## serve the gated bundle with uvicorn (env: MODEL_DIR, PORT, WE
 predict: $(STAMP) ## batch-score a CSV: make predict INPUT=in.csv OUTPUT=out.csv [REJECTS=rejects.csv]
 	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make predict INPUT=in.csv OUTPUT=out.csv [REJECTS=rejects.csv]" >&2; exit 2; }
 	$(CLI) predict --input "$(INPUT)" --output "$(OUTPUT)" $(if $(REJECTS),--rejects "$(REJECTS)")
+
+ui: $(STAMP) ## the Streamlit front end on UI_PORT (8501): a client of the service at API_URL (default: `make serve`'s)
+	@echo "front end on http://localhost:$${UI_PORT:-8501} for the service at $${API_URL:-http://127.0.0.1:8000}; Ctrl-C stops it"
+	$(CLI) ui
+
+# ---- MLflow (optional): tracking UI and registry (README "Experiment tracking with MLflow") ----
+MLFLOW_PORT ?= 5000
+
+mlflow-ui: $(STAMP) ## MLflow server + UI on the project's local store (mlruns/) at http://127.0.0.1:$MLFLOW_PORT
+	@mkdir -p mlruns
+	@echo "MLflow UI on http://127.0.0.1:$(MLFLOW_PORT); track into it with MLFLOW_TRACKING_URI=http://127.0.0.1:$(MLFLOW_PORT)"
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow server --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1 \
+		--backend-store-uri sqlite:///mlruns/mlflow.db --artifacts-destination mlruns/artifacts
+
+PROMOTE_URL = $(or $(URL),$(shell cat .deploy/url 2>/dev/null))
+promote: $(STAMP) ## registry: `champion` -> the version served at URL (default: last deploy; else the local bundle)
+	$(CLI) promote $(if $(PROMOTE_URL),--url "$(PROMOTE_URL)")
 
 # ---- Runtime: the container image and the service benchmark (scripts in tools/, shared by CI and people) ----
 CONTAINER_ENGINE ?= docker
@@ -95,7 +119,7 @@ bench-serve: pipeline ## /predict vs bare FastAPI, mlflow serve, pandas baseline
 	python tools/bench_serve.py
 
 clean: ## remove pipeline outputs and caches (keeps .venv and data/)
-	rm -rf artifacts reports/junit.xml reports/coverage.xml .pytest_cache .ruff_cache .coverage .coverage.* \
+	rm -rf artifacts reports/junit.xml reports/coverage.xml .pytest_cache .ruff_cache .hypothesis .coverage .coverage.* \
 		reports/report.md reports/test-summary.md reports/production-metrics.json .deploy
 
 # --- CI/CD/CT: what the workflows (.github/workflows, .gitlab-ci.yml, Jenkinsfile, Cloud Build) run ---------------
@@ -107,10 +131,12 @@ BUILDX_CACHE ?= .buildx-cache
 DEPLOY_TARGET ?= none
 PRODUCTION_URL ?=
 PR ?=
+SMOKE_WAIT ?= 120
 NAME ?=
 PUSH ?=
-# Debian packages the test suite's external tools come from (runners: `make system-deps`).
-APT_PACKAGES ?= prometheus prometheus-alertmanager nginx wrk redis-server
+# Debian packages the test suite's external tools come from (runners: `make system-deps`); EXTRA_APT_PACKAGES adds
+# more for one CI job (GitLab: the docker CLI).
+APT_PACKAGES ?= prometheus prometheus-alertmanager nginx wrk redis-server rsync chromium chromium-driver $(EXTRA_APT_PACKAGES)
 
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund
@@ -151,6 +177,10 @@ test-summary: $(STAMP) ## reports/junit.xml + coverage.xml -> reports/test-summa
 report: $(STAMP) ## model report vs BASELINE (default main): gate, params diff, plots -> reports/report.md
 	$(CLI) report --baseline $(or $(BASELINE),main)
 
+.PHONY: data-access
+data-access: $(STAMP) ## CI: can this run get the data? available=true|false to GITHUB_OUTPUT, else why (DATA_SECRETS=absent: fork PR)
+	$(CLI) data-access --secrets $(or $(DATA_SECRETS),present)
+
 pr-comment: $(STAMP) ## create or update the report comment on pull request PR=<number> (needs GITHUB_TOKEN)
 	@test -n "$(PR)" || { echo "error: PR=<pull request number> is required" >&2; exit 2; }
 	$(CLI) github-comment --pr $(PR)
@@ -165,18 +195,31 @@ gate-production: $(STAMP) ## CT gate: against the metrics of the model at PRODUC
 		$(CLI) gate --baseline reports/production-metrics.json; \
 	else $(CLI) gate --baseline $(or $(BASELINE),main); fi
 
-retrain-issue: $(STAMP) ## open or update the "retrained model rejected" issue with reports/report.md
-	$(CLI) github-issue --title "Retraining: the new model was rejected by the gate" --label retrain-rejected
+retrain-issue: $(STAMP) ## open or update the CT issue: NOTE=<the cause> above reports/report.md (when there is one)
+	$(CLI) github-issue --title "Retraining: no pull request (the model was rejected or the run failed)" \
+		--label retrain-rejected $(if $(NOTE),--note "$(NOTE)")
+
+retrain-close-pr: $(STAMP) ## close the open CT pull request (branch ct/retrain): its model is older than a rejected one
+	$(CLI) github-close-pr --branch ct/retrain \
+		--comment "Closed by CT: a newer retraining was rejected by the gate (see the open retrain-rejected issue)."
 
 image-ci: ## CI image job: `make image-test` with a BuildKit layer cache in BUILDX_CACHE (rotated, so it does not grow)
 	$(MAKE) image-test IMAGE_BUILD_FLAGS="--load --cache-from type=local,src=$(BUILDX_CACHE) --cache-to type=local,dest=$(BUILDX_CACHE)-new,mode=max"
 	rm -rf $(BUILDX_CACHE) && mv $(BUILDX_CACHE)-new $(BUILDX_CACHE)
 
+image-release: ## tag REGISTRY_IMAGE:sha-COMMIT (built by CD after CI passed on main) as REGISTRY_IMAGE:VERSION
+	@test -n "$(REGISTRY_IMAGE)" -a -n "$(VERSION)" -a -n "$(COMMIT)" || { echo "usage: make image-release REGISTRY_IMAGE=ghcr.io/o/r VERSION=v1.2.3 COMMIT=<sha>" >&2; exit 2; }
+	$(CONTAINER_ENGINE) buildx imagetools create --tag "$(REGISTRY_IMAGE):$(VERSION:v%=%)" "$(REGISTRY_IMAGE):sha-$(COMMIT)"
+
+bundle-check: $(STAMP) ## verify the gated bundle (checksums, VALIDATED); in Actions: model_version, git_commit outputs
+	$(CLI) bundle-check
+
 deploy: ## deploy IMAGE (name@sha256:digest) to DEPLOY_TARGET=heroku|cloudrun|gke|none; remembers the previous image
 	deploy/deploy.sh deploy
 
-smoke-test: $(STAMP) ## check a service: GET /ready, /health, POST /predict with the example (URL, default: last deploy)
-	$(CLI) smoke-test --url "$(or $(URL),$(shell cat .deploy/url 2>/dev/null))"
+smoke-test: $(STAMP) ## check a service: /ready, /model is EXPECT_MODEL_VERSION/EXPECT_GIT_COMMIT, /health, /predict (URL, default: last deploy)
+	SMOKE_TOKEN="$${SMOKE_TOKEN:-$$(deploy/deploy.sh token)}" \
+		$(CLI) smoke-test --url "$(or $(URL),$(shell cat .deploy/url 2>/dev/null))" --wait $(SMOKE_WAIT)
 
 rollback: ## put back the image that ran before the last `make deploy` (same DEPLOY_TARGET and settings)
 	deploy/deploy.sh rollback

@@ -2,12 +2,13 @@
 # `make deploy` / `make rollback`: put IMAGE (a name@sha256:digest reference) on DEPLOY_TARGET.
 #   deploy.sh deploy    records the image (or release) running now, deploys IMAGE, records the URL
 #   deploy.sh rollback  puts back what `deploy` recorded
+#   deploy.sh token     prints an identity token for the smoke test when the service is private (Cloud Run)
 # State goes to DEPLOY_STATE (default .deploy/): previous, url. Settings are environment variables,
 # listed per target in README "Set up CI/CD in your fork". Cloud Run and GKE pull from Artifact
 # Registry, so IMAGE is copied there first (same image ID; deployed by its new digest).
 set -euo pipefail
 
-ACTION="${1:?usage: deploy.sh deploy|rollback}"
+ACTION="${1:?usage: deploy.sh deploy|rollback|token}"
 TARGET="${DEPLOY_TARGET:-none}"
 STATE="${DEPLOY_STATE:-.deploy}"
 NAME="${SERVICE_NAME:-mlops-template}"
@@ -103,6 +104,8 @@ gke_deploy() {
   (cd "$STATE/k8s" && kustomize edit set image "mlops-template=${image}")
   kubectl apply -k "$STATE/k8s" -n "$K8S_NS"
   kubectl rollout status "deployment/$NAME" -n "$K8S_NS" --timeout="${ROLLOUT_TIMEOUT:-300s}"
+  # behind an Ingress (a ClusterIP service) there is no load-balancer address: SERVICE_URL says where it answers
+  if [ -n "${SERVICE_URL:-}" ]; then record_url "${SERVICE_URL%/}"; return; fi
   local ip=""
   for _ in $(seq 1 "${LB_WAIT_TRIES:-60}"); do
     ip="$(kubectl get service "$NAME" -n "$K8S_NS" -o jsonpath='{.status.loadBalancer.ingress[0].ip}')"
@@ -120,6 +123,14 @@ gke_rollback() {
   echo "deploy: gke rolled back to $previous"
 }
 
+# `token`: an identity token for the smoke test of a private Cloud Run service (CLOUD_RUN_FLAGS has
+# --no-allow-unauthenticated); prints nothing otherwise.
+if [ "$ACTION" = token ]; then
+  if [ "$TARGET" = cloudrun ] && [[ "${CLOUD_RUN_FLAGS:-}" == *--no-allow-unauthenticated* ]]; then
+    gcloud auth print-identity-token --audiences="$(cat "$STATE/url")"
+  fi
+  exit 0
+fi
 case "$TARGET" in
   none) echo "deploy: DEPLOY_TARGET=none; nothing to $ACTION"; exit 0 ;;
   heroku | cloudrun | gke) ;;
@@ -128,5 +139,5 @@ esac
 case "$ACTION" in
   deploy) check_image; "${TARGET}_deploy" ;;
   rollback) "${TARGET}_rollback" ;;
-  *) die "unknown action '$ACTION' (deploy or rollback)" ;;
+  *) die "unknown action '$ACTION' (deploy, rollback or token)" ;;
 esac

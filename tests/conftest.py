@@ -16,6 +16,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property-based tests (Hypothesis): a bounded, reproducible run in `make test`; `make fuzz` runs the long one
+# (HYPOTHESIS_PROFILE=fuzz: random seeds, many more examples, failures kept in .hypothesis/ to replay).
+settings.register_profile(
+    "bounded", max_examples=400, deadline=None, derandomize=True, database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)  # fmt: skip
+settings.register_profile(
+    "fuzz", max_examples=5_000, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "bounded"))
 
 if TYPE_CHECKING:
     from mlops_template.core.bundle import ModelRecord

@@ -5,7 +5,8 @@ then a bounded measurement each:
   floor            a bare FastAPI endpoint taking the same body (tools/bench_apps.py: floor)
   service          our /predict (`python -m mlops_template serve`), one row, then 1,000-row batches
   baseline         a plain FastAPI + pandas + scikit-learn app (tools/bench_apps.py: baseline_app)
-  mlflow           `mlflow models serve --env-manager local` of the same pipeline (separate .bench-venv)
+  mlflow           `mlflow models serve --env-manager local` of the bundle's MLflow Model: the very artifact the
+                   pipeline logs to MLflow (`python -m mlops_template mlflow-model`; mlflow is in requirements-dev)
 plus the pipeline's predict_proba in-process on the same batch rows. Writes reports/bench-serve.json
 (req/s, p50/p99, ratios, goals met or not) and prints a markdown table.
 """
@@ -37,7 +38,6 @@ from typing import Any
 TOOLS = Path(__file__).resolve().parent
 ROOT = TOOLS.parent
 LUA = TOOLS / "bench_post.lua"
-MODEL_LIBRARIES = ("scikit-learn", "numpy", "scipy", "joblib", "pandas")  # what unpickling the pipeline needs
 FLOOR, SERVICE, SERVICE_BATCH = "floor (bare FastAPI)", "service /predict", "service /predict batch"
 BASELINE, BASELINE_BATCH = "baseline FastAPI+pandas", "baseline FastAPI+pandas batch"
 MLFLOW, MLFLOW_BATCH = "mlflow models serve", "mlflow models serve batch"
@@ -172,39 +172,10 @@ def summary(scenario: Scenario) -> dict[str, Any]:
     return out
 
 
-def bench_venv(path: Path) -> Path:
-    """The separate environment for mlflow, with the same model library pins (created once, then reused)."""
-    wanted = [
-        line.strip()
-        for line in (TOOLS / "bench-requirements.txt").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-    for line in (ROOT / "requirements.txt").read_text().splitlines():
-        if line.split("==")[0].strip().lower() in MODEL_LIBRARIES:
-            wanted.append(line.strip())
-    stamp = path / ".bench-installed"
-    if stamp.is_file() and stamp.read_text() == "\n".join(wanted):
-        return path / "bin"
-    uv = shutil.which("uv") or sys.exit("bench-serve: uv not found (run `make setup`)")
-    say(f"creating {path} with {', '.join(wanted)}")
-    subprocess.run([uv, "venv", "-q", "--clear", "--python", sys.executable, str(path)], check=True)
-    subprocess.run([uv, "pip", "install", "-q", "--python", str(path / "bin" / "python"), *wanted], check=True)
-    stamp.write_text("\n".join(wanted))
-    return path / "bin"
-
-
-def save_mlflow_model(bin_dir: Path, joblib_file: Path, destination: Path) -> None:
-    code = (
-        "import sys, joblib, mlflow.sklearn\n"
-        "mlflow.sklearn.save_model(joblib.load(sys.argv[1]), sys.argv[2], serialization_format='pickle')\n"
-    )
-    subprocess.run(
-        [str(bin_dir / "python"), "-c", code, str(joblib_file), str(destination)],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def save_mlflow_model(bundle_dir: Path, destination: Path) -> None:
+    """The bundle as the MLflow Model the pipeline logs (sklearn flavour, signature, bundle inside)."""
+    argv = [sys.executable, "-m", "mlops_template", "mlflow-model", "--bundle", str(bundle_dir)]
+    subprocess.run([*argv, "--output", str(destination)], check=True, capture_output=True, text=True, timeout=300)
 
 
 def in_process(model: Any, frame: Any, seconds: float, cpu: int | None) -> dict[str, Any]:
@@ -288,8 +259,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1")))
     parser.add_argument("--server-cpu", type=int, default=0, help="core for the servers (taskset)")
     parser.add_argument("--load-cpu", type=int, default=1, help="core for wrk (taskset)")
-    parser.add_argument("--venv", type=Path, default=ROOT / ".bench-venv", help="the mlflow environment")
-    parser.add_argument("--skip-mlflow", action="store_true", help="leave mlflow out (no .bench-venv)")
+    parser.add_argument("--skip-mlflow", action="store_true", help="leave `mlflow models serve` out")
     parser.add_argument("--report", type=Path, default=Path("reports/bench-serve.json"))
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -377,9 +347,9 @@ def main() -> int:
         plan.append(("baseline", argv, env, f"{base}/health", runs))
 
         if not args.skip_mlflow:
-            bin_dir = bench_venv(args.venv)
+            bin_dir = Path(sys.executable).parent
             model_dir = workdir / "mlflow-model"
-            save_mlflow_model(bin_dir, bundle.path / "model.joblib", model_dir)
+            save_mlflow_model(bundle.path, model_dir)
             port = free_port()
             base = f"http://127.0.0.1:{port}"
             argv = [str(bin_dir / "mlflow"), "models", "serve", "-m", str(model_dir), "--env-manager", "local"]

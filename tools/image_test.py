@@ -5,6 +5,8 @@ docker-compatible command in CONTAINER_ENGINE (default `docker`), run the contai
 bundle's own example row to /predict, run the HEALTHCHECK (`healthcheck run`, podman; falls back to polling
 `inspect` with docker), check the process is not root, check it stops cleanly on SIGTERM, record the image size
 in reports/image.json. The container is always removed. CI and people run this same script.
+The web UI image (the Dockerfile's `ui` target) is built too and run beside the service, in its network
+namespace: it must come up healthy, as a non-root user, read the service's /model over HTTP and stop cleanly.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_IMAGE = "mlops-template-serving:local"
+DEFAULT_UI_IMAGE = "mlops-template-ui:local"
 
 
 class CheckError(Exception):
@@ -98,10 +101,11 @@ def check_bundle(context: Path, bundle: str | None) -> Path:
     return relative
 
 
-def build(engine: list[str], context: Path, image: str, bundle: Path, flags: list[str]) -> None:
-    say(f"building {image} with bundle {bundle} ({shlex.join(engine)})")
+def build(engine: list[str], context: Path, image: str, bundle: Path, flags: list[str], target: str = "") -> None:
+    say(f"building {image}{f' (target {target})' if target else ''} with bundle {bundle} ({shlex.join(engine)})")
     started = time.monotonic()
-    argv = [*engine, "build", *flags, "--build-arg", f"BUNDLE_DIR={bundle.as_posix()}", "-t", image, "-f"]
+    argv = [*engine, "build", *flags, *(["--target", target] if target else []),
+            "--build-arg", f"BUNDLE_DIR={bundle.as_posix()}", "-t", image, "-f"]  # fmt: skip
     run([*argv, str(context / "Dockerfile"), str(context)], timeout=1800)
     say(f"built in {time.monotonic() - started:.0f} s")
 
@@ -148,7 +152,8 @@ def healthcheck(engine: list[str], name: str, timeout: float) -> str:
     raise CheckError(f"HEALTHCHECK status {status or 'missing'!r} (healthcheck run said: {output or 'nothing'})")
 
 
-def container_checks(engine: list[str], image: str, bundle: Path, port: int, timeout: float) -> dict[str, Any]:
+def container_checks(engine: list[str], image: str, bundle: Path, port: int, timeout: float,
+                     ui_image: str | None = None) -> dict[str, Any]:  # fmt: skip
     name = f"mlops-image-test-{os.getpid()}-{port}"
     base = f"http://127.0.0.1:{port}"
     from mlops_template.core.bundle import read_metadata
@@ -182,18 +187,74 @@ def container_checks(engine: list[str], image: str, bundle: Path, port: int, tim
             raise CheckError(f"the service runs as uid {uid or '?'} (root); the Dockerfile must set USER")
         checks["uid"] = int(uid)
         say(f"process uid {uid} (not root)")
+        if ui_image:
+            checks["ui"] = ui_checks(engine, ui_image, name, port, metadata["model_version"], timeout)
 
-        stopped = time.monotonic()
-        run([*engine, "stop", "-t", "20", name], timeout=60)
-        code = run([*engine, "inspect", "--format", "{{.State.ExitCode}}", name]).stdout.strip()
-        checks["stop_seconds"] = round(time.monotonic() - stopped, 2)
-        checks["stop_exit_code"] = int(code)
         # 0, or 143 when the server re-raises SIGTERM after its clean shutdown (uvicorn does); 137 = killed
-        if code not in {"0", "143"}:
-            raise CheckError(f"on SIGTERM the container exited {code}: not a graceful shutdown (137 = killed)")
+        checks["stop_seconds"], checks["stop_exit_code"] = stop_cleanly(engine, name)
         say(f"stopped cleanly on SIGTERM in {checks['stop_seconds']} s")
     except CheckError:
         say(f"container logs:\n{logs(engine, name)}")
+        raise
+    finally:
+        run([*engine, "rm", "-f", name], check=False, timeout=60)
+    return checks
+
+
+def stop_cleanly(engine: list[str], name: str) -> tuple[float, int]:
+    """`stop` (SIGTERM, then SIGKILL after 20 s): seconds taken and the exit code (0 or 143 is graceful)."""
+    started = time.monotonic()
+    run([*engine, "stop", "-t", "20", name], timeout=60)
+    code = run([*engine, "inspect", "--format", "{{.State.ExitCode}}", name]).stdout.strip()
+    if code not in {"0", "143"}:
+        raise CheckError(f"{name}: on SIGTERM the container exited {code}: not a graceful shutdown (137 = killed)")
+    return round(time.monotonic() - started, 2), int(code)
+
+
+UI_PROBE = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}/_stcore/health', timeout=4)"
+UI_MODEL = "from mlops_template.ui.client import Client; print(Client().model()['model_version'])"
+
+
+def ui_checks(engine: list[str], image: str, service: str, port: int, version: str, timeout: float) -> dict[str, Any]:
+    """The UI image beside the running service (its network namespace, so 127.0.0.1 is the service)."""
+    name, ui_port = f"{service}-ui", free_port()
+    checks: dict[str, Any] = {"image": image}
+    run([*engine, "rm", "-f", name], check=False)
+    try:
+        say(f"running the UI {name} (port {ui_port}) beside {service}")
+        env = ["-e", f"API_URL=http://127.0.0.1:{port}", "-e", f"UI_PORT={ui_port}"]
+        joined = run([*engine, "run", "-d", "--name", name, "--network", f"container:{service}", *env, image],
+                     check=False)  # fmt: skip
+        checks["network"] = f"container:{service}"
+        if joined.returncode != 0:
+            if "network" not in joined.stderr:
+                raise CheckError(f"starting the UI container failed: {joined.stderr.strip()[-500:]}")
+            # an engine that puts every container on the host network refuses the namespace join;
+            # there the service's port is on the host's 127.0.0.1 already
+            say(f"the engine refused --network container: ({joined.stderr.strip()[-120:]}); using its default")
+            run([*engine, "rm", "-f", name], check=False)
+            run([*engine, "run", "-d", "--name", name, *env, image])
+            checks["network"] = "engine default"
+        started, deadline = time.monotonic(), time.monotonic() + timeout
+        probe = [*engine, "exec", name, "python", "-c", UI_PROBE.format(port=ui_port)]
+        while run(probe, check=False, timeout=60).returncode != 0:
+            if time.monotonic() > deadline:
+                raise CheckError(f"the UI did not answer /_stcore/health within {timeout:.0f} s:\n{logs(engine, name)}")
+            time.sleep(0.5)
+        checks["ready_seconds"] = round(time.monotonic() - started, 2)
+        seen = run([*engine, "exec", name, "python", "-c", UI_MODEL], timeout=60).stdout.strip()
+        if seen != version:
+            raise CheckError(f"the UI read model version {seen!r} from the service, expected {version}")
+        checks["model_version"] = seen
+        checks["healthcheck"] = healthcheck(engine, name, timeout)
+        uid = run([*engine, "exec", name, "id", "-u"]).stdout.strip()
+        if uid in {"", "0"}:
+            raise CheckError(f"the UI runs as uid {uid or '?'} (root); the Dockerfile's ui stage must set USER")
+        checks["uid"] = int(uid)
+        checks["stop_seconds"], checks["stop_exit_code"] = stop_cleanly(engine, name)
+        say(f"UI ok: healthy, uid {uid}, read model {seen} from the service, stopped cleanly")
+    except CheckError:
+        say(f"UI container logs:\n{logs(engine, name)}")
         raise
     finally:
         run([*engine, "rm", "-f", name], check=False, timeout=60)
@@ -214,6 +275,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--engine", help="docker-compatible command (default: $CONTAINER_ENGINE or docker)")
     parser.add_argument("--image", default=os.environ.get("IMAGE", DEFAULT_IMAGE), help="image tag")
+    parser.add_argument("--ui-image", default=os.environ.get("UI_IMAGE", DEFAULT_UI_IMAGE),
+                        help="tag of the web UI image (the Dockerfile's `ui` target); empty: skip it")  # fmt: skip
     parser.add_argument("--context", type=Path, default=Path("."), help="build context: the project root")
     parser.add_argument("--bundle", help="bundle directory inside the context (default: gate.bundle_dir)")
     parser.add_argument("--build-only", action="store_true", help="check the bundle and build; run nothing")
@@ -233,9 +296,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         build(engine, context, args.image, bundle, shlex.split(args.build_flags))
         size = image_size(engine, args.image)
         say(f"image {args.image}: {size / 1e6:.0f} MB")
+        ui_size = None
+        if args.ui_image:
+            build(engine, context, args.ui_image, bundle, shlex.split(args.build_flags), target="ui")
+            ui_size = image_size(engine, args.ui_image)
+            say(f"image {args.ui_image}: {ui_size / 1e6:.0f} MB")
         if args.build_only:
             return 0
-        checks = container_checks(engine, args.image, context / bundle, args.port or free_port(), args.timeout)
+        checks = container_checks(engine, args.image, context / bundle, args.port or free_port(), args.timeout,
+                                  args.ui_image or None)  # fmt: skip
     except CheckError as exc:
         say(f"FAILED: {exc}")
         return 1
@@ -246,6 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "size_mb": round(size / 1e6, 1),
         "bundle": bundle.as_posix(),
         "checks": checks,
+        "ui_size_mb": round(ui_size / 1e6, 1) if ui_size else None,
         "tested_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     write_report(args.report, report)

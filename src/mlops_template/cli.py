@@ -51,6 +51,36 @@ def _sample(args: argparse.Namespace) -> None:
     log.info("sample: %d rows (drift %.2f) -> %s", rows, drift, path)
 
 
+def _data_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sample", action="store_true", help="write the embedded loan sample at data.path even if it is not its own"
+    )
+
+
+@command("data", "get data.path: `dvc pull` with a remote, else keep it, else the sample where it belongs", _data_args)
+def _data(args: argparse.Namespace) -> None:
+    from mlops_template.pipeline.rawdata import ensure
+
+    ensure(load_params(args.params), sample=args.sample)
+
+
+def _data_access_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--secrets",
+        choices=["present", "absent"],
+        default="present",
+        help="absent: a fork or Dependabot pull request (no credentials for a DVC remote)",
+    )
+
+
+@command("data-access", "CI: can this run get the data? available=true|false to $GITHUB_OUTPUT", _data_access_args)
+def _data_access(args: argparse.Namespace) -> None:
+    from mlops_template.ci.data_access import report
+    from mlops_template.pipeline.rawdata import access
+
+    print(report(access(load_params(args.params), secrets=args.secrets == "present")))
+
+
 @command("prep", "stage prep: validate, clean and split the raw CSV")
 def _prep(args: argparse.Namespace) -> None:
     from mlops_template.pipeline import prep
@@ -142,13 +172,36 @@ def _issue_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--title", required=True)
     parser.add_argument("--label", required=True, help="the label that identifies this kind of issue")
     parser.add_argument("--body-file", type=Path, default=Path("reports/report.md"))
+    parser.add_argument("--note", help="the cause, put above the report (the report is optional then)")
 
 
 @command("github-issue", "open an issue, or update the open one with the same label", _issue_args)
 def _github_issue(args: argparse.Namespace) -> None:
     from mlops_template.ci import github
 
-    print(github.upsert_issue(github.GitHub.from_env(), args.title, _read_body(args.body_file), args.label))
+    if args.note:  # the cause comes first; the report may be missing when the run failed before it
+        run = os.environ.get("REPORT_RUN_URL")
+        parts = [
+            args.note,
+            f"Run: {run}" if run else "",
+            args.body_file.read_text(encoding="utf-8") if args.body_file.is_file() else "",
+        ]
+        text = "\n\n".join(p for p in parts if p)
+    else:
+        text = _read_body(args.body_file)
+    print(github.upsert_issue(github.GitHub.from_env(), args.title, text, args.label))
+
+
+def _close_pr_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--branch", required=True, help="head branch of the pull requests to close (this repository)")
+    parser.add_argument("--comment", required=True, help="why: posted on each pull request before closing it")
+
+
+@command("github-close-pr", "comment on and close the open pull requests from a branch", _close_pr_args)
+def _github_close_pr(args: argparse.Namespace) -> None:
+    from mlops_template.ci import github
+
+    print(" ".join(f"#{n}" for n in github.close_pull_requests(github.GitHub.from_env(), args.branch, args.comment)))
 
 
 def _read_body(path: Path) -> str:
@@ -161,13 +214,20 @@ def _smoke_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", required=True, help="base URL of the deployed service")
     parser.add_argument("--metadata", type=Path, help="bundle metadata.json with the example (default: GET /model)")
     parser.add_argument("--wait", type=float, default=120, help="seconds to wait for /ready (default 120)")
+    expect = "fail unless /model reports this {} (waits for it: the release just deployed must be the one answering)"
+    parser.add_argument("--expect-model-version", default=os.environ.get("EXPECT_MODEL_VERSION"),
+                        help=expect.format("model_version"))  # fmt: skip
+    parser.add_argument("--expect-git-commit", default=os.environ.get("EXPECT_GIT_COMMIT"),
+                        help=expect.format("git_commit"))  # fmt: skip
 
 
 @command("smoke-test", "check a deployed service: /ready, /health, /predict with the bundle's example", _smoke_args)
 def _smoke(args: argparse.Namespace) -> None:
     from mlops_template.ci.smoke import smoke_test
 
-    smoke_test(args.url, args.metadata, args.wait)
+    expected = {"model_version": args.expect_model_version, "git_commit": args.expect_git_commit}
+    # the token (a private Cloud Run service) comes from the environment only: never on a command line
+    smoke_test(args.url, args.metadata, args.wait, expected, os.environ.get("SMOKE_TOKEN") or None)
 
 
 def _fetch_metrics_args(parser: argparse.ArgumentParser) -> None:
@@ -246,6 +306,10 @@ def _bundle_check(args: argparse.Namespace) -> None:
 
     bundle = load_bundle(args.dir or load_params(args.params).gate.bundle_dir)
     log.info("bundle-check: %s model %s is %s", bundle.path, bundle.version, bundle.verdict)
+    output = os.environ.get("GITHUB_OUTPUT")
+    if output:  # CD hands these to the smoke test: it checks the deployed service runs this very bundle
+        with open(output, "a", encoding="utf-8") as handle:
+            handle.write(f"model_version={bundle.version}\ngit_commit={bundle.metadata.git_commit or ''}\n")
     print(bundle.path)
 
 
@@ -256,7 +320,62 @@ def _serve(args: argparse.Namespace) -> None:
 
     env = dict(os.environ)
     env.setdefault("PARAMS_FILE", str(args.params))
+    if env.get("MODEL_URI", "").strip():
+        from mlops_template.serving.model_uri import fetch_model
+
+        # downloaded once, before the workers start: each of them then loads (and checks) the same folder
+        env["MODEL_DIR"] = os.environ["MODEL_DIR"] = str(fetch_model(env["MODEL_URI"].strip()))
     serve(Settings.from_env(env))
+
+
+def _ui_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default=os.environ.get("UI_HOST", "127.0.0.1"), help="address (env UI_HOST)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("UI_PORT", "8501")), help="port (env UI_PORT)")
+
+
+@command("ui", "the Streamlit front end, a client of the service at API_URL (needs requirements-ui.txt)", _ui_args)
+def _ui(args: argparse.Namespace) -> None:
+    from mlops_template.ui.launch import launch
+
+    launch(args.host, args.port)
+
+
+def _promote_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", help="the deployed service: promote the bundle its GET /model reports")
+    parser.add_argument("--bundle", type=Path, help="else this bundle folder (default: gate.bundle_dir)")
+    parser.add_argument("--image", default=os.environ.get("DEPLOYED_IMAGE"), help="image digest, tagged on the version")
+
+
+@command("promote", "MLflow registry: move the `champion` alias to the version of the deployed bundle", _promote_args)
+def _promote(args: argparse.Namespace) -> None:
+    from mlops_template.core.bundle import read_metadata
+    from mlops_template.tracking.registry import promote
+    from mlops_template.tracking.settings import require
+
+    params = load_params(args.params)
+    if args.url:
+        from mlops_template.ci.smoke import _model_info
+
+        model_version = _model_info(args.url.rstrip("/")).get("model_version")
+    else:
+        model_version = read_metadata(args.bundle or params.gate.bundle_dir).model_version
+    if not model_version:
+        raise UserError(f"no model_version in {args.url or args.bundle or params.gate.bundle_dir}; is it a bundle?")
+    print(promote(require(params.tracking), model_version, args.image or None))
+
+
+def _mlflow_model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output", type=Path, required=True, help="new folder for the MLflow Model")
+    parser.add_argument("--bundle", type=Path, help="gated bundle (default: gate.bundle_dir)")
+
+
+@command("mlflow-model", "write the bundle as an MLflow Model (sklearn + pyfunc, bundle inside)", _mlflow_model_args)
+def _mlflow_model(args: argparse.Namespace) -> None:
+    from mlops_template.tracking.model import save
+
+    if args.output.exists():
+        raise UserError(f"{args.output}: already exists; MLflow writes a model into a new folder")
+    print(save(args.bundle or load_params(args.params).gate.bundle_dir, args.output))
 
 
 def _predict_args(parser: argparse.ArgumentParser) -> None:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,29 +62,46 @@ def server_env(model_dir: Path, port: int, **extra: str) -> dict[str, str]:
     return env | {"MODEL_DIR": str(model_dir), "PORT": str(port), "HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1"} | extra
 
 
+def start_server(model_dir: Path, log_dir: Path, ready_timeout: float = 90, **env: str) -> LiveServer:
+    """`python -m mlops_template serve` on a free port, returned once /ready answers 200 (the caller stops it)."""
+    port = free_port()
+    log = log_dir / f"server-{port}.log"
+    with open(log, "w", encoding="utf-8") as handle:
+        process = subprocess.Popen(serve_command(), cwd=ROOT, env=server_env(model_dir, port, **env),
+                                   stdout=handle, stderr=subprocess.STDOUT)  # fmt: skip
+    server = LiveServer(f"http://127.0.0.1:{port}", port, process, log)
+    deadline = time.monotonic() + ready_timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"server exited with {process.returncode} before /ready:\n{server.output()[-3000:]}")
+        try:
+            if httpx.get(f"{server.url}/ready", timeout=2).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    server.stop()
+    pytest.fail(f"server not ready within {ready_timeout} s:\n{server.output()[-3000:]}")
+
+
+@contextmanager
+def running_server(model_dir: Path, log_dir: Path, **env: str) -> Iterator[LiveServer]:
+    """A served bundle for a `with` block or a wider-scoped fixture (several tests sharing one server)."""
+    server = start_server(model_dir, log_dir, **env)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def live_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
     servers: list[LiveServer] = []
 
     def start(model_dir: Path, ready_timeout: float = 90, **env: str) -> LiveServer:
-        port = free_port()
-        log = tmp_path / f"server-{port}.log"
-        with open(log, "w", encoding="utf-8") as handle:
-            process = subprocess.Popen(serve_command(), cwd=ROOT, env=server_env(model_dir, port, **env),
-                                       stdout=handle, stderr=subprocess.STDOUT)  # fmt: skip
-        server = LiveServer(f"http://127.0.0.1:{port}", port, process, log)
+        server = start_server(model_dir, tmp_path, ready_timeout, **env)
         servers.append(server)
-        deadline = time.monotonic() + ready_timeout
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"server exited with {process.returncode} before /ready:\n{server.output()[-3000:]}")
-            try:
-                if httpx.get(f"{server.url}/ready", timeout=2).status_code == 200:
-                    return server
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        pytest.fail(f"server not ready within {ready_timeout} s:\n{server.output()[-3000:]}")
+        return server
 
     yield start
     for server in servers:

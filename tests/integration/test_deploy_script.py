@@ -183,6 +183,29 @@ def test_gke_sets_the_image_with_kustomize_applies_and_waits(fakes: dict) -> Non
     ] in calls(fakes)
 
 
+def test_gke_behind_an_ingress_uses_service_url_instead_of_waiting_for_a_load_balancer(fakes: dict) -> None:
+    settings = {"DEPLOY_TARGET": "gke", "IMAGE": IMAGE, "GCP_PROJECT_ID": "p", "GCP_REGION": "europe-west1",
+                "GAR_REPOSITORY": "mlops", "SERVICE_URL": "https://loans.example.com/", "SERVICE_NAME": "loans",
+                "ROLLOUT_TIMEOUT": "120s", "LB_WAIT_TRIES": "1"}  # fmt: skip
+    result = deploy(fakes, "deploy", **settings)
+    assert result.returncode == 0, result.stderr
+    assert (fakes["state"] / "url").read_text().strip() == "https://loans.example.com"
+    made = calls(fakes)
+    assert not any(c[:2] == ["kubectl", "get"] and "service" in c for c in made)  # no load-balancer wait
+    assert ["kubectl", "rollout", "status", "deployment/loans", "-n", "default", "--timeout=120s"] in made
+
+
+def test_the_smoke_tests_token_is_an_identity_token_for_a_private_cloud_run_service(fakes: dict) -> None:
+    (fakes["state"]).mkdir(parents=True, exist_ok=True)
+    (fakes["state"] / "url").write_text("https://loans-xyz.a.run.app\n")
+    private = deploy(fakes, "token", DEPLOY_TARGET="cloudrun", CLOUD_RUN_FLAGS="--no-allow-unauthenticated")
+    assert private.returncode == 0, private.stderr
+    assert ["gcloud", "auth", "print-identity-token", "--audiences=https://loans-xyz.a.run.app"] in calls(fakes)
+    for target, flags in (("cloudrun", ""), ("heroku", ""), ("none", "")):
+        public = deploy(fakes, "token", DEPLOY_TARGET=target, CLOUD_RUN_FLAGS=flags)
+        assert (public.returncode, public.stdout) == (0, "")
+
+
 def test_a_failed_push_stops_before_anything_is_released(fakes: dict) -> None:
     settings = {
         "DEPLOY_TARGET": "heroku",

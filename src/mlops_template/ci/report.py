@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 import yaml
 
+from mlops_template.core.bundle import METADATA
 from mlops_template.core.config import Params
 from mlops_template.core.errors import UserError
-from mlops_template.core.fsutil import write_text
+from mlops_template.core.fsutil import sha256_file, write_text
 
 log = logging.getLogger(__name__)
 MARKER = "<!-- mlops-template:report -->"  # finds the comment to update in place
@@ -137,11 +138,29 @@ def params_diff(baseline: str) -> str:
     return diff.stdout.strip() if len(rows) > 2 else "_no parameter changed_"  # header + rule = no change
 
 
+def mlflow_run(params: Params) -> str | None:
+    """A line linking this pipeline's MLflow run (written by the gate when tracking is on), else None."""
+    path, candidate = params.tracking.run_file, params.train.output_dir / METADATA
+    if not path.is_file() or not candidate.is_file():
+        return None
+    record = json.loads(path.read_text(encoding="utf-8"))
+    if record.get("candidate_sha256") != sha256_file(candidate):
+        return None  # left over from an earlier pipeline run
+    run = f"[{record['run_id']}]({record['url']})" if record.get("url") else f"`{record['run_id']}`"
+    line = f"MLflow run: {run} ({record.get('verdict')})"
+    if record.get("registered_version"):
+        line += f"; registered as `{record['registered_model']}` version {record['registered_version']} (`challenger`)"
+    return line
+
+
 def build(params: Params, baseline: str | None, run_url: str | None = None, title: str = "Model report") -> str:
     gate_path = params.gate.report_path
     if not gate_path.is_file():
         raise UserError(f"{gate_path}: not found; run `make pipeline` (and `make gate BASELINE=...`) first")
     parts = [MARKER, f"## {title}", "", gate_path.read_text(encoding="utf-8").strip(), ""]
+    tracked = mlflow_run(params)
+    if tracked:
+        parts += [tracked, ""]
     if baseline:
         parts += [f"### Parameters changed vs `{baseline}`", "", params_diff(baseline), ""]
     parts += ["### Plots", ""]

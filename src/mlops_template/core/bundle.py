@@ -65,6 +65,7 @@ class NumericFeature(Record):
     max: float | None
     median: float | None
     integer: bool  # every observed value was a whole number
+    importance: float | None = None  # permutation importance on the test split (the gate records it)
 
 
 class CategoricalFeature(Record):
@@ -74,6 +75,7 @@ class CategoricalFeature(Record):
     type: Literal["categorical"] = "categorical"
     missing_rate: float = Field(ge=0.0, le=1.0)
     categories: list[str]
+    importance: float | None = None  # permutation importance on the test split (the gate records it)
 
 
 Feature = Annotated[NumericFeature | CategoricalFeature, Field(discriminator="type")]

@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from mlops_template.core.errors import UserError
 
 DEFAULT_PARAMS = Path("params.yaml")
+MAX_VALUES = 100_000  # params.yaml holds about 100; far more is YAML aliases expanding exponentially (billion laughs)
+SHOWN_CHARS = 80  # an offending value is quoted up to this length: the error stays one readable line per key
 Task = Literal["binary", "multiclass", "regression"]
 
 
@@ -214,6 +216,15 @@ class OnnxConfig(Section):
     opset: int = Field(17, ge=13)
 
 
+class TrackingConfig(Section):
+    """MLflow tracking and registry: off unless MLFLOW_TRACKING_URI is set or `mlflow` names an experiment."""
+
+    mlflow: str | None = Field(None, min_length=1)  # experiment name (default: the project name)
+    required: bool = False  # true: a tracking failure fails the stage; false: a warning, the pipeline goes on
+    registered_model: str | None = Field(None, min_length=1)  # registry name (default: the project name)
+    run_file: Path = Path("reports/mlflow-run.json")  # the run's id and link, for the CI report
+
+
 class Params(Section):
     """The whole of params.yaml. Estimator hyper-parameters are checked by pipeline.models (sklearn)."""
 
@@ -225,6 +236,7 @@ class Params(Section):
     gate: GateConfig = GateConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
     onnx: OnnxConfig = OnnxConfig()
+    tracking: TrackingConfig = TrackingConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -242,9 +254,23 @@ def _describe(error: ValidationError, source: Path) -> UserError:
         if item["type"] == "extra_forbidden":
             message = "unknown key; check its spelling against README 'params.yaml reference'"
         elif "input" in item and item["type"] != "missing":
-            message += f" (got {item['input']!r})"
+            shown = repr(item["input"])
+            message += f" (got {shown if len(shown) <= SHOWN_CHARS else shown[: SHOWN_CHARS - 3] + '...'})"
         lines.append(f"  - {where}: {message}")
     return invalid(source, lines)
+
+
+def _expanded_size(value: Any, limit: int) -> int:
+    """How many values `value` holds with aliases expanded (as validation walks it); stops counting past `limit`."""
+    count, stack = 0, [value]
+    while stack and count <= limit:  # iterative: a self-referencing alias is a cycle, counted up to the limit
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack += [*item, *item.values()]
+        elif isinstance(item, list):
+            stack += item
+    return count
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
@@ -254,10 +280,18 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
         raise UserError(f"{path}: file not found; run from the project root or pass --params")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML: {exc}") from None
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: not UTF-8, or an impossible date such as 2026-02-30
+        problem = " ".join(str(exc).split())  # PyYAML's messages span lines: one line per error here
+        raise UserError(f"{path}: not valid YAML: {problem}") from None
+    except RecursionError:
+        raise UserError(f"{path}: not valid YAML: nested too deeply") from None
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping of sections (data, schema, prep, ...)")
+    if _expanded_size(raw, MAX_VALUES) > MAX_VALUES:
+        raise UserError(
+            f"{path}: holds more than {MAX_VALUES} values once its YAML aliases (*name) are expanded; "
+            "use anchors for a few shared values, not nested repeats"
+        )
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:

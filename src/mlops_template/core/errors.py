@@ -19,3 +19,8 @@ class GateRejected(Reported):
 
 class DriftDetected(Reported):
     """The drift check found drift above the thresholds: CLI exit code 1 (CT may retrain)."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's text on one line (pandas' and scikit-learn's span several): the CLI reports one line."""
+    return " ".join(str(exc).split())

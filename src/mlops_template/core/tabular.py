@@ -3,20 +3,45 @@
 from __future__ import annotations
 
 import csv
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas._libs.parsers import STR_NA_VALUES
 
 from mlops_template.core.config import ReadConfig
-from mlops_template.core.errors import UserError
+from mlops_template.core.errors import UserError, one_line
 
 MAX_ROWS_SHOWN = 5
 NA_VALUES = ["", "NA", "NaN", "null"]  # missing-value spellings in CSV (on top of pandas' defaults); batch too
 DELIMITERS = ",;\t|"
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 MISSING_CATEGORY = "__missing__"  # what a missing categorical value is imputed to (model and ONNX graph)
+SCORING_NA_VALUES = sorted(set(STR_NA_VALUES) | set(NA_VALUES))  # missing-value spellings in a CSV to score
+
+
+def scoring_csv_options(
+    features: list[str], categorical: list[str], extra: list[str], na_values: list[str] | None = None
+) -> dict:
+    """pandas.read_csv options for a CSV to score (batch CLI and web UI alike): categories and pass-through
+    columns stay text as written, only feature cells spelled as missing (plus data.read.na_values) become NaN."""
+    return {
+        "dtype": {name: str for name in [*categorical, *extra]},
+        "skipinitialspace": True,
+        "skip_blank_lines": False,
+        "keep_default_na": False,
+        "na_values": {name: SCORING_NA_VALUES + list(na_values or []) for name in features},
+    }
+
+
+def prediction_columns(task: str, classes: list[str] | None) -> list[str]:
+    """The columns batch scoring adds to each row: prediction, a probability per class, the two flags."""
+    probabilities = [f"probability_{c}" for c in classes or []] if task != "regression" else []
+    return ["prediction", *probabilities, "flags_out_of_range", "flags_unknown_categories"]
 
 
 def lines(index: pd.Index) -> str:
@@ -57,6 +82,26 @@ def check_delimiter(columns: list[str], path: Path, options: dict[str, Any]) -> 
         )
 
 
+@contextmanager
+def csv_errors(path: Path, read: ReadConfig) -> Iterator[None]:
+    """pandas' complaints while reading `path` (with index_col=False) as one UserError line naming the file.
+
+    index_col=False: otherwise a first data line with one field too many (a trailing comma) silently turns the
+    first column into the index and shifts every column by one; pandas then warns instead, and the warning is
+    an error here, as a later line with too many fields already is.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.ParserWarning)
+        try:
+            yield
+        except pd.errors.ParserWarning:
+            raise UserError(
+                f"{path}: line 2 has more fields than the header line; remove the extra field(s) (a trailing comma?)"
+            ) from None
+        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+            raise unreadable(path, exc, read) from None
+
+
 def unreadable(path: Path, exc: Exception, read: ReadConfig) -> UserError:
     """The error for a CSV pandas cannot parse or decode, with the setting that fixes it."""
     if isinstance(exc, UnicodeDecodeError):
@@ -64,7 +109,10 @@ def unreadable(path: Path, exc: Exception, read: ReadConfig) -> UserError:
             f"{path}: not readable as {read.encoding} ({exc.reason} at byte {exc.start}); set data.read.encoding "
             "in params.yaml (e.g. latin-1, cp1252) or save the file as UTF-8"
         )
-    return UserError(f"{path}: not a readable CSV ({str(exc).strip()}); check data.read in params.yaml")
+    return UserError(
+        f"{path}: not a readable CSV ({one_line(exc)}); fix that line and rerun, "
+        "or check data.read in params.yaml (delimiter, encoding)"
+    )
 
 
 def read_csv(path: str | Path, read: ReadConfig | None = None) -> pd.DataFrame:
@@ -77,11 +125,11 @@ def read_csv(path: str | Path, read: ReadConfig | None = None) -> pd.DataFrame:
         )
     options = csv_options(path, read)
     try:
-        frame = pd.read_csv(path, skipinitialspace=True, na_values=NA_VALUES + read.na_values, **options)
+        with csv_errors(path, read):
+            frame = pd.read_csv(path, skipinitialspace=True, na_values=NA_VALUES + read.na_values, index_col=False,
+                                **options)  # fmt: skip
     except pd.errors.EmptyDataError:
         raise UserError(f"{path}: the file is empty; it needs a header line and data rows") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise unreadable(path, exc, read) from None
     check_delimiter(list(frame.columns), path, options)
     if frame.empty:
         raise UserError(f"{path}: has a header but no data rows")

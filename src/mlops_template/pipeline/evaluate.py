@@ -13,6 +13,7 @@ import pandas as pd
 from sklearn import metrics as skm
 from sklearn.inspection import permutation_importance
 
+from mlops_template import tracking
 from mlops_template.core.bundle import PENDING, ModelRecord, load_bundle
 from mlops_template.core.config import Params
 from mlops_template.core.errors import UserError
@@ -157,6 +158,7 @@ def run(params: Params) -> dict[str, float]:
             (tmp / name).write_text(json.dumps(records) + "\n", encoding="utf-8")
     write_text(params.evaluate.metrics_path, json.dumps(metrics, indent=2) + "\n")
     log.info("evaluate: %s", ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+    tracking.evaluate_done(params, metrics)  # no-op unless MLflow tracking is configured
     return metrics
 
 

@@ -10,9 +10,10 @@ import logging
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from mlops_template import tracking
 from mlops_template.core.bundle import (
     REJECTED,
     VALIDATED,
@@ -118,15 +119,42 @@ def markdown(rows: list[Row], verdict: str, baseline_label: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def record_verdict(candidate: Path, target: Path, metrics: dict[str, float], gate: GateRecord) -> None:
-    """Copy the candidate bundle to `target` with metrics and verdict in its metadata (atomically)."""
+def read_importance(plots_dir: Path) -> dict[str, float]:
+    """Permutation importance per feature from evaluate's plots (empty when evaluate wrote none)."""
+    path = plots_dir / "feature_importance.json"
+    if not path.is_file():
+        return {}
+    return {row["feature"]: float(row["importance"]) for row in json.loads(path.read_text(encoding="utf-8"))}
+
+
+def record_verdict(
+    candidate: Path,
+    target: Path,
+    metrics: dict[str, float],
+    gate: GateRecord,
+    importance: dict[str, float] | None = None,
+) -> None:
+    """Copy the candidate bundle to `target` with metrics, verdict and each feature's importance in its metadata
+    (atomically); the importance travels with the model card (GET /model lists the features as recorded)."""
     metadata = read_metadata(candidate)
     verify_files(candidate, metadata)
-    judged = BundleMetadata.model_validate({**metadata.model_dump(), "metrics": metrics, "gate": gate})
+    importance = importance or {}
+    features = [f.model_copy(update={"importance": importance.get(f.name, f.importance)}) for f in metadata.features]
+    judged = BundleMetadata.model_validate(
+        {**metadata.model_dump(), "features": [f.model_dump() for f in features], "metrics": metrics, "gate": gate}
+    )
     with atomic_dir(target) as tmp:
         for name in metadata.files:
             shutil.copy2(candidate / name, tmp / name)
         write_metadata(tmp, judged)
+
+
+def record_for_ci(verdict: str) -> None:
+    """In GitHub Actions, the step output `verdict`: CI then reports only a verdict this run produced."""
+    output = os.environ.get("GITHUB_OUTPUT")
+    if output:
+        with open(output, "a", encoding="utf-8") as handle:
+            handle.write(f"verdict={verdict}\n")
 
 
 def run(params: Params, baseline: str | None = None) -> str:
@@ -137,10 +165,13 @@ def run(params: Params, baseline: str | None = None) -> str:
     verdict = REJECTED if failed else VALIDATED
     report = markdown(rows, verdict, label)
     write_text(params.gate.report_path, report)
+    record_for_ci(verdict)
     gate = GateRecord(
         verdict=verdict, checked_at=now(), baseline=label, failed=failed, thresholds=params.gate.thresholds
     )
-    record_verdict(params.train.output_dir, params.gate.bundle_dir, metrics, gate)
+    importance = read_importance(params.evaluate.plots_dir)
+    record_verdict(params.train.output_dir, params.gate.bundle_dir, metrics, gate, importance)
+    tracking.gate_done(params, verdict, [asdict(r) for r in rows])  # MLflow (if configured): only VALIDATED registers
     print(report)
     if failed:
         raise GateRejected(f"gate: REJECTED ({', '.join(failed)}); see {params.gate.report_path}")

@@ -15,6 +15,7 @@ from sklearn.ensemble import (
 from sklearn.linear_model import LogisticRegression, Ridge
 
 from mlops_template.core.config import DEFAULT_PARAMS, Params, TrainConfig, invalid, load_params
+from mlops_template.core.errors import one_line
 
 CLASSIFIERS: dict[str, type[BaseEstimator]] = {
     "logistic_regression": LogisticRegression,
@@ -61,5 +62,5 @@ def load_training_params(path: str | Path = DEFAULT_PARAMS) -> Params:
     try:
         check_estimator_params(params.schema_.task, params.train)
     except ValueError as exc:
-        raise invalid(Path(path), [f"  - {exc}"]) from None
+        raise invalid(Path(path), [f"  - {one_line(exc)}"]) from None
     return params

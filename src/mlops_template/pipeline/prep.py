@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from mlops_template.core.config import Params
+from mlops_template.core.errors import UserError
 from mlops_template.core.fsutil import atomic_dir, sha256_file
 from mlops_template.pipeline.data import Schema, load_dataset, split
 
@@ -43,6 +44,8 @@ def run(params: Params) -> Path:
 
 def load_prepared(directory: Path, which: str) -> tuple[pd.DataFrame, Schema, dict]:
     """One split plus the schema written by `run` (which: 'train' or 'test')."""
+    if not (directory / SCHEMA_FILE).is_file():
+        raise UserError(f"{directory / SCHEMA_FILE}: missing; run the prep stage first (`make pipeline`)")
     info = json.loads((directory / SCHEMA_FILE).read_text(encoding="utf-8"))
     fields = {k: info[k] for k in ("target", "task", "numeric", "categorical", "classes")}
     return pd.read_parquet(directory / f"{which}.parquet"), Schema(**fields), info

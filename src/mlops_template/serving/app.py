@@ -85,8 +85,8 @@ def service_metrics(variants: dict[str, Variant], live: Live) -> ServiceMetrics:
     """The app's Prometheus registry: the service's metrics, model_info per variant, the scrape-time gauges."""
     metrics = ServiceMetrics()
     for variant in variants.values():
-        estimator = variant.bundle.metadata.estimator
-        metrics.info.labels(variant.name, variant.version, variant.bundle.verdict, estimator).set(1)
+        meta = variant.bundle.metadata
+        metrics.info.labels(variant.name, variant.version, variant.bundle.verdict, meta.estimator).set(1)
     metrics.registry.register(Collector(live))
     return metrics
 

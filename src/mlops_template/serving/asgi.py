@@ -6,6 +6,7 @@ configured, RateLimit when enabled, DirectRoutes (the hot route without the rout
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -25,6 +26,7 @@ from mlops_template.serving.metrics import ServiceMetrics
 log = logging.getLogger("mlops_template.serving")
 access_log = logging.getLogger("mlops_template.serving.access")
 SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # anything else is replaced (no log injection)
+MAX_JSON_DEPTH = 1024  # orjson's fixed limit of nested arrays/objects; request bodies need 2 or 3
 
 
 class JSONBody(JSONResponse):
@@ -69,6 +71,28 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise _too_large(total, limit)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def parse_json(body: bytes, expected: str, allow_nan: bool = False) -> Any:
+    """The parsed body, or a 400 invalid_json naming the problem; `expected` says what to send instead.
+
+    `allow_nan`: read NaN/Infinity (not JSON, but the stdlib reads them) so that validation names the field.
+    """
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        problem = str(exc)
+        if "depth limit" in problem:  # the stdlib fallback would overflow the C stack of the interpreter instead
+            problem = f"nested deeper than {MAX_JSON_DEPTH} levels of arrays/objects"
+        elif allow_nan:
+            try:
+                return json.loads(body.decode("utf-8"))  # strict UTF-8, as orjson: no UTF-16 guessing
+            except RecursionError:  # NaN/Infinity are read by the stdlib, whose depth limit is lower
+                problem = f"nested too deeply to read its NaN/Infinity; send null and at most {MAX_JSON_DEPTH} levels"
+            except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
+                pass
+    message = "empty body" if not body.strip() else f"body is not valid JSON: {problem}"
+    raise ApiError(400, "invalid_json", f"{message}; send {expected}")
 
 
 def _too_large(size: int, limit: int) -> ApiError:

@@ -17,19 +17,23 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pandas._libs.parsers import STR_NA_VALUES
 
 from mlops_template.core.bundle import load_bundle
 from mlops_template.core.config import ReadConfig
 from mlops_template.core.errors import UserError
 from mlops_template.core.fsutil import atomic_path
-from mlops_template.core.tabular import NA_VALUES, check_delimiter, csv_options, unreadable
+from mlops_template.core.tabular import (
+    check_delimiter,
+    csv_errors,
+    csv_options,
+    prediction_columns,
+    scoring_csv_options,
+)
 from mlops_template.serving.contract import Contract
 from mlops_template.serving.predictor import build_predictor
 
 log = logging.getLogger(__name__)
 REJECTS_SHOWN = 5
-MISSING = sorted(set(STR_NA_VALUES) | set(NA_VALUES))
 
 
 @dataclass
@@ -59,17 +63,15 @@ def count_rows(path: Path) -> int:
 
 
 def output_columns(contract: Contract) -> list[str]:
-    probabilities = [f"probability_{c}" for c in contract.classes] if contract.task != "regression" else []
-    return ["prediction", *probabilities, "flags_out_of_range", "flags_unknown_categories"]
+    return prediction_columns(contract.task, contract.classes)
 
 
 def _header(path: Path, options: dict[str, Any], read: ReadConfig) -> list[str]:
     try:
-        columns = list(pd.read_csv(path, nrows=0, **options).columns)
+        with csv_errors(path, read):
+            columns = list(pd.read_csv(path, nrows=0, index_col=False, **options).columns)
     except pd.errors.EmptyDataError:
         raise UserError(f"{path}: the file is empty; it needs a header line with the feature names") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise unreadable(path, exc, read) from None
     check_delimiter(columns, path, options)
     return columns
 
@@ -87,21 +89,13 @@ def _extra_columns(path: Path, contract: Contract, options: dict[str, Any], read
     return extra
 
 
-def _input_options(path: Path, read: ReadConfig) -> dict[str, Any]:
-    """pandas' options for the input as data.read says (UserError if the file is not there)."""
-    if not path.is_file():
-        raise UserError(f"{path}: file not found")
-    return csv_options(path, read)
-
-
-def _chunks(path: Path, contract: Contract, extra: list[str], options: dict[str, Any], read: ReadConfig,
-            chunk_rows: int) -> Any:  # fmt: skip
-    """The input's chunks: features and copied columns as text where they are not numeric, data.read's NA."""
-    dtypes = {name: str for name in contract.categorical + extra}
-    return pd.read_csv(
-        path, chunksize=chunk_rows, dtype=dtypes, skipinitialspace=True, skip_blank_lines=False,
-        keep_default_na=False, na_values={name: MISSING + read.na_values for name in contract.by_name}, **options,
-    )  # fmt: skip
+def _open_input(path: Path, contract: Contract, read: ReadConfig, chunk_rows: int) -> tuple[Any, list[str], dict]:
+    """The input's chunk reader, its pass-through columns, and the CSV format to write the output in (data.read)."""
+    options = csv_options(path, read)
+    extra = _extra_columns(path, contract, options, read)
+    typed = scoring_csv_options(list(contract.by_name), contract.categorical, extra, read.na_values)
+    reader = pd.read_csv(path, chunksize=chunk_rows, index_col=False, **typed, **options)
+    return reader, extra, {"sep": options["sep"], "decimal": read.decimal}
 
 
 def predict_file(
@@ -120,13 +114,12 @@ def predict_file(
     the same delimiter and decimal separator, so the tools that made the input read the output.
     """
     read = read or ReadConfig()
-    options = _input_options(input_path, read)
+    if not input_path.is_file():
+        raise UserError(f"{input_path}: file not found")
     bundle = load_bundle(model_dir)  # sha256 verified before unpickling; VALIDATED bundles only
     contract = Contract(bundle.metadata)
     predictor = build_predictor(bundle, runtime)
-    extra = _extra_columns(input_path, contract, options, read)
-    reader = _chunks(input_path, contract, extra, options, read, chunk_rows)
-    written = {"sep": options["sep"], "decimal": read.decimal}
+    reader, extra, written = _open_input(input_path, contract, read, chunk_rows)
     summary = Summary(runtime=predictor.runtime, model_version=bundle.version, output=str(output_path),
                       rejects=str(rejects_path) if rejects_path else None)  # fmt: skip
     shown: list[str] = []
@@ -142,7 +135,7 @@ def predict_file(
                 open(files.enter_context(atomic_path(rejects_path)), "w", encoding="utf-8", newline="")
             )
         files.callback(bar.close)
-        try:
+        with csv_errors(input_path, read):
             for chunk in reader:
                 first_line = summary.rows + 2  # line 1 is the header
                 scored, rejected = _score_chunk(chunk, contract, predictor, extra, first_line)
@@ -154,8 +147,6 @@ def predict_file(
                 summary.scored += len(scored)
                 summary.rejected += len(rejected)
                 bar.update(len(chunk))
-        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-            raise unreadable(input_path, exc, read) from None
     summary.seconds = round(time.perf_counter() - start, 3)
     summary.rows_per_second = round(summary.rows / summary.seconds, 1) if summary.seconds else 0.0
     if summary.rejected:

@@ -6,6 +6,10 @@ One `Contract` serves the API and the batch scorer alike:
 - `validate_frame` applies the same rules to a CSV chunk (vectorised: CSV cells are text, not JSON types);
 - `flags` marks values outside the training range and unknown categories, for both.
 Documented ranges and categories are not enforced: such values are predicted and flagged.
+
+The label rule (`json_label`, `text_label`): a categorical value, or a class in /feedback, is text; a JSON number or
+boolean there is read as the label training gives that value in a CSV (core.tabular `as_label`): 0 -> "0",
+1.0 -> "1", true -> "True". Numeric features take JSON numbers only (no "5000", no true).
 """
 
 from __future__ import annotations
@@ -14,17 +18,83 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+    create_model,
+)
 
 from mlops_template.core.bundle import Feature, ModelRecord, NumericFeature
 from mlops_template.core.onnx_runtime import MISSING_TEXT
+from mlops_template.core.tabular import as_label
 
 MAX_ERRORS = 20  # error details returned per request / kept per CSV row
 SMALL_BATCH = 64  # below this, plain Python beats numpy/pandas set-up costs
+# how pandas reads booleans in a CSV (its default true/false values): such a column becomes bool, so "True"/"False"
+TRUE_TEXT, FALSE_TEXT = frozenset({"True", "TRUE", "true"}), frozenset({"False", "FALSE", "false"})
+LABEL_RULE = 'JSON numbers and booleans are read as the label training gives them: 0 -> "0", 1.0 -> "1", true -> "True"'
+
+
+def json_label(value: Any) -> str | None:
+    """The label of a JSON number or boolean, as training labels that value in a CSV; None for anything else.
+
+    Booleans: pandas reads a CSV column of True/true/TRUE and False/... as bool, and `as_label` gives "True" and
+    "False", so JSON true is the category "True" that training saw, not "1" or "true". Integers and integral floats
+    are one label (1 and 1.0 -> "1"), as a numeric CSV column is read as float. NaN and Infinity have no label.
+    """
+    if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):  # bool is an int
+        return as_label(value)
+    return None
+
+
+def text_label(text: str, known: frozenset[str]) -> str:
+    """A CSV cell of a categorical column that is not a known category as it stands: the label training gives it
+    when `known` has that (stripped, or read as a number or boolean as pandas reads a numeric/bool column:
+    "1.0" -> "1", "true" -> "True"); otherwise the text itself (an unknown category, flagged)."""
+    stripped = text.strip()  # as `as_label` strips in training
+    if stripped in known:
+        return stripped
+    if stripped in TRUE_TEXT or stripped in FALSE_TEXT:
+        label = "True" if stripped in TRUE_TEXT else "False"
+    else:
+        number = pd.to_numeric(stripped, errors="coerce")  # pandas' reading of numbers, as in training
+        label = json_label(float(number)) if not pd.isna(number) else None
+    return label if label is not None and label in known else text
+
+
+def _class_or_label(value: Any) -> Any:
+    label = json_label(value)
+    return value if label is None else label
+
+
+def class_type(classes: Sequence[str], description: str) -> Any:
+    """A classification target in a request: one of `classes`, or a number/boolean whose label is one of them."""
+    accepted: list[Any] = list(classes)
+    for value in (True, False, *(_number(c) for c in classes)):
+        if value is not None and json_label(value) in classes and (type(value), value) not in _typed(accepted):
+            accepted.append(value)  # typed: True == 1 in Python, not in JSON
+    schema = {"enum": accepted, "description": f"{description}. {LABEL_RULE}"}
+    return Annotated[Literal[tuple(classes)], BeforeValidator(_class_or_label), WithJsonSchema(schema)]
+
+
+def _typed(values: list[Any]) -> set[tuple[type, Any]]:
+    return {(type(v), v) for v in values}
+
+
+def _number(text: str) -> int | float | None:
+    number = pd.to_numeric(text, errors="coerce")
+    if pd.isna(number):
+        return None
+    return int(number) if float(number).is_integer() else float(number)
 
 
 @dataclass(frozen=True)
@@ -56,7 +126,7 @@ class FeatureSpec:
         shown = ", ".join(self.categories)
         return (
             f"text; {missing}. Known categories: {shown} "
-            "(others are accepted, predicted and flagged in `unknown_categories`)"
+            f"(others are accepted, predicted and flagged in `unknown_categories`). {LABEL_RULE}"
         )
 
     def annotation(self, example: Any) -> Any:
@@ -72,8 +142,13 @@ class FeatureSpec:
             extra |= {"x-known-categories": list(self.categories)}
         kind = base | None if self.nullable else base
         examples = [] if example is None and not self.nullable else [example]
+        documented: list[Any] = []
+        if self.kind == "categorical":  # validation stays strict text; the label rule runs on its errors only
+            types = [{"type": "string", "minLength": 1}, {"type": "number"}, {"type": "boolean"}]
+            documented = [WithJsonSchema({"anyOf": types + ([{"type": "null"}] if self.nullable else [])})]
         return Annotated[
             kind,
+            *documented,
             Field(
                 alias=self.name,
                 description=self.description(),
@@ -203,13 +278,33 @@ class Contract:
         try:
             records = self._records.validate_python(rows)
         except ValidationError as exc:
-            raise RowError(self._details(exc)) from None
+            records = self._relabelled(rows, exc)
         numbers = np.array([self._numeric_of(r) for r in records], dtype=np.float64).reshape(len(records), -1)
         rows = [self._categorical_of(r) for r in records]
         texts = np.array(rows, dtype=object).reshape(len(records), -1)
         if self._nullable_text and any(None in row for row in rows):  # C-speed scan of tuples
             texts[texts == None] = MISSING_TEXT  # noqa: E711 - elementwise
         return Columns(self, numbers, texts)
+
+    def _relabelled(self, rows: list[Any], exc: ValidationError) -> list[BaseModel]:
+        """The records with JSON numbers/booleans for categorical features replaced by their label (`json_label`),
+        validated again; RowError for what remains. Only on the error path: well-typed requests pay nothing."""
+        fixed = list(rows)
+        changed = False
+        for error in exc.errors(include_url=False):
+            loc, label = error["loc"], json_label(error.get("input"))
+            if error["type"] != "string_type" or label is None or len(loc) != 2 or not isinstance(loc[0], int):
+                continue
+            row, name = loc
+            if name in self._categorical_index:
+                fixed[row] = {**fixed[row], name: label}
+                changed = True
+        if changed:
+            try:
+                return self._records.validate_python(fixed)
+            except ValidationError as again:
+                exc = again
+        raise RowError(self._details(exc)) from None
 
     def column(self, columns: Columns, name: str) -> np.ndarray:
         """One feature of validated records as a 1-D array (missing categories as NaN: sklearn imputes NaN)."""
@@ -255,7 +350,8 @@ class Contract:
         if spec.kind == "numeric" and isinstance(value, str):
             return "send a JSON number, not a string"
         if spec.kind == "categorical" and not isinstance(value, str):
-            return f"send text, e.g. {spec.categories[0]!r}" if spec.categories else "send text"
+            example = f", e.g. {spec.categories[0]!r}" if spec.categories else ""
+            return f"send text{example}; numbers and booleans are read as their label, NaN and lists are not"
         return ""
 
     # ---- CSV chunks (batch) -------------------------------------------------------------------
@@ -285,7 +381,7 @@ class Contract:
                 reject(np.isinf(values), f"{spec.name}: Infinity is not allowed")
                 parsed[spec.name] = values
             else:
-                parsed[spec.name] = raw.to_numpy(dtype=object, na_value=np.nan)
+                parsed[spec.name] = self._text_labels(spec.name, raw.to_numpy(dtype=object, na_value=np.nan))
             if not spec.nullable:
                 reject(missing, f"{spec.name}: missing, but this feature had no missing values in training")
         good = ~bad
@@ -294,6 +390,15 @@ class Contract:
         for i, found in reasons.items():
             described[i] = "; ".join(found)
         return columns, described
+
+    def _text_labels(self, name: str, values: np.ndarray) -> np.ndarray:
+        """`text_label` on the cells that are not known categories (once per distinct value); known ones stay."""
+        known = self._known[name]
+        codes, uniques = pd.factorize(values)  # missing (NaN) -> code -1, left alone
+        labels = [text_label(u, known) if isinstance(u, str) and u not in known else u for u in uniques]
+        if all(a is b for a, b in zip(labels, uniques, strict=True)):
+            return values
+        return np.asarray([*labels, np.nan], dtype=object)[codes]
 
     # ---- flags (both) -------------------------------------------------------------------------
     def flags(self, columns: dict[str, np.ndarray], n: int) -> Flags:

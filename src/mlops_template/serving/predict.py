@@ -8,21 +8,19 @@ prediction runs after the answer is sent.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from fastapi import FastAPI, Request
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from mlops_template.core.bundle import Bundle
-from mlops_template.serving.asgi import ApiError, DirectRoute, JSONBody, read_body
+from mlops_template.serving.asgi import ApiError, DirectRoute, JSONBody, parse_json, read_body
 from mlops_template.serving.batching import MicroBatcher
 from mlops_template.serving.contract import Columns, Contract, Flags, RowError
 from mlops_template.serving.live import Live
@@ -66,18 +64,8 @@ Observer = Callable[[PredictionEvent], None]
 
 def parse_rows(body: bytes, max_rows: int) -> tuple[list[Any], bool]:
     """A JSON object (one record) or a JSON array of records -> (list of records, whether it was an array)."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        try:  # NaN/Infinity are not JSON, but the stdlib reads them: the contract then names the field
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            message = "empty body" if not body.strip() else f"body is not valid JSON: {exc}"
-            raise ApiError(
-                400,
-                "invalid_json",
-                message + '; send a JSON object {"feature": value, ...} or an array of such objects',
-            ) from None
+    # NaN/Infinity are not JSON, but read anyway: the contract then names the field
+    data = parse_json(body, 'a JSON object {"feature": value, ...} or an array of such objects', allow_nan=True)
     if isinstance(data, dict):
         return [data], False
     if not isinstance(data, list):

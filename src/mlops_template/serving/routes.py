@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-import orjson
 from fastapi import FastAPI, Request, Security
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
@@ -15,7 +14,8 @@ from starlette.responses import Response
 from mlops_template.monitoring.experiment import CHAMPION
 from mlops_template.monitoring.feedback import FeedbackError, StateUnavailable
 from mlops_template.monitoring.security import DISABLED, MISSING, OK, STATUS, ApiKeys
-from mlops_template.serving.asgi import ApiError, JSONBody, read_body
+from mlops_template.serving.asgi import ApiError, JSONBody, parse_json, read_body
+from mlops_template.serving.contract import class_type
 from mlops_template.serving.live import Live
 from mlops_template.serving.metrics import CONTENT_TYPE, ServiceMetrics
 from mlops_template.serving.predict import Variant
@@ -30,7 +30,7 @@ def feedback_model(task: str, classes: list[str] | None) -> type[BaseModel]:
     if task == "regression":
         actual: Any = (float, Field(allow_inf_nan=False, description="the true value"))
     else:
-        actual = (Literal[tuple(classes or [])], Field(description="the true class"))
+        actual = (class_type(classes or [], "the true class"), ...)  # the label rule: 1 for class "1"
     return create_model(
         "FeedbackRequest",
         __config__=ConfigDict(extra="forbid", strict=True),
@@ -75,10 +75,7 @@ def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 async def _parse(request: Request, model: type[BaseModel]) -> Any:
     body = await read_body(request, ADMIN_BODY_BYTES)
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise ApiError(400, "invalid_json", "body is not valid JSON; send a JSON object") from None
+    data = parse_json(body, "a JSON object")
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -72,6 +72,7 @@ class Settings(BaseSettings):
     # monitoring state shared by all processes (monitoring/shared.py); unset: per process, no Redis needed
     redis_url: str | None = env("REDIS_URL", None)
     cors_origins: Annotated[tuple[str, ...], NoDecode] = env("CORS_ORIGINS", ())  # CORS is off unless listed
+    model_uri: str | None = env("MODEL_URI", None)  # models:/<name>@champion: downloaded first (serving.model_uri)
     # ADMIN_API_KEYS is deliberately not a setting: create_app reads it once into digests (security.ApiKeys)
 
     @classmethod

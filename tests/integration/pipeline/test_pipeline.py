@@ -40,7 +40,7 @@ def test_pipeline_outputs_and_contract(trained: Path):
     meta = read_metadata(trained / "artifacts" / "model")
     assert meta.gate.verdict == VALIDATED and meta.metrics == metrics
     assert meta.task == "binary" and meta.classes == ["N", "Y"] and meta.positive_class == "Y"
-    assert [t.metric for t in meta.gate.thresholds] == ["roc_auc", "f1", "log_loss"]
+    assert [t.metric for t in meta.gate.thresholds] == ["roc_auc", "f1", "log_loss", "membership_auc"]
     features = {f.name: f for f in meta.features}
     assert "loan_id" not in features and "loan_status" not in features
     area, income = features["property_area"], features["applicant_income"]
@@ -54,6 +54,8 @@ def test_pipeline_outputs_and_contract(trained: Path):
     assert meta.params.schema_.target == "loan_status"
     assert meta.versions["scikit-learn"] and meta.trained_at
     assert (trained / "reports" / "gate.md").read_text().startswith("### Metric gate: **VALIDATED**")
+    importance = json.loads((trained / "reports" / "plots" / "feature_importance.json").read_text())
+    assert {r["feature"]: r["importance"] for r in importance} == {n: f.importance for n, f in features.items()}
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,12 @@ from mlops_template.ci.report import MARKER
 from mlops_template.core.errors import UserError
 from tests.conftest import FakeHandler, loopback_server
 
+BOT = "github-actions[bot]"
+
 
 class FakeGitHub:
     def __init__(self) -> None:
-        self.comments: list[dict] = [{"id": 1, "body": "someone else's comment"}]
+        self.comments: list[dict] = [{"id": 1, "body": "someone else's comment", "user": {"login": "alice"}}]
         self.issues: list[dict] = []
         self.requests: list[tuple[str, str, dict | None]] = []
         self.deny = False
@@ -38,10 +40,12 @@ def fake() -> Iterator[tuple[FakeGitHub, str]]:
             if self.command == "GET" and path == "/issues/7/comments":
                 return self.reply(200, state.comments)
             if self.command == "POST" and path == "/issues/7/comments":
-                state.comments.append({"id": len(state.comments) + 1, "body": body["body"]})
+                state.comments.append({"id": len(state.comments) + 1, "body": body["body"], "user": {"login": BOT}})
                 return self.reply(201, state.comments[-1])
             if self.command == "PATCH" and path.startswith("/issues/comments/"):
                 comment = next(c for c in state.comments if c["id"] == int(path.rsplit("/", 1)[1]))
+                if comment["user"]["login"] != BOT:  # what GitHub answers for someone else's comment
+                    return self.reply(403, {"message": "Resource not accessible by integration"})
                 comment["body"] = body["body"]
                 return self.reply(200, comment)
             if self.command == "GET" and path == "/issues":
@@ -69,6 +73,16 @@ def test_the_report_comment_is_created_once_then_updated_in_place(fake: tuple[Fa
     assert len(mine) == 1
     assert mine[0]["body"].endswith("second")
     assert state.comments[0]["body"] == "someone else's comment"
+
+
+def test_a_comment_of_someone_else_quoting_the_marker_is_left_alone(fake: tuple[FakeGitHub, str]) -> None:
+    state, api = fake
+    state.comments.append({"id": 2, "body": f"> {MARKER}\n> quoted report, and my reply", "user": {"login": "bob"}})
+    gh = github.GitHub("t0ken", "o/r", api)
+    assert github.upsert_comment(gh, 7, f"{MARKER}\nfirst", MARKER) == "created"
+    assert github.upsert_comment(gh, 7, f"{MARKER}\nsecond", MARKER) == "updated"
+    assert state.comments[1]["body"].endswith("and my reply")
+    assert [c["body"] for c in state.comments if c["user"]["login"] == BOT] == [f"{MARKER}\nsecond"]
 
 
 def test_long_bodies_are_truncated_under_githubs_limit(fake: tuple[FakeGitHub, str]) -> None:

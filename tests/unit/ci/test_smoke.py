@@ -20,14 +20,17 @@ EXAMPLE = {"applicant_income": 4000, "property_area": "Urban"}
 
 @pytest.fixture
 def service() -> Iterator[dict]:
-    state = {"ready": True, "predictions": [], "metrics": {"roc_auc": 0.85}}
+    state = {"ready": True, "predictions": [], "metrics": {"roc_auc": 0.85}, "releases": [], "auth": set()}
 
     class Handler(FakeHandler):
         def do_GET(self) -> None:
+            state["auth"].add(self.headers.get("Authorization"))
+            # `releases`: what /model reports on successive calls (the old release answers until the switch)
+            release = state["releases"].pop(0) if len(state["releases"]) > 1 else (state["releases"] or [{}])[0]
             routes = {
                 "/ready": (200 if state["ready"] else 503, {"ready": state["ready"]}),
                 "/health": (200, {"status": "ok"}),
-                "/model": (200, {"example": EXAMPLE, "metrics": state["metrics"]}),
+                "/model": (200, {"example": EXAMPLE, "metrics": state["metrics"], **release}),
             }
             self.reply(*routes.get(self.path, (404, {"detail": "not found"})))
 
@@ -82,3 +85,35 @@ def test_production_metrics_for_the_gate(service: dict, tmp_path: Path) -> None:
     service["metrics"] = {}
     with pytest.raises(UserError, match="no `metrics`"):
         fetch_metrics(service["url"], out)
+
+
+OLD = {"model_version": "0ld0ld0ld0ld", "git_commit": "a" * 40}
+NEW = {"model_version": "5e1ec7ed0001", "git_commit": "b" * 40}
+
+
+def test_smoke_test_waits_until_the_deployed_release_answers(service: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Status codes alone pass on the previous release: /model must report the bundle just deployed."""
+    monkeypatch.setattr("mlops_template.ci.smoke.time.sleep", lambda s: None)
+    service["releases"] = [OLD, OLD, NEW]
+    assert smoke_test(service["url"], wait=30, expected=NEW) == {"prediction": "Y"}
+    assert service["releases"] == [NEW]
+
+
+def test_smoke_test_fails_when_another_release_keeps_answering(service: dict) -> None:
+    service["releases"] = [OLD]
+    with pytest.raises(UserError, match=r"still serves another release.*model_version '0ld0ld0ld0ld' \(deployed: '5e1"):
+        smoke_test(service["url"], wait=0.1, expected=NEW)
+    assert service["predictions"] == []  # no prediction is checked against the wrong release
+
+
+def test_smoke_test_cli_takes_the_expected_release_and_token_from_the_environment(
+    service: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service["releases"] = [NEW]
+    monkeypatch.setenv("EXPECT_MODEL_VERSION", NEW["model_version"])
+    monkeypatch.setenv("EXPECT_GIT_COMMIT", NEW["git_commit"])
+    monkeypatch.setenv("SMOKE_TOKEN", "id-token")
+    assert main(["smoke-test", "--url", service["url"], "--wait", "5"]) == 0
+    assert service["auth"] == {"Bearer id-token"}
+    monkeypatch.setenv("EXPECT_GIT_COMMIT", "c" * 40)
+    assert main(["smoke-test", "--url", service["url"], "--wait", "0.1"]) == 2

@@ -5,7 +5,7 @@ import pytest
 
 from mlops_template.core.config import Threshold
 from mlops_template.core.errors import UserError
-from mlops_template.pipeline.gate import baseline_metrics, judge, markdown
+from mlops_template.pipeline.gate import baseline_metrics, judge, markdown, record_for_ci
 
 THRESHOLDS = [Threshold(metric="roc_auc", min=0.8), Threshold(metric="log_loss", max=0.5)]
 
@@ -64,3 +64,15 @@ def test_baseline_from_git_ref(tmp_path, monkeypatch):
     assert absent is None  # a ref without metrics yet: thresholds only, not an error
     with pytest.raises(UserError, match="neither a metrics file nor a git ref"):
         baseline_metrics("no-such-branch", tmp_path / "reports" / "metrics.json")
+
+
+def test_the_verdict_is_a_step_output_in_github_actions(tmp_path, monkeypatch):
+    """CI's report step trusts reports/gate.md only when this run's gate wrote it (defect: a stale VALIDATED)."""
+    output = tmp_path / "github_output"
+    output.write_text("earlier=1\n")
+    monkeypatch.setenv("GITHUB_OUTPUT", str(output))
+    record_for_ci("REJECTED")
+    assert output.read_text() == "earlier=1\nverdict=REJECTED\n"
+    monkeypatch.delenv("GITHUB_OUTPUT")
+    record_for_ci("VALIDATED")  # outside Actions: nothing to write, no error
+    assert output.read_text().endswith("verdict=REJECTED\n")

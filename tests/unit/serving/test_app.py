@@ -95,7 +95,8 @@ def test_malformed_bodies(client: TestClient, body: bytes, status: int, code: st
     [
         ({"applicant_income": "5000"}, "applicant_income"),
         ({"applicant_income": None}, "applicant_income"),
-        ({"gender": 1}, "gender"),
+        ({"applicant_income": True}, "applicant_income"),
+        ({"gender": [1]}, "gender"),  # a number would be its label "1" (the label rule), a list is nothing
         ({"surprise": 1}, "surprise"),
     ],
 )

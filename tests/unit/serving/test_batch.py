@@ -80,9 +80,7 @@ def test_a_broken_line_later_in_the_file_leaves_no_output(bundle: Path, batch: p
         handle.write("x,y,z," * 10 + "\n")  # too many fields: a parser error in the last chunk
     out = tmp_path / "out.csv"
     out.write_text("previous results\n")
-    with pytest.raises(
-        UserError, match=r"in\.csv: not a readable CSV \(.*line 27, saw 31\); check data.read in params.yaml$"
-    ):
+    with pytest.raises(UserError, match=r"in\.csv: not a readable CSV \(.*line 27, saw 31\); fix that line and rerun"):
         predict_file(tmp_path / "in.csv", out, bundle, tmp_path / "rejects.csv", chunk_rows=5, progress=False)
     assert out.read_text() == "previous results\n"  # untouched: written atomically or not at all
     assert not (tmp_path / "rejects.csv").exists()

@@ -1,0 +1,66 @@
+"""MLflow tracking and model registry, opt-in: nothing here imports MLflow until tracking is configured.
+
+The pipeline calls the three hooks below; each is a no-op (no MLflow import) unless MLFLOW_TRACKING_URI is set
+or params.yaml `tracking.mlflow` names an experiment. A tracking failure is a warning unless `tracking.required`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from mlops_template.core.config import Params
+from mlops_template.core.errors import UserError
+from mlops_template.tracking.settings import TrackingSettings, resolve
+
+log = logging.getLogger(__name__)
+
+
+def _hook(params: Params, stage: str, action: Callable[[TrackingSettings], None]) -> None:
+    settings = resolve(params.tracking)
+    if settings is None:
+        return
+    started = time.perf_counter()
+    try:
+        action(settings)
+        log.info("tracking: stage %s logged in %.1f s", stage, time.perf_counter() - started)
+    except Exception as exc:  # noqa: BLE001 - tracking is a side channel: any failure is one line, never a traceback
+        message = f"MLflow tracking failed in stage {stage} ({settings.uri}): {exc}"
+        if settings.required:
+            raise UserError(f"{message}; tracking.required is true, so the stage fails") from None
+        log.warning("%s; the pipeline goes on (set tracking.required: true to fail instead)", message)
+
+
+def train_done(params: Params) -> None:
+    """Stage train: start the pipeline's run (params, data hash, git commit) keyed by the candidate bundle."""
+
+    def action(settings: TrackingSettings) -> None:
+        from mlops_template.tracking import runs
+
+        runs.on_train(settings, params)
+
+    _hook(params, "train", action)
+
+
+def evaluate_done(params: Params, metrics: dict[str, float]) -> None:
+    """Stage evaluate: the test metrics (the numbers of metrics.json) and the plot data."""
+
+    def action(settings: TrackingSettings) -> None:
+        from mlops_template.tracking import runs
+
+        runs.on_evaluate(settings, params, metrics)
+
+    _hook(params, "evaluate", action)
+
+
+def gate_done(params: Params, verdict: str, rows: list[dict[str, Any]]) -> None:
+    """Stage gate: verdict, table, dvc.lock hashes, the bundle as an MLflow model; VALIDATED -> registry."""
+
+    def action(settings: TrackingSettings) -> None:
+        from mlops_template.tracking import runs
+
+        runs.on_gate(settings, params, verdict, rows)
+
+    _hook(params, "gate", action)

@@ -1,0 +1,190 @@
+"""A fork with its own data (not loans, another schema) and no DVC remote, the way README tells it:
+a fresh clone's `make data` and `make run` stop at one clear error and write nothing under data/; CI (ci.yml
+run for real with act) skips the pipeline with a summary that says why, for the two no-data cases (no remote;
+a remote but a fork's pull request, which has no secrets); README's "keep small data in git" gives green CI.
+
+`make -o .venv/.installed` skips only the virtualenv set-up in the clones (the test's own environment runs the
+commands); everything after it is what a user's `make data` / `make run` does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.act_support import ActRun, commit, git, pull_request_event, run_act, throwaway_repo
+from tests.conftest import ROOT
+
+CSV = "data/diagnosis.csv"
+DATA_STEP = "Can this run get the data?"
+PIPELINE_STEP = "Get the data and run the pipeline (dvc repro)"
+GATE_STEP = "Gate against the baseline's metrics"
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+ADAPT = README[README.index("## Adapt it to your data") : README.index("### params.yaml reference")]
+
+
+def sh(cwd: Path, *command: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("VIRTUAL_ENV", None)
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    if check and result.returncode != 0:
+        pytest.fail(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def readme_step(repo: Path, line: str) -> None:
+    """Run a command of README's "Adapt it to your data" exactly as written there."""
+    assert line in ADAPT, f"README 'Adapt it to your data' no longer says `{line}`"
+    sh(repo, "bash", "-c", line)
+
+
+def write_our_data(repo: Path) -> None:
+    """A real non-loan dataset (scikit-learn's breast cancer table) as a team's CSV, and params.yaml for it."""
+    from sklearn.datasets import load_breast_cancer
+
+    frame = load_breast_cancer(as_frame=True).frame
+    frame.columns = [c.replace(" ", "_") for c in frame.columns]
+    frame["diagnosis"] = frame.pop("target").map({0: "malignant", 1: "benign"})
+    (repo / "data").mkdir(exist_ok=True)
+    frame.to_csv(repo / CSV, index=False)
+    frame.to_csv(repo.parent / "our-data.csv", index=False)  # what every clone must end up with
+    params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))
+    params["data"]["path"] = CSV
+    params["schema"].update(target="diagnosis", task="binary", positive_class="malignant", drop=[])
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def fork(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The template as `main`, and a team's branches: `our-data` (`dvc add data`, no remote), `with-remote`
+    (a remote this machine cannot read) and `in-git` (README: small data kept in git)."""
+    base = tmp_path_factory.mktemp("fork-data")
+    repo = throwaway_repo(base / "repo")
+    git(repo, "checkout", "-q", "-b", "our-data")
+    write_our_data(repo)
+    readme_step(repo, "dvc add data")
+    commit(repo, "our data, tracked by DVC", {}, branch="our-data")
+    sh(repo, "dvc", "remote", "add", "-d", "storage", "s3://our-bucket/dvc")
+    commit(repo, "a DVC remote", {}, branch="with-remote", start="our-data")
+    git(repo, "checkout", "-q", "-b", "in-git", "main")
+    write_our_data(repo)
+    readme_step(repo, "dvc remove data.dvc   # data/ is no longer tracked by DVC (and no longer git-ignored)")
+    readme_step(repo, "git add .gitignore data.dvc data/")
+    readme_step(repo, "git add params.yaml")
+    git(repo, "commit", "-q", "-m", "our small data, kept in git")
+    return repo
+
+
+def fresh_clone(fork: Path, branch: str, name: str) -> Path:
+    clone = fork.parent / name
+    git(fork.parent, "clone", "-q", "--branch", branch, str(fork), str(clone))
+    return clone
+
+
+def test_fresh_clone_make_data_and_make_run_stop_at_one_clear_error(fork: Path):
+    clone = fresh_clone(fork, "our-data", "clone-no-remote")
+    md5 = yaml.safe_load((clone / "data.dvc").read_text())["outs"][0]["md5"]
+    data = sh(clone, "make", "-o", ".venv/.installed", "data", check=False)
+    assert data.returncode == 2, data.stderr
+    errors = [line for line in data.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in data.stderr
+    error = errors[0]
+    assert error.startswith(f"error: {CSV}: not found. data.dvc tracks it (data/, md5 {md5})")
+    assert "no DVC remote" in error and "README 'Adapt it to your data'" in error  # way out 1
+    assert f"`dvc remove data.dvc`, `git add {CSV}`" in error  # way out 2
+    assert not (clone / "data").exists()
+
+    run = sh(clone, "make", "-o", ".venv/.installed", "run", check=False)
+    assert run.returncode == 2
+    assert [line for line in run.stderr.splitlines() if line.startswith("error:")] == [error]
+    assert not (clone / "data").exists() and not (clone / "artifacts").exists()
+    assert "Running stage" not in run.stdout  # dvc repro never started
+
+    # asked for explicitly, the loan sample is written there (and says it is not theirs)
+    sample = sh(clone, "make", "-o", ".venv/.installed", "data", "SAMPLE=1")
+    assert "it is not your data" in sample.stderr
+    assert (clone / CSV).read_text().startswith("loan_id,")
+
+
+def test_a_remote_is_pulled_and_a_run_without_secrets_is_told_why(fork: Path, tmp_path: Path):
+    """Real DVC with a directory remote: `make data` pulls byte-identical data; no secrets = not available."""
+    storage = tmp_path / "storage"
+    git(fork, "checkout", "-q", "our-data")
+    sh(fork, "dvc", "remote", "add", "--local", "-d", "backup", str(storage))
+    sh(fork, "dvc", "push", "-q")
+    clone = fresh_clone(fork, "our-data", "clone-with-remote")
+    sh(clone, "dvc", "remote", "add", "--local", "-d", "backup", str(storage))
+    sh(clone, "make", "-o", ".venv/.installed", "data")
+    assert (clone / CSV).read_bytes() == (fork.parent / "our-data.csv").read_bytes()
+    params = (clone / "params.yaml").read_text()
+    (clone / "params.yaml").write_text(params.replace(CSV, "data/typo.csv"))
+    typo = sh(clone, "make", "-o", ".venv/.installed", "data", check=False)
+    assert typo.returncode == 2
+    assert "error: data/typo.csv: not found after `dvc pull data.dvc` from remote 'backup'" in typo.stderr
+    assert not (clone / "data" / "typo.csv").exists()  # never the sample under a fork's file name
+    (clone / "params.yaml").write_text(params)
+
+    (clone / CSV).unlink()
+    outputs = tmp_path / "github-output"
+    env = {**os.environ, "GITHUB_OUTPUT": str(outputs), "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md")}
+    cli = [sys.executable, "-m", "mlops_template", "data-access", "--secrets"]
+    absent = subprocess.run([*cli, "absent"], cwd=clone, env=env, capture_output=True, text=True)
+    assert absent.returncode == 0, absent.stderr
+    assert f"on the DVC remote 'backup' ({storage})" in absent.stdout
+    assert "GitHub gives pull requests from forks and Dependabot no secrets" in absent.stdout
+    subprocess.run([*cli, "present"], cwd=clone, env=env, capture_output=True, text=True, check=True)
+    assert outputs.read_text() == "available=false\navailable=true\n"
+    assert "| gate | **not run**" in (tmp_path / "summary.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def act_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("fork-data-act")
+
+
+def ci_run(fork: Path, state: Path, branch: str, number: int, head_repo: str | None = None) -> ActRun:
+    """ci.yml's pipeline job (and the data job it needs) for a pull request of `branch` into main."""
+    git(fork, "checkout", "-q", branch)
+    extra = {"head_repo": head_repo} if head_repo else {}
+    payload = pull_request_event(fork, number, head=branch, **extra)
+    return run_act(fork, "pull_request", "ci.yml", state, job="pipeline", payload=payload)
+
+
+def assert_skipped_with_reason(run: ActRun, reason: str) -> None:
+    assert run.returncode == 0, run.tail()  # neutral: nothing red
+    assert run.step(DATA_STEP) == "success"
+    assert re.search(r"::notice title=Pipeline and gate not run: no data::.*" + re.escape(reason), run.log)
+    assert "## Data not available to this run: pipeline and gate not run" in run.summary
+    assert reason in run.summary
+    assert "| gate | **not run** (not a pass: no model was judged) |" in run.summary
+    assert run.step(PIPELINE_STEP) is None and run.step(GATE_STEP) is None  # the pipeline job never started
+
+
+@pytest.mark.workflows
+def test_ci_without_a_remote_skips_the_pipeline_and_says_why(fork: Path, act_state: Path):
+    run = ci_run(fork, act_state, "our-data", 21)
+    assert_skipped_with_reason(run, "no DVC remote is configured")
+
+
+@pytest.mark.workflows
+def test_ci_of_a_fork_pull_request_without_secrets_skips_the_pipeline(fork: Path, act_state: Path):
+    run = ci_run(fork, act_state, "with-remote", 22, head_repo="someone/fork")
+    assert_skipped_with_reason(
+        run, "on the DVC remote 'storage' (s3://our-bucket/dvc), which needs credentials: GitHub gives pull requests"
+    )
+
+
+@pytest.mark.workflows
+def test_readme_small_data_in_git_gives_green_ci_without_a_remote(fork: Path, act_state: Path):
+    """README "Adapt it to your data" followed literally, no remote, a pull request from a fork: green."""
+    run = ci_run(fork, act_state, "in-git", 23, head_repo="someone/fork")
+    assert run.returncode == 0, run.tail()
+    assert run.step(DATA_STEP) == "success" and "Data not available" not in run.summary
+    assert run.step(PIPELINE_STEP) == "success" and run.step(GATE_STEP) == "success"
+    assert "| roc_auc |" in run.summary and "✅ pass" in run.summary and "❌" not in run.summary

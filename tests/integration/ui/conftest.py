@@ -1,0 +1,124 @@
+"""Real Streamlit servers and a real headless Chromium (Debian chromium + chromium-driver, driven by Selenium).
+
+One stack per model kind (bundle -> service -> Streamlit), shared by that kind's tests; one browser for all.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT, free_port, require_tool
+from tests.integration.conftest import LiveServer, running_server
+from tests.serving_helpers import REGRESSION, build_bundle
+
+# the committed screenshots (README) are refreshed only on request: `UI_SCREENSHOTS=reports/ui make test`;
+# otherwise they go to a scratch folder, so a test run leaves the work tree clean
+SCREENSHOTS = Path(os.environ.get("UI_SCREENSHOTS") or tempfile.mkdtemp(prefix="ui-screenshots-"))
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-dev-shm-usage", "--window-size=1400,1800"]  # fmt: skip
+MULTICLASS = {"target": "property_area", "task": "multiclass", "positive_class": None, "drop": ["loan_id"]}
+BUNDLES = {  # other forks' models: a regression and a multiclass one
+    "regression": ("ridge", REGRESSION),
+    "multiclass": ("logistic_regression", MULTICLASS),
+}
+
+
+@dataclass
+class Stack:
+    kind: str
+    bundle: Path
+    data: Path  # the CSV the bundle was trained on (a realistic upload)
+    service: LiveServer
+    ui: str
+    model: dict[str, Any]
+
+
+@contextmanager
+def streamlit_app(api_url: str, log_dir: Path, timeout: float = 90) -> Iterator[str]:
+    """`python -m mlops_template ui` (what `make ui` runs) on a free port, no file watcher; yields its URL."""
+    port = free_port()
+    env = {**os.environ, "API_URL": api_url, "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none", "PYTHONUNBUFFERED": "1"}
+    log = log_dir / f"streamlit-{port}.log"
+    with open(log, "w", encoding="utf-8") as handle:
+        process = subprocess.Popen([sys.executable, "-m", "mlops_template", "ui", "--port", str(port)], cwd=ROOT,
+                                   env=env, stdout=handle, stderr=subprocess.STDOUT)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"streamlit exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{url}/_stcore/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"streamlit not up within {timeout} s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def stack(kind: str, bundle: Path, data: Path, directory: Path) -> Iterator[Stack]:
+    with running_server(bundle, directory) as service, streamlit_app(service.url, directory) as ui:
+        model = httpx.get(f"{service.url}/model", timeout=10).json()
+        yield Stack(kind, bundle, data, service, ui, model)
+
+
+@pytest.fixture(scope="module")
+def binary_stack(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The sample model as the real pipeline made it (metrics, gate thresholds, feature importance)."""
+    directory = tmp_path_factory.mktemp("ui-binary")
+    with stack("binary", trained / "artifacts" / "model", trained / "data" / "loans.csv", directory) as running:
+        yield running
+
+
+@pytest.fixture(scope="module", params=["regression", "multiclass"])
+def other_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Other forks' models: small bundles of another task, target and estimator (tests/serving_helpers.py)."""
+    directory = tmp_path_factory.mktemp(f"ui-{request.param}")
+    estimator, schema = BUNDLES[request.param]
+    bundle = build_bundle(directory, estimator, rows=2000, schema=schema)
+    with stack(request.param, bundle, directory / "data.csv", directory) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Headless Chromium through chromedriver (both from Debian: `make system-deps`); a fresh profile."""
+    chromium = require_tool("chromium", "Debian package chromium (make system-deps)")
+    chromedriver = require_tool("chromedriver", "Debian package chromium-driver (make system-deps)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"]:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(chromedriver))
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()

@@ -1,0 +1,196 @@
+"""The web UI in a real headless Chromium, against the real Streamlit server and the real service.
+
+For the sample (binary) model: the form answers what the API answers, flags and a 422 read as sentences, a CSV
+scored through the UI downloads the same predictions as `python -m mlops_template predict` (what `make predict`
+runs), the Model and Monitoring pages show the service's data, and a stopped service shows one banner. For a
+regression and a multiclass model: the same form and batch checks, with no change to the UI's code.
+Screenshots of each page land in $UI_SCREENSHOTS (reports/ui to refresh the committed ones), else a scratch folder.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import ROOT
+from tests.integration.ui.conftest import Stack
+from tests.integration.ui.driver import Ui
+
+
+def api_prediction(stack: Stack, record: dict[str, Any]) -> dict[str, Any]:
+    response = httpx.post(f"{stack.service.url}/predict", json=record, timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()["predictions"][0]
+
+
+def shown_prediction(stack: Stack, item: dict[str, Any]) -> list[str]:
+    """What the Predict page must show for the API's answer `item`."""
+    if stack.model["task"] == "regression":
+        return [f"Predicted {stack.model['target']}", f"{item['prediction']:,.4g}"]
+    return [f"Predicted {stack.model['target']}: {item['prediction']}",
+            *(f"P({c}) = {p:.3f}" for c, p in item["probabilities"].items())]  # fmt: skip
+
+
+def required(model: dict[str, Any], kind: str) -> dict[str, Any]:
+    """A feature of type `kind` that was never missing in training (the service refuses null for it)."""
+    return next(f for f in model["features"] if f["type"] == kind and not f.get("missing_rate"))
+
+
+def typed(feature: dict[str, Any], value: float) -> float | int:
+    """A value as a person types it into the feature's input (whole numbers for integer features)."""
+    return round(value) if feature.get("integer") else value
+
+
+def upload_csv(stack: Stack, path: Path, rows: int) -> tuple[Path, list[int]]:
+    """`rows` training rows as a user would upload them, two of them broken; returns the file and bad lines."""
+    frame = pd.read_csv(stack.data, dtype=str, keep_default_na=False).head(rows)
+    number = required(stack.model, "numeric")["name"]
+    frame.loc[3, number] = "not a number"
+    frame.loc[rows - 5, number] = ""  # missing where training never had it missing
+    frame.to_csv(path, index=False)
+    return path, [3 + 2, rows - 5 + 2]  # CSV lines: the header is line 1
+
+
+def score_with_cli(stack: Stack, source: Path, directory: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    output, rejects = directory / "cli-predictions.csv", directory / "cli-rejects.csv"
+    subprocess.run([sys.executable, "-m", "mlops_template", "predict", "--input", str(source), "--output",
+                    str(output), "--rejects", str(rejects), "--model-dir", str(stack.bundle), "--no-progress"],
+                   cwd=ROOT, check=True, capture_output=True, timeout=120)  # fmt: skip
+    return read_result(output), pd.read_csv(rejects)
+
+
+def read_result(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def assert_same_predictions(ui: pd.DataFrame, cli: pd.DataFrame) -> None:
+    """Same columns, rows and values; numbers equal to float32 precision (ONNX Runtime answers float32, which
+    the CLI writes in float32's shortest form and the API sends as the equal float64)."""
+    assert list(ui.columns) == list(cli.columns)
+    assert len(ui) == len(cli)
+    numbers = [c for c in ui.columns if c.startswith("probability_")]
+    if pd.to_numeric(cli["prediction"], errors="coerce").notna().all() and "probability_" not in "".join(ui.columns):
+        numbers.append("prediction")  # regression
+    for column in ui.columns:
+        if column in numbers:
+            np.testing.assert_allclose(ui[column].astype(float), cli[column].astype(float), rtol=1e-6, atol=1e-7)
+        else:
+            assert ui[column].tolist() == cli[column].tolist(), column
+
+
+def check_batch(stack: Stack, ui: Ui, directory: Path, rows: int, screenshot: str | None = None) -> None:
+    source, bad_lines = upload_csv(stack, directory / "upload.csv", rows)
+    ui.open("batch", "Batch scoring")
+    ui.upload(source)
+    ui.wait_text(f"{rows} rows. Preview:")
+    ui.click("Score")
+    text = ui.wait_text("rows scored")
+    assert f"{rows - 2} rows scored, 2 refused" in text
+    for line in bad_lines:
+        assert f"line {line}: " in text
+    downloaded = ui.download("Download the predictions (CSV)", directory / "download")
+    refused = ui.download("Download the refused rows (CSV)", directory / "download-rejects")
+    cli_output, cli_rejects = score_with_cli(stack, source, directory)
+    assert_same_predictions(read_result(downloaded), cli_output)
+    assert pd.read_csv(refused)["line"].tolist() == cli_rejects["line"].tolist() == bad_lines
+    if screenshot:
+        ui.screenshot(screenshot)
+
+
+# ---- the sample model (binary), one stack for the whole sequence ------------------------------------------------
+def test_predict_form_answers_what_the_api_answers(binary_stack: Stack, browser: Any):
+    ui, model = Ui(browser, binary_stack.ui), binary_stack.model
+    ui.open("", f"Predict {model['target']}")
+    feature = required(model, "numeric")
+    value = typed(feature, feature["median"])
+    ui.type_number(feature["name"], value)
+    ui.click("Predict")
+    expected = shown_prediction(
+        binary_stack, api_prediction(binary_stack, {**model["example"], feature["name"]: value})
+    )
+    ui.wait_text(*expected)
+    shown = ui.element_text(".st-key-prediction")
+    assert all(needle in shown for needle in expected), (expected, shown)
+    ui.screenshot("predict")
+
+
+def test_flags_and_a_422_read_as_sentences(binary_stack: Stack, browser: Any):
+    ui, model = Ui(browser, binary_stack.ui), binary_stack.model
+    ui.open("", f"Predict {model['target']}")
+    feature = required(model, "numeric")
+    bound = ui.number_attribute(feature["name"], "max")
+    ui.click_label("Keep numbers within the training range",  # now unbounded: values the model never saw
+                   then=lambda _: ui.number_attribute(feature["name"], "max") != bound)  # fmt: skip
+    ui.type_number(feature["name"], typed(feature, feature["max"] * 10 + 1))
+    ui.click("Predict")
+    ui.wait_text(f"{feature['name']} is outside the range seen in training")
+    ui.type_number(feature["name"], None)  # required: the service refuses a null
+    ui.click("Predict")
+    text = ui.wait_text("The service refused the input (422)")
+    assert f"row 0, field {feature['name']}" in text
+    assert "Traceback" not in text
+    ui.screenshot("predict-422")
+
+
+def test_batch_download_equals_the_batch_cli(binary_stack: Stack, browser: Any, tmp_path: Path):
+    check_batch(binary_stack, Ui(browser, binary_stack.ui), tmp_path, rows=1200, screenshot="batch")
+
+
+def test_model_card_shows_the_bundle(binary_stack: Stack, browser: Any):
+    ui, model = Ui(browser, binary_stack.ui), binary_stack.model
+    ui.open("model", "Model card")
+    text = ui.wait_text("Features (the request contract)")
+    assert model["model_version"] in text and model["gate"]["verdict"] in text and model["estimator"] in text
+    assert ("ONNX Runtime" if model["runtime"] == "onnx" else "scikit-learn") in text
+    assert "records no feature importance" not in text  # the pipeline recorded it: the chart is drawn
+    for name in [*model["metrics"], *(t["metric"] for t in model["gate"].get("thresholds", []))]:
+        assert name in text
+    for feature in model["features"]:
+        assert feature["name"] in text
+    ui.screenshot("model")
+
+
+def test_monitoring_shows_live_drift_and_experiment(binary_stack: Stack, browser: Any):
+    ui = Ui(browser, binary_stack.ui)
+    report = httpx.get(f"{binary_stack.service.url}/monitoring/drift", timeout=10).json()
+    ui.open("monitoring", "Drift of recent requests vs training")
+    text = ui.wait_text("Live quality")
+    assert f"status {report['status']}" in text  # the batch above filled the window
+    assert "decision:" in text and "mode single" in text
+    ui.screenshot("monitoring")
+
+
+def test_service_down_is_one_banner(binary_stack: Stack, browser: Any):
+    binary_stack.service.stop()
+    ui = Ui(browser, binary_stack.ui)
+    for page in ("", "batch", "model", "monitoring"):
+        ui.open(page, "Service unavailable")
+        text = ui.text()
+        assert text.count("Service unavailable") == 1 and "is not reachable" in text and "Traceback" not in text
+    ui.screenshot("service-down")
+
+
+# ---- other forks' models: regression and multiclass, same UI code -----------------------------------------------
+def test_other_model_kinds(other_stack: Stack, browser: Any, tmp_path: Path):
+    ui, model = Ui(browser, other_stack.ui), other_stack.model
+    ui.open("", f"Predict {model['target']}")
+    ui.click("Predict")  # the example row as pre-filled
+    expected = shown_prediction(other_stack, api_prediction(other_stack, model["example"]))
+    ui.wait_text(*expected)
+    shown = ui.element_text(".st-key-prediction")
+    assert all(needle in shown for needle in expected), (expected, shown)
+    ui.screenshot(f"predict-{other_stack.kind}")
+    check_batch(other_stack, ui, tmp_path, rows=600)
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_ui_state(browser: Any):
+    """Each test starts from a fresh browser session (Streamlit keeps widget state per session)."""
+    browser.delete_all_cookies()

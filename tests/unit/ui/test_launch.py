@@ -1,0 +1,30 @@
+"""How the UI is started: `make ui` / the CLI / compose all run the same Streamlit command."""
+
+from __future__ import annotations
+
+import yaml
+
+from mlops_template.ui.launch import APP, streamlit_argv
+from tests.conftest import ROOT
+
+
+def test_streamlit_runs_the_app_headless_without_telemetry():
+    argv = streamlit_argv("0.0.0.0", 8600)
+    assert argv[1:5] == ["-m", "streamlit", "run", str(APP)] and APP.is_file()
+    assert {"--server.headless=true", "--browser.gatherUsageStats=false", "--server.address=0.0.0.0",
+            "--server.port=8600"} <= set(argv)  # fmt: skip
+
+
+def test_make_ui_and_compose_start_it_through_the_cli():
+    assert "$(CLI) ui" in (ROOT / "Makefile").read_text()
+    ui = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["ui"]
+    assert ui["build"]["target"] == "ui" and ui["environment"]["API_URL"] == "http://service:8000"
+    assert "service" in ui["depends_on"]
+
+
+def test_compose_service_serves_the_bundle_the_image_carries():
+    """The compose `service` once pointed MODEL_DIR at a path the image does not have (it exited at start)."""
+    env = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["service"]["environment"]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "COPY --from=builder /opt/model /app/model" in dockerfile
+    assert env["MODEL_DIR"] == "/app/model"
