@@ -136,7 +136,7 @@ NAME ?=
 PUSH ?=
 # Debian packages the test suite's external tools come from (runners: `make system-deps`); EXTRA_APT_PACKAGES adds
 # more for one CI job (GitLab: the docker CLI).
-APT_PACKAGES ?= prometheus prometheus-alertmanager nginx wrk rsync chromium chromium-driver $(EXTRA_APT_PACKAGES)
+APT_PACKAGES ?= prometheus prometheus-alertmanager nginx wrk redis-server rsync chromium chromium-driver $(EXTRA_APT_PACKAGES)
 
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund

@@ -2,7 +2,8 @@
 
 `live_server(model_dir, **env)` starts `python -m mlops_template serve` on a free port (as the image
 and Procfile do), waits for /ready and stops it (SIGTERM) at teardown. Other suites (monitoring, A/B)
-can reuse it with their own env.
+can reuse it with their own env. `redis_server` is a real redis-server (Debian package) on a free loopback port
+for the session, without persistence (a restart comes back empty); `redis_url` empties it for each test.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, require_tool
 from tests.serving_helpers import build_bundle
 
 
@@ -106,3 +107,66 @@ def live_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
     for server in servers:
         if server.process.poll() is None:
             server.stop()
+
+
+@dataclass
+class RedisServer:
+    """A redis-server process on loopback that a test may stop and start again (same port, empty)."""
+
+    port: int
+    directory: Path
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 20) -> None:
+        command = [require_tool("redis-server", "Debian package redis-server (make system-deps)"),
+                   "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                   "--dir", str(self.directory), "--logfile", str(self.directory / "redis.log")]  # fmt: skip
+        self.process = subprocess.Popen(command, cwd=self.directory)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"redis-server exited with {self.process.returncode}: {self.log()[-2000:]}")
+            if self.ping():
+                return
+            time.sleep(0.05)
+        pytest.fail(f"redis-server not answering on port {self.port} within {timeout} s: {self.log()[-2000:]}")
+
+    def ping(self) -> bool:
+        import redis
+
+        try:
+            return bool(redis.Redis(port=self.port, socket_timeout=1).ping())
+        except redis.ConnectionError:
+            return False
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=20)
+
+    def log(self) -> str:
+        path = self.directory / "redis.log"
+        return path.read_text(errors="replace") if path.is_file() else ""
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(free_port(), tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session's Redis, running (a test may have stopped it) and empty."""
+    import redis
+
+    if not redis_server.ping():
+        redis_server.start()
+    redis.Redis(port=redis_server.port).flushall()
+    return redis_server.url

@@ -74,12 +74,13 @@ class ABTest:
         self.trials[variant] += trials
         self.successes[variant] += successes
         if self.decided is None:
-            self._update()
+            self.update()
 
     def _pairs(self) -> tuple[tuple[int, int], tuple[int, int]]:
         return tuple((self.successes[v], self.trials[v]) for v in (CHAMPION, CHALLENGER))  # type: ignore[return-value]
 
-    def _update(self) -> None:
+    def update(self) -> None:
+        """Decide if the outcomes so far support it (sequential: also the running p-value)."""
         champion, challenger = self._pairs()
         if min(champion[1], challenger[1]) < self.config.min_samples:
             return

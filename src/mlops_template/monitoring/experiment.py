@@ -101,10 +101,14 @@ class Experiment:
         with self._lock:
             self._test.observe(variant, int(success))
 
+    def _totals(self) -> dict[str, dict[str, int]]:
+        """Requests and shadow predictions per variant (call under the lock)."""
+        return {v: dict(c) for v, c in self._counts.items()}
+
     def stats(self) -> dict[str, Any]:
         """Per-variant counts and success rates, and the A/B design, progress and decision."""
         with self._lock:
-            counts = {v: dict(c) for v, c in self._counts.items()}
+            counts = self._totals()
             config = self.config
             test = self._test.summary()
             for v, c in counts.items():

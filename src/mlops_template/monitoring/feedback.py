@@ -46,6 +46,12 @@ class InvalidActual(FeedbackError):
     http_status = 422
 
 
+class StateUnavailable(FeedbackError):
+    """The shared state (Redis, monitoring/shared.py) did not answer."""
+
+    http_status = 503
+
+
 # A prediction waiting for feedback: (created, served variant, then variant, label, score for each variant that
 # predicted it). One flat tuple of strings and numbers on purpose: the garbage collector stops tracking it at
 # its first collection, so a full store (`capacity` entries) does not make every full collection stall all
@@ -88,6 +94,15 @@ class LiveWindow:
         self.filled = min(self.filled + 1, self.size)
 
 
+def gone_error(request_id: str, why: str | None) -> FeedbackError:
+    """The error for an id without a pending entry: never recorded (404), or why it left (409)."""
+    if why is None:
+        return UnknownRequest(f"request_id {request_id!r}: unknown (no prediction was recorded for it)")
+    if why == "answered":
+        return DuplicateFeedback(f"request_id {request_id!r}: feedback already received")
+    return ExpiredRequest(f"request_id {request_id!r}: {why}")
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What one feedback taught: per variant, whether its prediction was a success."""
@@ -125,6 +140,14 @@ class FeedbackStore:
             return None
         return float(proba[self.positive] if isinstance(proba, Mapping) else proba[-1])
 
+    def reason(self, why: str) -> str:
+        """The words of a reason an id left the store ("expired", "evicted", "answered")."""
+        if why == "expired":
+            return f"expired (predictions wait {self.config.ttl_seconds:g} s for feedback)"
+        if why == "evicted":
+            return f"evicted (at most {self.config.capacity} predictions are kept)"
+        return why
+
     def _forget(self, request_id: str, why: str) -> None:
         self._gone[request_id] = why
         self._gone.move_to_end(request_id)
@@ -137,7 +160,7 @@ class FeedbackStore:
             if now - entry[0] < self.config.ttl_seconds:
                 break
             self._pending.popitem(last=False)
-            self._forget(request_id, f"expired (predictions wait {self.config.ttl_seconds:g} s for feedback)")
+            self._forget(request_id, self.reason("expired"))
 
     def record(
         self,
@@ -166,14 +189,7 @@ class FeedbackStore:
         `scores`: the positive-class probabilities, when given instead of `proba`.
         """
         now = self.clock()
-        regression = self.task == "regression"
-        if scores is None:
-            scores = [None] * len(request_ids)
-            if self.positive is not None and proba is not None:
-                scores = np.asarray(proba, dtype=float)[:, -1].tolist()
-        if not regression:  # few distinct classes: label each once, not once per row
-            names = {p: as_label(p) for p in set(predictions)}
-            predictions = [names[p] for p in predictions]
+        predictions, scores = self._labels_scores(predictions, proba, scores, len(request_ids))
         with self._lock:
             self._expire(now)
             pending = self._pending
@@ -182,7 +198,24 @@ class FeedbackStore:
                 pending[request_id] = _with_prediction(pending.get(request_id), at, variant, prediction, score, served)
             while len(pending) > self.config.capacity:
                 evicted, _ = pending.popitem(last=False)
-                self._forget(evicted, f"evicted (at most {self.config.capacity} predictions are kept)")
+                self._forget(evicted, self.reason("evicted"))
+
+    def record_groups(self, groups: Sequence[tuple[Any, ...]]) -> None:
+        """`record_batch` for several argument tuples (the shared store sends them in one round trip)."""
+        for args in groups:
+            self.record_batch(*args)
+
+    def _labels_scores(self, predictions: Sequence[Any], proba: Any | None, scores: Sequence[float | None] | None,
+                       rows: int) -> tuple[Sequence[Any], Sequence[float | None]]:  # fmt: skip
+        """The predictions as labels and the positive-class scores of `rows` rows."""
+        if scores is None:
+            scores = [None] * rows
+            if self.positive is not None and proba is not None:
+                scores = np.asarray(proba, dtype=float)[:, -1].tolist()
+        if self.task != "regression":  # few distinct classes: label each once, not once per row
+            names = {p: as_label(p) for p in set(predictions)}
+            predictions = [names[p] for p in predictions]
+        return predictions, scores
 
     def _truth(self, actual: Any) -> Any:
         if self.task == "regression":
@@ -207,35 +240,43 @@ class FeedbackStore:
     def feedback(self, request_id: str, actual: Any) -> Outcome:
         """Apply the ground truth of a recorded request; raises a FeedbackError the API maps to 404/409/422."""
         truth = self._truth(actual)
-        with self._lock:
-            self._expire(self.clock())
-            entry = self._pending.get(request_id)
-            if entry is None:
-                why = self._gone.get(request_id)
-                if why is None:
-                    raise UnknownRequest(f"request_id {request_id!r}: unknown (no prediction was recorded for it)")
-                raise (DuplicateFeedback if why == "answered" else ExpiredRequest)(
-                    f"request_id {request_id!r}: {'feedback already received' if why == 'answered' else why}"
-                )
-            del self._pending[request_id]
-            self._forget(request_id, "answered")
-            served = entry[1]
-            successes = {}
-            for variant, predicted, score in _predictions(entry):
-                success, error = self._success(predicted, truth)
-                successes[variant] = success
-                scopes = [variant, SERVED] if variant == served else [variant]
-                for scope in scopes:
-                    window = self._windows.setdefault(scope, LiveWindow(self.config.window_size))
-                    window.add(success, score, truth == self.positive, error)
+        entry = self._take(request_id)
+        served = entry[1]
+        successes, added = {}, []
+        for variant, predicted, score in _predictions(entry):
+            success, error = self._success(predicted, truth)
+            successes[variant] = success
+            scopes = [variant, SERVED] if variant == served else [variant]
+            added += [(scope, success, score, truth == self.positive, error) for scope in scopes]
+        self._add_outcomes(added)
         return Outcome(request_id, served, successes)
 
-    def metrics(self, scope: str = SERVED) -> dict[str, Any]:
-        """Live quality of a scope ("served" or a variant): None until `min_feedback` outcomes are in."""
+    def _take(self, request_id: str) -> Pending:
+        """Remove and return the entry of `request_id` (remembered as answered), or raise why there is none."""
+        with self._lock:
+            self._expire(self.clock())
+            entry = self._pending.pop(request_id, None)
+            if entry is None:
+                raise gone_error(request_id, self._gone.get(request_id))
+            self._forget(request_id, "answered")
+        return entry
+
+    def _add_outcomes(self, added: Sequence[tuple[str, bool, float | None, bool, float | None]]) -> None:
+        """(scope, success, score, truth is positive, error) into the scopes' live windows."""
+        with self._lock:
+            for scope, *outcome in added:
+                self._windows.setdefault(scope, LiveWindow(self.config.window_size)).add(*outcome)
+
+    def _window(self, scope: str) -> tuple[int, list[np.ndarray] | None]:
+        """The filled length of a scope's window and copies of its success, score, truth, error arrays."""
         with self._lock:
             window = self._windows.get(scope)
             n = window.filled if window else 0
-            data = [a[:n].copy() for a in (window.success, window.score, window.truth, window.error)] if n else None
+            return n, [a[:n].copy() for a in (window.success, window.score, window.truth, window.error)] if n else None
+
+    def metrics(self, scope: str = SERVED) -> dict[str, Any]:
+        """Live quality of a scope ("served" or a variant): None until `min_feedback` outcomes are in."""
+        n, data = self._window(scope)
         result: dict[str, Any] = {"feedback": n, "accuracy": None, "roc_auc": None, "mae": None}
         if data is None or n < self.config.min_feedback:
             return result

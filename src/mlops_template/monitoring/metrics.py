@@ -38,6 +38,8 @@ METRICS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("model_experiment_feedback_total", "counter", "Feedback received per variant", ("variant",)),
     ("model_experiment_success_rate", "gauge", "Success rate per variant (feedback)", ("variant",)),
     ("model_experiment_p_value", "gauge", "p-value of the champion/challenger comparison", ()),
+    # shared state (monitoring/shared.py; REDIS_URL)
+    ("model_shared_state_errors_total", "counter", "Redis operations that failed (updates dropped)", ("operation",)),
     # security
     ("http_rate_limited_total", "counter", "Requests refused with 429 by the service's rate limiter", ()),
     ("http_admin_auth_failures_total", "counter", "Admin requests refused (401/403)", ("status",)),

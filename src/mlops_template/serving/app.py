@@ -91,6 +91,20 @@ def service_metrics(variants: dict[str, Variant], live: Live) -> ServiceMetrics:
     return metrics
 
 
+def build_live(settings: Settings, variants: dict[str, Variant]) -> Live:
+    """The monitoring state: PARAMS_FILE's `monitoring` with the environment's overrides (mode, limit, Redis)."""
+    champion = variants[CHAMPION]
+    return Live(
+        load_monitoring(settings.params_file),
+        champion.bundle.path,
+        champion.bundle.metadata,
+        has_challenger=CHALLENGER in variants,
+        experiment_mode=settings.experiment_mode,
+        rate_limit=settings.rate_limit,
+        redis_url=settings.redis_url,
+    )
+
+
 def create_app(
     settings: Settings | None = None, observers: Sequence[Observer] = (), admin_keys: ApiKeys | None = None
 ) -> FastAPI:
@@ -104,14 +118,7 @@ def create_app(
     variants = load_variants(settings)
     champion = variants[CHAMPION]
     contract, metadata = champion.contract, champion.bundle.metadata
-    live = Live(
-        load_monitoring(settings.params_file),
-        champion.bundle.path,
-        metadata,
-        has_challenger=CHALLENGER in variants,
-        experiment_mode=settings.experiment_mode,
-        rate_limit=settings.rate_limit,
-    )
+    live = build_live(settings, variants)
     metrics = service_metrics(variants, live)
 
     app = FastAPI(
@@ -166,6 +173,7 @@ def log_loaded(settings: Settings, variants: dict[str, Variant], live: Live) -> 
             "variants": {name: v.version for name, v in variants.items()},
             "experiment_mode": live.experiment.mode,
             "rate_limit": live.limiter is not None,
+            "shared_state": live.shared.where if live.shared else None,  # Redis host:port, never the password
         },
     )
 

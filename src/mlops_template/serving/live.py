@@ -7,8 +7,10 @@ Wires the pure modules of `mlops_template.monitoring` into the app (see README "
 - `Collector` is a prometheus_client custom collector: drift, live quality and experiment gauges are
   computed when /metrics is scraped (drift at most every `drift.refresh_seconds`), never per request.
 
-State is per process: with WEB_CONCURRENCY > 1 each worker has its own window and feedback store
-(a feedback must reach the worker that predicted). Scale with replicas of one worker instead.
+Without REDIS_URL the state is per process: with WEB_CONCURRENCY > 1 or several replicas each has its own
+feedback store, experiment counts and rate limit (a feedback must reach the process that predicted). With
+REDIS_URL those live in Redis (monitoring/shared.py) and the queue is also filed every FLUSH_SECONDS; the drift
+window stays per process either way.
 """
 
 from __future__ import annotations
@@ -30,10 +32,18 @@ from mlops_template.core.config import ExperimentConfig, MonitoringConfig, load_
 from mlops_template.core.errors import UserError
 from mlops_template.monitoring.drift import prometheus_samples
 from mlops_template.monitoring.experiment import CHALLENGER, VARIANTS, Experiment
-from mlops_template.monitoring.feedback import FeedbackStore
+from mlops_template.monitoring.feedback import FeedbackStore, StateUnavailable
 from mlops_template.monitoring.metrics import METRICS
 from mlops_template.monitoring.profile import load_profile, output_frame
 from mlops_template.monitoring.security import RateLimiter
+from mlops_template.monitoring.shared import (
+    OPERATIONS,
+    Shared,
+    SharedExperiment,
+    SharedFeedbackStore,
+    SharedRateLimiter,
+    flush_every,
+)
 from mlops_template.monitoring.window import DriftWindow
 from mlops_template.serving.contract import Columns
 from mlops_template.serving.predictor import Predictions
@@ -56,6 +66,7 @@ DRIFT_GAUGES = (
 )
 LIVE_GAUGES = ("model_live_feedback", "model_live_accuracy", "model_live_roc_auc", "model_live_mae")
 QUEUE_ROWS = 256  # predictions waiting to be filed (bounded: a read or the 256th row files them)
+FLUSH_SECONDS = 0.5  # with REDIS_URL: a quiet process's predictions reach Redis within this (feedback elsewhere)
 
 
 def load_monitoring(params_file: Path) -> MonitoringConfig:
@@ -94,12 +105,17 @@ class Live:
         has_challenger: bool,
         experiment_mode: str | None = None,
         rate_limit: bool | None = None,
+        redis_url: str | None = None,
     ) -> None:
         self.config = config
+        self.shared = Shared(redis_url) if redis_url else None
         self.task, self.classes = metadata.task, metadata.classes
         self.features = metadata.feature_names
         self.window = DriftWindow(load_profile(champion_dir), config.drift.window_size)
-        self.feedback = FeedbackStore(self.task, self.classes, config.feedback)
+        if self.shared:
+            self.feedback: FeedbackStore = SharedFeedbackStore(self.shared, self.task, self.classes, config.feedback)
+        else:
+            self.feedback = FeedbackStore(self.task, self.classes, config.feedback)
         experiment = config.experiment
         if experiment_mode:
             try:
@@ -110,14 +126,19 @@ class Live:
                 raise UserError(problem) from None
         if experiment.mode != "single" and not has_challenger:
             log.warning("experiment mode %s needs CHALLENGER_MODEL_DIR; serving the champion only", experiment.mode)
-        self.experiment = Experiment(experiment, has_challenger)
+        if self.shared:
+            self.experiment: Experiment = SharedExperiment(self.shared, experiment, has_challenger)
+        else:
+            self.experiment = Experiment(experiment, has_challenger)
         enabled = config.rate_limit.enabled if rate_limit is None else rate_limit
-        self.limiter = RateLimiter(config.rate_limit) if enabled else None
+        limiter = SharedRateLimiter(self.shared, config.rate_limit) if self.shared else RateLimiter(config.rate_limit)
+        self.limiter = limiter if enabled else None
         self._drift_lock = threading.Lock()  # one recomputation at a time (scrape and GET may coincide)
         self._queue: list[Queued] = []
         self._queued_rows = 0
         self._queue_lock = threading.Lock()
         self._filing_lock = threading.Lock()  # a read waits until rows taken off the queue are filed
+        self._stop_flushing = flush_every(FLUSH_SECONDS, self.flush) if self.shared else None
 
     # ---- per request ---------------------------------------------------------------------------------------
     def record(self, request_id: str, batch: bool, columns: Columns, predictions: Predictions,
@@ -141,6 +162,7 @@ class Live:
             groups: dict[tuple[str, bool], list[Queued]] = {}
             for queued in queue:
                 groups.setdefault((queued.variant, queued.served), []).append(queued)
+            filed = []
             for (variant, served), group in groups.items():
                 labels, proba = _stack([q.predictions for q in group])
                 if served:  # what clients got goes to the drift window too
@@ -149,7 +171,21 @@ class Live:
                     self.window.add(features, output_frame(self.task, self.classes, labels, proba))
                 ids = [i for q in group for i in q.ids]
                 created = [q.created for q in group for _ in q.ids]
-                self.feedback.record_batch(ids, labels, proba, variant, served, created)
+                filed.append((ids, labels, proba, variant, served, created))
+            if self.shared:
+                self._file_shared(filed)
+            else:
+                self.feedback.record_groups(filed)
+
+    def _file_shared(self, filed: list[tuple[Any, ...]]) -> None:
+        """Predictions (one pipeline) and request counts to Redis; dropped and counted while it is down."""
+        try:
+            if filed:
+                self.feedback.record_groups(filed)
+            if isinstance(self.experiment, SharedExperiment):
+                self.experiment.sync()
+        except StateUnavailable:
+            pass  # /predict must keep answering: Shared counted it (model_shared_state_errors_total)
 
     def answer(self, request_id: str, actual: Any) -> Any:
         """The ground truth of a prediction: joined in the feedback store, counted by the experiment."""
@@ -202,6 +238,15 @@ class Collector:
             yield self._family(name)
         yield self._family("model_experiment_requests_total", "counter")
         yield self._family("model_experiment_feedback_total", "counter")
+        yield self._family("model_shared_state_errors_total", "counter")
+
+    def _errors(self) -> Metric:
+        """Shared-state (Redis) operations that failed, per operation; zeros without REDIS_URL."""
+        family = self._family("model_shared_state_errors_total", "counter")
+        errors = self.live.shared.errors if self.live.shared else dict.fromkeys(OPERATIONS, 0)
+        for operation, n in errors.items():
+            family.add_metric([operation], n)
+        return family
 
     def collect(self) -> Iterator[Metric]:
         live = self.live
@@ -210,7 +255,11 @@ class Collector:
         for name, labels, value in prometheus_samples(live.drift()):
             families[name].add_metric([labels[k] for k in LABELS[name]], value)
         yield from families.values()
-        quality = live.feedback.metrics()
+        yield self._errors()
+        try:
+            quality, stats = live.feedback.metrics(), live.experiment.stats()
+        except StateUnavailable:
+            return  # no stale numbers: the live quality and experiment series are absent until Redis is back
         for name, key in zip(LIVE_GAUGES, ("feedback", "accuracy", "roc_auc", "mae"), strict=True):
             family = self._family(name)
             family.add_metric([], _nan(quality[key]))
@@ -218,7 +267,6 @@ class Collector:
         minimum = self._family("model_live_accuracy_min")
         minimum.add_metric([], live.config.feedback.min_accuracy)
         yield minimum
-        stats = live.experiment.stats()
         requests = self._family("model_experiment_requests_total", "counter")
         feedback = self._family("model_experiment_feedback_total", "counter")
         rate = self._family("model_experiment_success_rate")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request, Security
@@ -11,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from mlops_template.monitoring.experiment import CHAMPION
-from mlops_template.monitoring.feedback import FeedbackError
+from mlops_template.monitoring.feedback import FeedbackError, StateUnavailable
 from mlops_template.monitoring.security import DISABLED, MISSING, OK, STATUS, ApiKeys
 from mlops_template.serving.asgi import ApiError, JSONBody, parse_json, read_body
 from mlops_template.serving.contract import class_type
@@ -63,7 +64,7 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         409: "request_id expired, evicted or already answered",
         413: f"body larger than {ADMIN_BODY_BYTES} bytes",
         422: "invalid body (e.g. actual not one of the model's classes, or not a number for regression)",
-        503: "admin routes disabled: ADMIN_API_KEYS is not set",
+        503: "admin routes disabled (ADMIN_API_KEYS is not set), or the shared state (REDIS_URL) does not answer",
     }
     return {**RATE_LIMITED, **{c: {"model": ErrorResponse, "description": described[c]} for c in codes}}
 
@@ -82,6 +83,14 @@ async def _parse(request: Request, model: type[BaseModel]) -> Any:
                    for e in exc.errors()]  # fmt: skip
         summary = "; ".join(f"{d['field']}: {d['message']}" for d in details)
         raise ApiError(422, "invalid_body", f"invalid {model.__name__}: {summary}", details) from None
+
+
+async def shared_read(read: Callable[[], Any]) -> Any:
+    """`read()` in a worker thread; 503 when the shared state (REDIS_URL) does not answer."""
+    try:
+        return await run_in_threadpool(read)
+    except StateUnavailable as exc:
+        raise ApiError(503, "state_unavailable", str(exc)) from None
 
 
 def add_ops_routes(app: FastAPI, metrics: ServiceMetrics) -> None:
@@ -160,7 +169,7 @@ def add_monitoring_routes(app: FastAPI, live: Live, keys: ApiKeys, metrics: Serv
     @app.get("/experiment", response_model=dict[str, Any], responses=RATE_LIMITED, tags=["monitoring"],
              summary="Champion/challenger: per-variant counts and quality, significance test, decision")  # fmt: skip
     async def experiment() -> Response:
-        return JSONBody(await run_in_threadpool(live.experiment_stats))
+        return JSONBody(await shared_read(live.experiment_stats))
 
     @app.post("/experiment", response_model=dict[str, Any], responses=_errors(400, 401, 403, 413, 422, 503),
               openapi_extra=_body_schema(ExperimentChange), dependencies=[Security(admin)], tags=["admin"],
@@ -171,7 +180,7 @@ def add_monitoring_routes(app: FastAPI, live: Live, keys: ApiKeys, metrics: Serv
             live.experiment.reconfigure(**change.model_dump(exclude_none=True))
         except ValidationError as exc:
             raise ApiError(422, "invalid_body", str(exc)) from None
-        return JSONBody(await run_in_threadpool(live.experiment_stats))
+        return JSONBody(await shared_read(live.experiment_stats))
 
     @app.post("/feedback", response_model=FeedbackResponse, tags=["admin"],
               responses=_errors(400, 401, 403, 404, 409, 413, 422, 503),
@@ -182,6 +191,8 @@ def add_monitoring_routes(app: FastAPI, live: Live, keys: ApiKeys, metrics: Serv
         try:
             outcome = live.answer(body.request_id, body.actual)
         except FeedbackError as exc:
-            code = {404: "unknown_request", 409: "conflict", 422: "invalid_actual"}.get(exc.http_status, "bad_request")
+            code = {404: "unknown_request", 409: "conflict", 422: "invalid_actual", 503: "state_unavailable"}.get(
+                exc.http_status, "bad_request"
+            )
             raise ApiError(exc.http_status, code, str(exc)) from None
         return JSONBody({"request_id": outcome.request_id, "served": outcome.served, "success": outcome.success})

@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     challenger_dir: Path | None = env("CHALLENGER_MODEL_DIR", None)  # a second VALIDATED bundle for ab/shadow/bandit
     experiment_mode: str | None = env("EXPERIMENT_MODE", None)  # overrides monitoring.experiment.mode
     rate_limit: bool | None = env("RATE_LIMIT", None)  # overrides monitoring.rate_limit.enabled (off: benchmarks)
+    # monitoring state shared by all processes (monitoring/shared.py); unset: per process, no Redis needed
+    redis_url: str | None = env("REDIS_URL", None)
     cors_origins: Annotated[tuple[str, ...], NoDecode] = env("CORS_ORIGINS", ())  # CORS is off unless listed
     model_uri: str | None = env("MODEL_URI", None)  # models:/<name>@champion: downloaded first (serving.model_uri)
     # ADMIN_API_KEYS is deliberately not a setting: create_app reads it once into digests (security.ApiKeys)
@@ -100,6 +102,13 @@ class Settings(BaseSettings):
             raise ValueError("expected on or off")
         return SWITCHES[value.lower()]
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("expected redis://[user:password@]host:port[/db], rediss://... (TLS) or unix://path")
+        return value
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _origins(cls, value: Any) -> Any:
@@ -118,13 +127,27 @@ class Settings(BaseSettings):
 
     def public(self) -> dict[str, object]:
         """For the start-up log line: no secrets live here, and none may be added to this output."""
-        return {name: str(value) if isinstance(value, Path) else value for name, value in self.model_dump().items()}
+        values = {name: str(value) if isinstance(value, Path) else value for name, value in self.model_dump().items()}
+        if self.redis_url:  # redis://user:password@host: the password stays out of logs
+            values["redis_url"] = redact_url(self.redis_url)
+        return values
+
+
+def redact_url(url: str) -> str:
+    """`url` with the password of its user part (scheme://user:password@host) replaced by ***."""
+    scheme, sep, rest = url.partition("://")
+    user, at, host = rest.rpartition("@")
+    if not (sep and at and ":" in user):
+        return url
+    return f"{scheme}://{user.split(':', 1)[0]}:***@{host}"
 
 
 def _message(error: Mapping[str, Any], values: Mapping[str, Any]) -> str:
     """Today's wording for a bad environment variable (pydantic's error types mapped to what to fix)."""
     name = str(error["loc"][0])
     raw = values.get(name, error["input"])
+    if name == "REDIS_URL":
+        raw = redact_url(str(raw))
     ctx = error.get("ctx") or {}
     if error["type"] == "int_parsing":
         return f"environment variable {name}={raw!r}: expected an integer"

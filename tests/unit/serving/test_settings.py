@@ -57,3 +57,14 @@ def test_only_from_env_reads_the_environment(monkeypatch: pytest.MonkeyPatch) ->
     assert public["model_dir"] == "m" and public["port"] == 8000 and "admin" not in str(public).lower()
     with pytest.raises(ValueError, match="frozen"):
         Settings(model_dir=Path("m")).port = 1  # type: ignore[misc]
+
+
+def test_redis_url_is_checked_and_its_password_never_shown() -> None:
+    settings = Settings.from_env({"MODEL_DIR": "m", "REDIS_URL": "redis://app:hunter2@cache:6379/3"})
+    assert settings.redis_url == "redis://app:hunter2@cache:6379/3"
+    assert settings.public()["redis_url"] == "redis://app:***@cache:6379/3"
+    assert Settings.from_env({"MODEL_DIR": "m"}).redis_url is None  # unset: state per process, no Redis
+    with pytest.raises(UserError) as caught:
+        Settings.from_env({"MODEL_DIR": "m", "REDIS_URL": "http://:hunter2@cache:6379"})
+    assert "hunter2" not in str(caught.value)
+    assert str(caught.value).startswith("environment variable REDIS_URL='http://:***@cache:6379': expected redis://")

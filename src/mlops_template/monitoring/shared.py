@@ -1,0 +1,398 @@
+"""Monitoring state shared by every process of the service through Redis (when REDIS_URL is set).
+
+Several workers or replicas then act as one service: a prediction recorded by one process takes its feedback in
+another, the live quality windows, the per-variant experiment counts, the A/B decision (frozen once made) and so
+the bandit's posteriors are common, and the per-client rate limit holds across processes. The drift window stays
+per process (README "Monitoring").
+
+Cost on the hot path: none per /predict for monitoring state (predictions are filed in one pipeline per flush of
+the service's queue), one round trip per rate-limit decision (a Lua token bucket). Faults: a Redis that does not
+answer makes every shared call fail fast for `RETRY_SECONDS` (StateUnavailable, counted per operation in
+`model_shared_state_errors_total`): /predict keeps answering (updates are dropped, the rate limit falls back to
+the process's own bucket), reads and admin routes answer 503, and the next call after the pause tries Redis again.
+Redis restarted empty: scripts are reloaded by redis-py, predictions recorded before are unknown (404).
+
+Keys (one Redis database per service: pick it with the /N of REDIS_URL): `mlops:rate:<client>`,
+`mlops:fb:<request id>` (hash: created, served variant, one field per variant's prediction),
+`mlops:fb-order` (zset, bounds count and age), `mlops:fb-gone` + `mlops:fb-gone-order` (why an id left, bounded by
+capacity), `mlops:win:<scope>` (list, the live quality window), `mlops:exp:<name>:<design>` (hash, the A/B test).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+import orjson
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from mlops_template.core.config import ExperimentConfig, FeedbackConfig, RateLimitConfig
+from mlops_template.monitoring.experiment import VARIANTS, Experiment
+from mlops_template.monitoring.feedback import SERVED, FeedbackStore, Pending, StateUnavailable, gone_error
+from mlops_template.monitoring.security import Decision, RateLimiter
+
+log = logging.getLogger("mlops_template.serving")
+PREFIX = "mlops"
+TIMEOUT_SECONDS = 0.5  # Redis answers in well under a millisecond on a LAN: longer means it is not answering
+# the rate-limit call runs on the event loop: a Redis that does not answer may hold it this long, once per
+# RETRY_SECONDS; a timeout only means this process's own bucket decides
+RATE_LIMIT_TIMEOUT_SECONDS = 0.1
+RETRY_SECONDS = 1.0  # after a failure no call tries Redis for this long (requests must not wait on a dead host)
+OPERATIONS = ("rate_limit", "record", "feedback", "experiment")
+T = TypeVar("T")
+
+# Lua: one script per decision, atomic in Redis; times are the server's (processes' clocks may differ).
+TOKEN_BUCKET = """
+local rate, burst, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local bucket = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(bucket[1]) or burst
+local at = tonumber(bucket[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+local allowed = 0
+if tokens >= cost then
+  tokens = tokens - cost
+  allowed = 1
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil(1000 * burst / rate) + 1000)  -- full again by then: forget it
+return {allowed, tostring(tokens)}
+"""
+# KEYS: gone hash, gone order; remembers why an id left, the `capacity` most recent ones.
+_GONE = """
+local function gone(id, why, now, capacity)
+  redis.call('HSET', KEYS[2], id, why)
+  redis.call('ZADD', KEYS[3], now, id)
+  local extra = redis.call('ZCARD', KEYS[3]) - capacity
+  if extra > 0 then
+    local old = redis.call('ZPOPMIN', KEYS[3], extra)
+    for i = 1, #old, 2 do redis.call('HDEL', KEYS[2], old[i]) end
+  end
+end
+"""
+# KEYS: order, gone, gone order. ARGV: now, ttl, capacity, entry key prefix, variant, served, then id, created,
+# prediction (JSON) per row. Rows are recorded, then entries past their TTL or over capacity leave (oldest first).
+RECORD = (
+    _GONE
+    + """
+local now, ttl, capacity, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local variant, served = ARGV[5], ARGV[6] == '1'
+for i = 7, #ARGV, 3 do
+  local id, created = ARGV[i], ARGV[i + 1]
+  local key = prefix .. id
+  redis.call('HSETNX', key, 'c', created)
+  if served then redis.call('HSET', key, 's', variant) else redis.call('HSETNX', key, 's', variant) end
+  redis.call('HSET', key, 'v:' .. variant, ARGV[i + 2])
+  redis.call('EXPIREAT', key, math.ceil(tonumber(created) + ttl) + 60)  -- a safety net: the order zset rules
+  redis.call('ZADD', KEYS[1], 'NX', created, id)
+end
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - ttl, 'LIMIT', 0, 10000)) do
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('DEL', prefix .. id)
+  gone(id, 'expired', now, capacity)
+end
+local extra = redis.call('ZCARD', KEYS[1]) - capacity
+if extra > 0 then
+  local old = redis.call('ZPOPMIN', KEYS[1], extra)
+  for i = 1, #old, 2 do
+    redis.call('DEL', prefix .. old[i])
+    gone(old[i], 'evicted', now, capacity)
+  end
+end
+return redis.call('ZCARD', KEYS[1])
+"""
+)
+# KEYS: order, gone, gone order, entry. ARGV: id, now, ttl, capacity. The entry, taken once, or why there is none.
+TAKE = (
+    _GONE
+    + """
+local id, now, ttl, capacity = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local entry = redis.call('HGETALL', KEYS[4])
+if #entry == 0 then return {'gone', redis.call('HGET', KEYS[2], id) or ''} end
+redis.call('DEL', KEYS[4])
+redis.call('ZREM', KEYS[1], id)
+local created = 0
+for i = 1, #entry, 2 do if entry[i] == 'c' then created = tonumber(entry[i + 1]) end end
+if now - created >= ttl then
+  gone(id, 'expired', now, capacity)
+  return {'gone', 'expired'}
+end
+gone(id, 'answered', now, capacity)
+return {'ok', entry}
+"""
+)
+# KEYS: the experiment hash. ARGV: variant, success (0/1). The counts after this outcome, atomically.
+OBSERVE = """
+redis.call('HINCRBY', KEYS[1], 'trials:' .. ARGV[1], 1)
+redis.call('HINCRBY', KEYS[1], 'successes:' .. ARGV[1], ARGV[2])
+return redis.call('HGETALL', KEYS[1])
+"""
+# KEYS: the experiment hash. ARGV: p-value, decision (JSON or ''). The running minimum p-value; the first decision
+# stays (a decision is frozen once made, whichever process made it).
+SETTLE = """
+local p = tonumber(redis.call('HGET', KEYS[1], 'p_value') or '1')
+if tonumber(ARGV[1]) < p then redis.call('HSET', KEYS[1], 'p_value', ARGV[1]) end
+if ARGV[2] ~= '' then redis.call('HSETNX', KEYS[1], 'decided', ARGV[2]) end
+return redis.call('HGETALL', KEYS[1])
+"""
+
+
+class Shared:
+    """The Redis client (one connection pool), the key prefix and the breaker every shared piece goes through."""
+
+    def __init__(self, url: str, clock: Callable[[], float] = time.monotonic) -> None:
+        # retried once, at once: a connection left over from before a Redis restart fails the first time
+        self.client = redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=TIMEOUT_SECONDS,
+            socket_connect_timeout=TIMEOUT_SECONDS,
+            retry=Retry(NoBackoff(), 1),
+        )
+        # the rate limiter's: short timeouts, no retry (its fallback, the process's bucket, is always there)
+        self.fast = redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=RATE_LIMIT_TIMEOUT_SECONDS,
+            socket_connect_timeout=RATE_LIMIT_TIMEOUT_SECONDS,
+            retry=Retry(NoBackoff(), 0),
+        )
+        kwargs = self.client.connection_pool.connection_kwargs
+        self.where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"  # never the password
+        self.clock = clock
+        self.errors = dict.fromkeys(OPERATIONS, 0)
+        self._down_until = {"client": -math.inf, "fast": -math.inf}  # per client: one pause does not stop the other
+        self._lock = threading.Lock()
+
+    def key(self, *parts: str) -> str:
+        return ":".join((PREFIX, *parts))
+
+    def call(self, operation: str, action: Callable[[], T], lane: str = "client") -> T:
+        """`action()` on Redis through `lane` (client or fast); StateUnavailable (counted) when it does not answer."""
+        if self.clock() < self._down_until[lane]:
+            self._count(operation)
+            raise StateUnavailable(self._unavailable("did not answer a moment ago"))
+        try:
+            result = action()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            with self._lock:
+                first = self._down_until[lane] < self.clock() - RETRY_SECONDS  # not an outage going on
+                self._down_until[lane] = self.clock() + RETRY_SECONDS
+            self._count(operation)
+            if first:
+                log.warning("shared state: Redis at %s unreachable (%s); retrying every %g s", self.where, exc,
+                            RETRY_SECONDS)  # fmt: skip
+            raise StateUnavailable(self._unavailable(f"did not answer ({exc})")) from None
+        return result
+
+    def _count(self, operation: str) -> None:
+        with self._lock:
+            self.errors[operation] += 1
+
+    def _unavailable(self, what: str) -> str:
+        return (f"shared monitoring state unavailable: Redis at {self.where} (REDIS_URL) {what}; "
+                f"retry once it is back (tried again every {RETRY_SECONDS:g} s)")  # fmt: skip
+
+
+class SharedRateLimiter:
+    """The token bucket of security.RateLimiter in Redis (one Lua call per decision): one limit for all processes.
+
+    While Redis does not answer, each process limits with its own bucket (counted as a `rate_limit` error).
+    """
+
+    def __init__(self, shared: Shared, config: RateLimitConfig) -> None:
+        self.shared, self.rate, self.burst = shared, config.requests_per_second, float(config.burst)
+        self.local = RateLimiter(config)
+        self._script = shared.fast.register_script(TOKEN_BUCKET)
+
+    def allow(self, client: str, cost: float = 1.0) -> Decision:
+        keys, args = [self.shared.key("rate", client)], [self.rate, self.burst, cost]
+        try:
+            allowed, tokens = self.shared.call("rate_limit", lambda: self._script(keys=keys, args=args), "fast")
+        except StateUnavailable:
+            return self.local.allow(client, cost)
+        return Decision(bool(allowed), 0.0 if allowed else (cost - float(tokens)) / self.rate)
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+
+
+class SharedFeedbackStore(FeedbackStore):
+    """FeedbackStore whose pending predictions, departed ids and live windows are in Redis (same bounds).
+
+    Its clock is the wall clock: entries are created by one process and expired by another.
+    """
+
+    def __init__(self, shared: Shared, task: str, classes: Sequence[str] | None, config: FeedbackConfig) -> None:
+        super().__init__(task, classes, config, clock=time.time)
+        self.shared = shared
+        self._order, self._gone_keys = shared.key("fb-order"), [shared.key("fb-gone"), shared.key("fb-gone-order")]
+        self._record = shared.client.register_script(RECORD)
+        self._take_script = shared.client.register_script(TAKE)
+
+    def __len__(self) -> int:
+        return int(self.shared.call("feedback", lambda: self.shared.client.zcard(self._order)))
+
+    def record_groups(self, groups: Sequence[tuple[Any, ...]]) -> None:
+        """Several `record_batch` argument tuples in one pipeline (one round trip per flush)."""
+        pipe = self.shared.client.pipeline(transaction=False)
+        for args in groups:
+            self._record_into(pipe, *args)
+        self.shared.call("record", pipe.execute)
+
+    def record_batch(self, request_ids: Sequence[str], predictions: Sequence[Any], proba: Any | None = None,
+                     variant: str = "champion", served: bool = True, created: Sequence[float] | None = None,
+                     scores: Sequence[float | None] | None = None) -> None:  # fmt: skip
+        self.record_groups([(request_ids, predictions, proba, variant, served, created, scores)])
+
+    def _record_into(self, pipe: Any, request_ids: Sequence[str], predictions: Sequence[Any], proba: Any | None,
+                     variant: str, served: bool, created: Sequence[float] | None,
+                     scores: Sequence[float | None] | None = None) -> None:  # fmt: skip
+        now = self.clock()
+        labels, scores = self._labels_scores(predictions, proba, scores, len(request_ids))
+        times = [now] * len(request_ids) if created is None else created
+        rows = [
+            value
+            for request_id, label, score, at in zip(request_ids, labels, scores, times, strict=True)
+            for value in (request_id, repr(float(at)), _json([label, score]))
+        ]
+        args = [repr(now), self.config.ttl_seconds, self.config.capacity, self.shared.key("fb", ""), variant,
+                int(served), *rows]  # fmt: skip
+        self._record(keys=[self._order, *self._gone_keys], args=args, client=pipe)
+
+    def _take(self, request_id: str) -> Pending:
+        keys = [self._order, *self._gone_keys, self.shared.key("fb", request_id)]
+        args = [request_id, repr(self.clock()), self.config.ttl_seconds, self.config.capacity]
+        status, found = self.shared.call("feedback", lambda: self._take_script(keys=keys, args=args))
+        if status == "gone":
+            raise gone_error(request_id, self.reason(found) if found else None)
+        fields = dict(zip(found[::2], found[1::2], strict=True))
+        predictions = [(name[2:], *orjson.loads(value)) for name, value in fields.items() if name.startswith("v:")]
+        return (float(fields["c"]), fields["s"], *(value for row in predictions for value in row))
+
+    def _add_outcomes(self, added: Sequence[tuple[str, bool, float | None, bool, float | None]]) -> None:
+        pipe = self.shared.client.pipeline(transaction=False)
+        for scope, *outcome in added:
+            key = self.shared.key("win", scope)
+            pipe.lpush(key, _json(outcome))
+            pipe.ltrim(key, 0, self.config.window_size - 1)
+        self.shared.call("feedback", pipe.execute)
+
+    def _window(self, scope: str) -> tuple[int, list[np.ndarray] | None]:
+        raw = self.shared.call("feedback", lambda: self.shared.client.lrange(self.shared.key("win", scope), 0, -1))
+        if not raw:
+            return 0, None
+        rows = [orjson.loads(r) for r in raw]
+        success, score, truth, error = zip(*rows, strict=True)
+        return len(rows), [np.array(success, dtype=bool), np.array(score, dtype=float),
+                           np.array(truth, dtype=bool), np.array(error, dtype=float)]  # fmt: skip
+
+    def scopes(self) -> list[str]:
+        return sorted(s for s in (SERVED, *VARIANTS) if self._window(s)[0])
+
+
+class SharedExperiment(Experiment):
+    """Experiment whose per-variant counts, A/B outcomes, running p-value and decision live in Redis.
+
+    Routing stays local (no round trip per request): the request counts are sent at each `sync` (the service's
+    flush), and the bandit draws from the shared outcome counts as of the last sync or feedback of this process.
+    """
+
+    def __init__(self, shared: Shared, config: ExperimentConfig, has_challenger: bool) -> None:
+        super().__init__(config, has_challenger)
+        self.shared = shared
+        self._shared_counts = {v: {"requests": 0, "shadow": 0} for v in VARIANTS}
+        self._observe = shared.client.register_script(OBSERVE)
+        self._settle = shared.client.register_script(SETTLE)
+
+    def _key(self) -> str:
+        c = self.config
+        return self.shared.key("exp", c.name, f"{c.test}-{c.alpha:g}-{c.min_detectable_effect:g}")
+
+    def _load(self, flat: Sequence[str] | dict[str, str]) -> None:
+        """This process's copy of the shared state (call under the lock)."""
+        fields = flat if isinstance(flat, dict) else dict(zip(flat[::2], flat[1::2], strict=True))
+        test = self._test
+        for v in VARIANTS:
+            test.trials[v], test.successes[v] = int(fields.get(f"trials:{v}", 0)), int(fields.get(f"successes:{v}", 0))
+            self._shared_counts[v] = {k: int(fields.get(f"{k}:{v}", 0)) for k in ("requests", "shadow")}
+        test.p_value = float(fields.get("p_value", 1.0))
+        test.decided = orjson.loads(fields["decided"]) if "decided" in fields else None
+
+    def sync(self) -> None:
+        """Send this process's request counts, then read the shared state (one pipeline)."""
+        with self._lock:
+            sent = {v: dict(c) for v, c in self._counts.items()}
+            for c in self._counts.values():
+                c.update(requests=0, shadow=0)
+            key = self._key()
+        pipe = self.shared.client.pipeline(transaction=False)
+        for v, counts in sent.items():
+            for name, n in counts.items():
+                if n:
+                    pipe.hincrby(key, f"{name}:{v}", n)
+        pipe.hgetall(key)
+        try:
+            fields = self.shared.call("experiment", pipe.execute)[-1]
+        except StateUnavailable:
+            with self._lock:  # kept (a few integers) and sent with the next sync
+                for v, counts in sent.items():
+                    for name, n in counts.items():
+                        self._counts[v][name] += n
+            raise
+        with self._lock:
+            if key == self._key():
+                self._load(fields)
+
+    def observe(self, variant: str, success: bool) -> None:
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
+        key = self._key()
+        fields = self.shared.call("experiment", lambda: self._observe(keys=[key], args=[variant, int(success)]))
+        with self._lock:
+            self._load(fields)
+            before = (self._test.p_value, self._test.decided)
+            if self._test.decided is None:
+                self._test.update()
+            after = (self._test.p_value, self._test.decided)
+        if after != before:
+            decided = _json(after[1]) if after[1] is not None else ""
+            fields = self.shared.call("experiment", lambda: self._settle(keys=[key], args=[repr(after[0]), decided]))
+            with self._lock:
+                self._load(fields)
+
+    def _totals(self) -> dict[str, dict[str, int]]:
+        return {v: {k: self._shared_counts[v][k] + self._counts[v][k] for k in c} for v, c in self._counts.items()}
+
+    def stats(self) -> dict[str, Any]:
+        self.sync()
+        return super().stats()
+
+
+def flush_every(seconds: float, flush: Callable[[], None]) -> threading.Event:
+    """Call `flush` every `seconds` in a daemon thread (a quiet process's predictions reach Redis anyway).
+
+    Returns the event that stops it.
+    """
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(seconds):
+            try:
+                flush()
+            except StateUnavailable:
+                pass  # counted; the predictions of this flush are dropped
+            except Exception:
+                log.exception("periodic flush of the monitoring state failed")
+
+    threading.Thread(target=loop, name="shared-state-flush", daemon=True).start()
+    return stop

@@ -1,0 +1,127 @@
+"""monitoring/shared.py against a real redis-server: two instances of each piece act as two processes."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from mlops_template.core.config import ExperimentConfig, FeedbackConfig, RateLimitConfig
+from mlops_template.monitoring.experiment import CHALLENGER, CHAMPION, NOT_ENOUGH, PROMOTE
+from mlops_template.monitoring.feedback import (
+    DuplicateFeedback,
+    ExpiredRequest,
+    StateUnavailable,
+    UnknownRequest,
+)
+from mlops_template.monitoring.shared import (
+    RETRY_SECONDS,
+    Shared,
+    SharedExperiment,
+    SharedFeedbackStore,
+    SharedRateLimiter,
+)
+from tests.integration.conftest import RedisServer
+
+CLASSES = ["N", "Y"]
+
+
+def stores(url: str, **config: float) -> tuple[SharedFeedbackStore, SharedFeedbackStore]:
+    settings = FeedbackConfig(**{"min_feedback": 1, **config})
+    return (SharedFeedbackStore(Shared(url), "binary", CLASSES, settings),
+            SharedFeedbackStore(Shared(url), "binary", CLASSES, settings))  # fmt: skip
+
+
+def test_the_rate_limit_holds_across_processes(redis_url: str) -> None:
+    config = RateLimitConfig(requests_per_second=0.1, burst=6)
+    a, b = SharedRateLimiter(Shared(redis_url), config), SharedRateLimiter(Shared(redis_url), config)
+    decisions = [(a if i % 2 else b).allow("10.0.0.1") for i in range(10)]
+    assert [d.allowed for d in decisions] == [True] * 6 + [False] * 4  # one bucket of 6, not 6 per process
+    assert 0 < decisions[-1].retry_after <= 10 and decisions[-1].retry_after_header == "10"
+    assert a.allow("10.0.0.2").allowed and b.allow("10.0.0.2").allowed  # per client
+    assert a.shared.errors["rate_limit"] == 0 and len(a.local) == 0  # decided in Redis, not locally
+
+
+def test_a_prediction_recorded_by_one_process_takes_its_feedback_in_another(redis_url: str) -> None:
+    a, b = stores(redis_url)
+    a.record_groups([(["r1", "r2"], ["Y", "N"], [[0.2, 0.8], [0.9, 0.1]], CHAMPION, True, None)])
+    a.record_batch(["r1"], ["N"], [[0.6, 0.4]], CHALLENGER, served=False)  # a shadow prediction of r1
+    assert len(b) == 2
+    outcome = b.feedback("r1", "Y")
+    assert (outcome.served, outcome.success) == (CHAMPION, {CHAMPION: True, CHALLENGER: False})
+    with pytest.raises(DuplicateFeedback, match="already received"):
+        a.feedback("r1", "Y")
+    with pytest.raises(UnknownRequest, match="unknown"):
+        a.feedback("never-recorded", "Y")
+    assert a.feedback("r2", "Y").success == {CHAMPION: False}
+    a.record_batch(["r3"], ["Y"], [[0.4, 0.6]])
+    assert b.feedback("r3", "N").success == {CHAMPION: False}
+    # the live quality windows are shared: both processes report the same numbers
+    assert a.metrics() == b.metrics() == {"feedback": 3, "accuracy": 1 / 3, "roc_auc": 0.5, "mae": None}
+    assert a.metrics(CHALLENGER)["accuracy"] == 0.0
+    assert b.scopes() == [CHALLENGER, CHAMPION, "served"]
+
+
+def test_entries_are_bounded_by_capacity_and_ttl(redis_url: str) -> None:
+    a, b = stores(redis_url, capacity=3, ttl_seconds=60)
+    now = time.time()
+    a.record_batch(["old"], ["Y"], [[0.3, 0.7]], created=[now - 61])  # predicted 61 s ago, filed late
+    a.record_batch([f"r{i}" for i in range(5)], ["Y"] * 5, [[0.3, 0.7]] * 5)
+    assert len(b) == 3
+    with pytest.raises(ExpiredRequest, match="expired \\(predictions wait 60 s"):
+        b.feedback("old", "Y")
+    with pytest.raises(ExpiredRequest, match="evicted \\(at most 3 predictions"):
+        b.feedback("r0", "Y")
+    assert b.feedback("r4", "N").success == {CHAMPION: False}
+
+
+def test_experiment_counts_and_the_frozen_decision_are_shared(redis_url: str) -> None:
+    config = ExperimentConfig(mode="ab", test="sequential", min_samples=20, min_detectable_effect=0.3)
+    a = SharedExperiment(Shared(redis_url), config, has_challenger=True)
+    b = SharedExperiment(Shared(redis_url), config, has_challenger=True)
+    for i in range(7):
+        (a if i % 2 else b).route(f"client-{i}")
+    assert b.stats()["comparison"]["decision"] == NOT_ENOUGH
+    for i in range(40):  # the challenger always right, the champion one time in four
+        (a if i % 2 else b).observe(CHALLENGER, True)
+        (b if i % 2 else a).observe(CHAMPION, i % 4 == 0)
+    a_stats, b_stats = a.stats(), b.stats()
+    assert a_stats["variants"] == b_stats["variants"]
+    assert sum(v["requests"] for v in a_stats["variants"].values()) == 7
+    assert a_stats["variants"][CHALLENGER]["feedback"] == a_stats["variants"][CHAMPION]["feedback"] == 40
+    decided = a_stats["comparison"]
+    assert decided["decision"] == PROMOTE and decided == b_stats["comparison"]
+    for _ in range(60):  # later outcomes cannot change a decision once made, whichever process sees them
+        a.observe(CHALLENGER, False)
+        b.observe(CHAMPION, True)
+    assert b.stats()["comparison"]["decision"] == PROMOTE
+    assert b.stats()["comparison"]["decided_at"] == decided["decided_at"]
+    # the bandit draws from the shared counts: a process that never saw feedback knows them after a sync
+    c = SharedExperiment(Shared(redis_url), config.model_copy(update={"mode": "bandit"}), has_challenger=True)
+    c.sync()
+    assert c._test.trials == {CHAMPION: 100, CHALLENGER: 100}
+
+
+def test_redis_down_fails_fast_counts_and_recovers(redis_server: RedisServer, redis_url: str) -> None:
+    shared = Shared(redis_url)
+    limiter = SharedRateLimiter(shared, RateLimitConfig(requests_per_second=1, burst=2))
+    store = SharedFeedbackStore(shared, "binary", CLASSES, FeedbackConfig())
+    store.record_batch(["before"], ["Y"], [[0.1, 0.9]])
+    redis_server.stop()
+    try:
+        assert limiter.allow("c").allowed and limiter.allow("c").allowed  # the process's own bucket meanwhile
+        assert not limiter.allow("c").allowed
+        with pytest.raises(StateUnavailable, match=r"Redis at 127\.0\.0\.1:\d+ \(REDIS_URL\)"):
+            store.record_batch(["during"], ["Y"], [[0.1, 0.9]])
+        with pytest.raises(StateUnavailable) as refused:
+            store.feedback("before", "Y")
+        assert refused.value.http_status == 503
+        assert shared.errors["rate_limit"] == 3 and shared.errors["record"] == 1 and shared.errors["feedback"] == 1
+    finally:
+        redis_server.start()  # empty: no persistence
+    time.sleep(RETRY_SECONDS)
+    with pytest.raises(UnknownRequest):  # recorded before the restart: gone with Redis's data, a 404 not a 5xx
+        store.feedback("before", "Y")
+    store.record_batch(["after"], ["Y"], [[0.1, 0.9]])  # scripts reloaded after the restart
+    assert store.feedback("after", "Y").success == {CHAMPION: True}
+    assert limiter.allow("c").allowed
