@@ -6,6 +6,8 @@ import json
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -191,3 +193,30 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.is_relative_to(folder):
             item.add_marker(pytest.mark.integration)
+
+
+def sh(cwd: Path, *command: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """A command in `cwd` with this interpreter's tools first on PATH; a failure fails the test with its output."""
+    full = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **(env or {})}
+    result = subprocess.run(command, cwd=cwd, env=full, capture_output=True, text=True, timeout=900)
+    if check and result.returncode != 0:
+        pytest.fail(
+            f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        )
+    return result
+
+
+def dvc_project_copy(copy: Path) -> Path:
+    """A fresh clone-like copy in `copy`: tracked files only, its own git history, a small sample under DVC."""
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True)
+    for name in filter(None, tracked.stdout.split("\0")):
+        if (ROOT / name).is_file():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, copy / name)
+    write_params(copy, data={"sample": {"rows": 2500, "seed": 11, "drift": 0.0}})
+    sh(copy, "git", "init", "-q", "-b", "main")
+    sh(copy, sys.executable, "-m", "mlops_template", "sample")
+    sh(copy, "dvc", "add", "-q", "data")
+    sh(copy, "git", "add", "-A")
+    sh(copy, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy")
+    return copy

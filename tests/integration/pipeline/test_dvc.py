@@ -1,42 +1,20 @@
 """The real DVC pipeline in a temporary copy of the repository: repro, no-op repro, experiments, bad data."""
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, write_params
+from tests.conftest import dvc_project_copy, sh
 
 pytestmark = pytest.mark.integration
-
-
-def sh(cwd: Path, *command: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    if check and result.returncode != 0:
-        pytest.fail(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh clone-like copy: tracked files only, its own git history, a small sample dataset."""
     copy = tmp_path_factory.mktemp("repo")
-    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True)
-    for name in filter(None, tracked.stdout.split("\0")):
-        if (ROOT / name).is_file():
-            (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, copy / name)
-    write_params(copy, data={"sample": {"rows": 2500, "seed": 11, "drift": 0.0}})
-    sh(copy, "git", "init", "-q", "-b", "main")
-    sh(copy, sys.executable, "-m", "mlops_template", "sample")
-    sh(copy, "dvc", "add", "-q", "data")
-    sh(copy, "git", "add", "-A")
-    sh(copy, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy")
+    dvc_project_copy(copy)
     return copy
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,20 +19,10 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import ROOT, free_port, wait_http, write_params
+from tests.conftest import ROOT, dvc_project_copy, free_port, sh, wait_http
 
 MODEL_NAME = "mlops-template"
 EXPERIMENT = "pipeline-tests"
-
-
-def sh(cwd: Path, *command: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    full = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **(env or {})}
-    result = subprocess.run(command, cwd=cwd, env=full, capture_output=True, text=True, timeout=900)
-    if check and result.returncode != 0:
-        pytest.fail(
-            f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-        )
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -47,17 +36,7 @@ def client(mlflow_server: str) -> Any:
 def project(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str) -> dict[str, Any]:
     """A clone-like copy of the repository where `mlflow run . -e pipeline` ran once against the server."""
     copy = tmp_path_factory.mktemp("mlflow-project")
-    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True)
-    for name in filter(None, tracked.stdout.split("\0")):
-        if (ROOT / name).is_file():
-            (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, copy / name)
-    write_params(copy, data={"sample": {"rows": 2500, "seed": 11, "drift": 0.0}})
-    sh(copy, "git", "init", "-q", "-b", "main")
-    sh(copy, sys.executable, "-m", "mlops_template", "sample")
-    sh(copy, "dvc", "add", "-q", "data")
-    sh(copy, "git", "add", "-A")
-    sh(copy, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy")
+    dvc_project_copy(copy)
     env = {"MLFLOW_TRACKING_URI": mlflow_server}
     result = sh(copy, "mlflow", "run", ".", "-e", "pipeline", "--env-manager", "local", "--experiment-name", EXPERIMENT,
                 env=env)  # fmt: skip
