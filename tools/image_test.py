@@ -188,7 +188,7 @@ def container_checks(engine: list[str], image: str, bundle: Path, port: int, tim
         checks["uid"] = int(uid)
         say(f"process uid {uid} (not root)")
         if ui_image:
-            checks["ui"] = ui_checks(engine, ui_image, name, port, metadata["model_version"], timeout)
+            checks["ui"] = ui_checks(engine, ui_image, name, port, metadata.model_version, timeout)
 
         # 0, or 143 when the server re-raises SIGTERM after its clean shutdown (uvicorn does); 137 = killed
         checks["stop_seconds"], checks["stop_exit_code"] = stop_cleanly(engine, name)
