@@ -145,26 +145,19 @@ return redis.call('HGETALL', KEYS[1])
 """
 
 
+def _client(url: str, timeout: float, retries: int) -> redis.Redis:
+    return redis.Redis.from_url(url, decode_responses=True, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                retry=Retry(NoBackoff(), retries))  # fmt: skip
+
+
 class Shared:
     """The Redis client (one connection pool), the key prefix and the breaker every shared piece goes through."""
 
     def __init__(self, url: str, clock: Callable[[], float] = time.monotonic) -> None:
         # retried once, at once: a connection left over from before a Redis restart fails the first time
-        self.client = redis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=TIMEOUT_SECONDS,
-            socket_connect_timeout=TIMEOUT_SECONDS,
-            retry=Retry(NoBackoff(), 1),
-        )
+        self.client = _client(url, TIMEOUT_SECONDS, retries=1)
         # the rate limiter's: short timeouts, no retry (its fallback, the process's bucket, is always there)
-        self.fast = redis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=RATE_LIMIT_TIMEOUT_SECONDS,
-            socket_connect_timeout=RATE_LIMIT_TIMEOUT_SECONDS,
-            retry=Retry(NoBackoff(), 0),
-        )
+        self.fast = _client(url, RATE_LIMIT_TIMEOUT_SECONDS, retries=0)
         kwargs = self.client.connection_pool.connection_kwargs
         self.where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"  # never the password
         self.clock = clock
