@@ -46,6 +46,18 @@ def act_tool() -> str:
     return path
 
 
+def nested_ci_env(**extra: str) -> dict[str, str]:
+    """This process's environment for a CI runner started by a test, minus what belongs to this test run.
+
+    The jobs must not think they run inside this suite's CI, nor inherit its coverage set-up: coverage's
+    subprocess patch (COVERAGE_PROCESS_CONFIG) would make a job's own venv record the copied repository's
+    source into this run's data, and `make test` would then fail its coverage threshold on files it never ran.
+    """
+    drop = ("CI", "GITHUB_ACTIONS", "GITLAB_CI", "VIRTUAL_ENV")
+    kept = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith(("COVERAGE_", "COV_CORE_"))}
+    return {**kept, **extra}
+
+
 def git(repo: Path, *args: str) -> str:
     done = subprocess.run(["git", *GIT_IDENTITY, *args], cwd=repo, capture_output=True, text=True, check=True)
     return done.stdout.strip()
@@ -193,11 +205,9 @@ def run_act(
         argv += ["--local-repository", f"{ref}={folder}"]
     home = run_dir / "home"
     home.mkdir()
-    environment = {**os.environ, "ACT_REPOSITORY": REPOSITORY, "ACT_STATE": str(state), "ACT_HOME": str(home)}
+    environment = nested_ci_env(ACT_REPOSITORY=REPOSITORY, ACT_STATE=str(state), ACT_HOME=str(home))
     if path is not None:
         environment["PATH"] = f"{path}{os.pathsep}{environment['PATH']}"
-    for name in ("CI", "GITHUB_ACTIONS", "VIRTUAL_ENV"):  # the jobs must not think they run inside this test
-        environment.pop(name, None)
     before = _workspaces(state)
     started = time.monotonic()
     with open(run_dir / "act.log", "wb") as out:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from mlops_template.ci.report import MARKER
-from tests.act_support import git, throwaway_repo
+from tests.act_support import git, nested_ci_env, throwaway_repo
 from tests.conftest import ROOT, missing, require_tool
 
 pytestmark = pytest.mark.workflows
@@ -42,12 +42,11 @@ def jobs(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Completed
     git(repo, "update-ref", "refs/remotes/origin/main", "HEAD")
     git(repo, "symbolic-ref", "refs/remotes/origin/HEAD", "refs/remotes/origin/main")
     cache = Path(os.environ.get("ACT_CACHE_DIR", ROOT / ".cache" / "act")).resolve().parent / "gitlab-ci-local"
-    env = {k: v for k, v in os.environ.items() if k not in ("CI", "GITLAB_CI", "VIRTUAL_ENV")}
     started = time.monotonic()
     done = subprocess.run(
         [str(tool), "--force-shell-executor", "--variable", f"UV_CACHE_DIR={cache / 'uv'}", "lint", "pipeline"],
         cwd=repo,
-        env=env,
+        env=nested_ci_env(),
         capture_output=True,
         text=True,
         timeout=1800,
