@@ -65,7 +65,7 @@ format: $(STAMP) ## apply ruff fixes and formatting
 
 test: lint ## lint + the whole test suite, JUnit (reports/junit.xml) and coverage (fails under 85%)
 	@mkdir -p reports
-	pytest --junitxml=reports/junit.xml --cov --cov-report=term --cov-report=xml:reports/coverage.xml
+	pytest --durations=25 --junitxml=reports/junit.xml --cov --cov-report=term --cov-report=xml:reports/coverage.xml
 
 workflow-test: $(STAMP) ## run the GitHub Actions workflows for real with act (ACT=<act wrapper>): the `workflows` tests
 	pytest -m workflows -v
