@@ -73,7 +73,9 @@ def http(method: str, url: str, body: bytes | None = None, timeout: float = 30) 
 
 
 @contextmanager
-def server(name: str, argv: list[str], env: dict[str, str], ready_url: str, timeout: float = 120) -> Iterator[None]:
+def server(
+    name: str, argv: list[str], env: dict[str, str], ready_url: str, timeout: float = 120
+) -> Iterator[subprocess.Popen]:
     """Start a server in its own process group, wait for `ready_url` to answer 200, always stop it."""
     log = tempfile.NamedTemporaryFile("w+", prefix=f"bench-{name}-", suffix=".log", delete=False)  # noqa: SIM115
     process = subprocess.Popen(
@@ -92,7 +94,7 @@ def server(name: str, argv: list[str], env: dict[str, str], ready_url: str, time
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{name} not ready in {timeout} s:\n{Path(log.name).read_text()[-3000:]}")
             time.sleep(0.3)
-        yield
+        yield process
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
@@ -105,14 +107,17 @@ def server(name: str, argv: list[str], env: dict[str, str], ready_url: str, time
         Path(log.name).unlink(missing_ok=True)
 
 
-def wrk(url: str, body_file: Path, seconds: float, connections: int, cpu: int | None) -> dict[str, Any]:
+def wrk(
+    url: str, body_file: Path, seconds: float, connections: int, cpu: int | None, delay_ms: int = 0
+) -> dict[str, Any]:
+    """wrk with tools/bench_post.lua; `delay_ms` paces each connection (a pause before each request)."""
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s", "-s", str(LUA), url]
     result = subprocess.run(
         pinned(cpu, argv),
         capture_output=True,
         text=True,
         timeout=seconds + 60,
-        env={**os.environ, "BENCH_BODY": str(body_file)},
+        env={**os.environ, "BENCH_BODY": str(body_file), "BENCH_DELAY_MS": str(delay_ms)},
     )
     found = re.search(r"^BENCH_JSON (.*)$", result.stdout, re.MULTILINE)
     if result.returncode != 0 or not found:
