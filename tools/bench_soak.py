@@ -20,7 +20,6 @@ import math
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_serve import free_port, pinned, server, wrk  # tools/ is not a package
+from bench_serve import free_port, pinned, redis_server, server, unreachable_limit, wrk  # tools/: no package
 
 GOALS = {  # the issue's targets, reported (not asserted): met or not
     "errors": ("==", 0, "failed requests during the soak"),
@@ -74,34 +73,6 @@ def sampling(pid: int, every: float = 1.0) -> Iterator[list[tuple[float, int]]]:
         stop.set()
         thread.join()
         samples.append((round(time.monotonic() - start, 2), rss_bytes(pid)))
-
-
-@contextmanager
-def redis_server(directory: Path) -> Iterator[str]:
-    """A redis-server on a free loopback port without persistence; yields its URL."""
-    binary = shutil.which("redis-server")
-    if not binary:
-        sys.exit("bench-soak: redis-server not found: make system-deps (Debian package redis-server)")
-    port = free_port()
-    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--dir", str(directory), "--logfile", str(directory / "redis.log")]  # fmt: skip
-    process = subprocess.Popen(argv)
-    try:
-        import redis
-
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                redis.Redis(port=port, socket_timeout=1).ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError(f"redis-server did not answer on port {port}") from None
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
 
 
 def pace(target_rps: float, connections: int, latency_ms: float) -> int:
@@ -161,8 +132,6 @@ def phase(result: dict[str, Any], connections: int, **extra: Any) -> dict[str, A
 
 def main() -> int:
     args = parse_args()
-    import yaml
-
     from mlops_template.core.bundle import load_bundle
     from mlops_template.core.config import load_params
     from mlops_template.core.fsutil import write_text
@@ -174,11 +143,7 @@ def main() -> int:
         workdir = Path(tmp)
         body_file = workdir / "row.json"
         body_file.write_bytes(body)
-        raw = yaml.safe_load(Path("params.yaml").read_text())
-        unreachable = {"enabled": True, "requests_per_second": 1e9, "burst": 1_000_000_000}
-        raw.setdefault("monitoring", {})["rate_limit"] = {**raw["monitoring"].get("rate_limit", {}), **unreachable}
-        params_file = workdir / "params.yaml"
-        params_file.write_text(yaml.safe_dump(raw, sort_keys=False))
+        params_file = unreachable_limit(workdir)
         redis_url = stack.enter_context(redis_server(workdir))
         port = free_port()
         base = f"http://127.0.0.1:{port}"
