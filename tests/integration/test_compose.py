@@ -203,6 +203,9 @@ def test_compose_stack_serves_scrapes_alerts_and_stops(compose_stack: Stack, tra
     assert "FeatureDrift" in sent[0]["body"]["client_payload"]["alerts"]
     assert "loan_amount" in sent[0]["body"]["client_payload"]["features"]
 
-    assert "Traceback" not in stack.logs("service")
+    service_log = stack.logs("service")
+    assert "Traceback" not in service_log
+    loaded = [json.loads(m[0]) for m in re.finditer(r'\{"time".*"message": ?"model loaded".*\}', service_log)]
+    assert loaded and loaded[0]["shared_state"] == "redis:6379"  # the compose file's REDIS_URL is in effect
     stack.compose("down", "-v", "--timeout", "20", timeout=300)
     assert stack.containers() == []
