@@ -31,6 +31,7 @@ from tests.integration.test_runtime import bundle_dir, project_copy
 
 pytestmark = pytest.mark.integration
 SERVICES = ("service", "redis", "nginx", "prometheus", "alertmanager", "alert-relay", "github")
+IMAGE = "mlops-template:compose-test"
 ADMIN_KEY, RELAY_TOKEN, GITHUB_TOKEN, REPOSITORY = "compose-admin-key", "compose-relay-token", "gh-token", "o/r"
 # The GitHub API stand-in: prints each request as one JSON line (read back with `compose logs github`).
 FAKE_GITHUB = """
@@ -134,7 +135,9 @@ def compose_stack(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     shorten_waits(context)
     (context / ".secrets").mkdir()
     (context / ".secrets" / "relay-token").write_text(RELAY_TOKEN)
-    override = {"services": {"github": {"image": "mlops-template:local", "command": ["python", "-c", FAKE_GITHUB],
+    # the test's own image tag (a developer's mlops-template:local stays as it is); layers are cached across runs
+    override = {"services": {"service": {"image": IMAGE}, "alert-relay": {"image": IMAGE},
+                             "github": {"image": IMAGE, "command": ["python", "-c", FAKE_GITHUB],
                                         "depends_on": ["service"], "expose": ["8000"]}}}  # fmt: skip
     (context / "compose.test.yml").write_text(yaml.safe_dump(override))
     stack = Stack(engine, context, f"mlops-compose-test-{os.getpid()}")
