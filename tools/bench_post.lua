@@ -6,6 +6,14 @@ wrk.body = file:read("*a")
 file:close()
 wrk.headers["Content-Type"] = "application/json"
 
+-- `make bench-soak`: a pause (ms) before each request of a connection paces the load below the maximum
+local pause = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
+if pause > 0 then
+  function delay()
+    return pause
+  end
+end
+
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
