@@ -120,7 +120,7 @@ bench-serve: pipeline ## /predict vs bare FastAPI, mlflow serve, pandas baseline
 
 clean: ## remove pipeline outputs and caches (keeps .venv and data/)
 	rm -rf artifacts reports/junit.xml reports/coverage.xml .pytest_cache .ruff_cache .hypothesis .coverage .coverage.* \
-		reports/report.md reports/test-summary.md reports/production-metrics.json .deploy
+		reports/report.md reports/test-summary.md reports/production-metrics.json reports/data-refresh.json .deploy
 
 # --- CI/CD/CT: what the workflows (.github/workflows, .gitlab-ci.yml, Jenkinsfile, Cloud Build) run ---------------
 # Workflows call only these targets; `make ci` runs the CI jobs' steps here, in the same order.
@@ -185,9 +185,8 @@ pr-comment: $(STAMP) ## create or update the report comment on pull request PR=<
 	@test -n "$(PR)" || { echo "error: PR=<pull request number> is required" >&2; exit 2; }
 	$(CLI) github-comment --pr $(PR)
 
-data-refresh: data ## CT: fetch the newest raw data and record it in data.dvc (replace with your ingestion)
-	dvc add data
-	@if [ -n "$$(dvc remote list)" ]; then dvc push data.dvc; fi
+data-refresh: $(STAMP) ## CT: newest data from params data.source (else `make data`), validated, `dvc add` (+ `dvc push`)
+	$(CLI) data-refresh
 
 gate-production: $(STAMP) ## CT gate: against the metrics of the model at PRODUCTION_URL, else against BASELINE (main)
 	@if [ -n "$(PRODUCTION_URL)" ]; then \

@@ -64,6 +64,20 @@ def _data(args: argparse.Namespace) -> None:
     ensure(load_params(args.params), sample=args.sample)
 
 
+def _data_refresh_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--record", type=Path, default=Path("reports/data-refresh.json"), help="rows and data.dvc hash before/after"
+    )
+
+
+@command("data-refresh", "CT: newest data from data.source (validated), `dvc add`, `dvc push`", _data_refresh_args)
+def _data_refresh(args: argparse.Namespace) -> None:
+    from mlops_template.pipeline.refresh import refresh
+
+    done = refresh(load_params(args.params), args.record)
+    log.info("data-refresh: %s rows %s -> %s, %s", done.path, done.rows_before, done.rows_after, done.md5_after)
+
+
 def _data_access_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--secrets",
