@@ -123,7 +123,8 @@ def validate(path: Path, params: Params, shown: str) -> int:
         split(frame, schema, params.prep.test_size, params.prep.seed)
         return len(read_csv(path, params.data.read))
     except UserError as exc:
-        raise UserError(f"data.source: the new data is refused, nothing changed: {exc}".replace(str(path), shown)) from None
+        message = f"data.source: the new data is refused, nothing changed: {exc}"
+        raise UserError(message.replace(str(path), shown)) from None
 
 
 def current(params: Params) -> None:
