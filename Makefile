@@ -188,11 +188,9 @@ pr-comment: $(STAMP) ## create or update the report comment on pull request PR=<
 data-refresh: $(STAMP) ## CT: newest data from params data.source (else `make data`), validated, `dvc add` (+ `dvc push`)
 	$(CLI) data-refresh
 
-gate-production: $(STAMP) ## CT gate: against the metrics of the model at PRODUCTION_URL, else against BASELINE (main)
-	@if [ -n "$(PRODUCTION_URL)" ]; then \
-		$(CLI) fetch-metrics --url "$(PRODUCTION_URL)" --output reports/production-metrics.json && \
-		$(CLI) gate --baseline reports/production-metrics.json; \
-	else $(CLI) gate --baseline $(or $(BASELINE),main); fi
+gate-production: $(STAMP) ## CT gate: production bundle (dvc.lock at BASELINE, default main) vs new model on the same holdout
+	$(CLI) gate-production --baseline $(or $(BASELINE),main) $(if $(PRODUCTION_URL),--url "$(PRODUCTION_URL)") \
+		--output reports/production-metrics.json
 
 retrain-issue: $(STAMP) ## open or update the CT issue: NOTE=<the cause> above reports/report.md (when there is one)
 	$(CLI) github-issue --title "Retraining: no pull request (the model was rejected or the run failed)" \

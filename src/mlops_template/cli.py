@@ -131,6 +131,24 @@ def _gate(args: argparse.Namespace) -> None:
     gate.run(load_training_params(args.params), baseline=args.baseline or os.environ.get("GATE_BASELINE") or None)
 
 
+def _gate_production_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--baseline", default="main", help="git ref whose dvc.lock records the production bundle")
+    parser.add_argument("--url", help="the production service (PRODUCTION_URL): must serve that bundle's version")
+    parser.add_argument("--output", type=Path, default=Path("reports/production-metrics.json"))
+
+
+@command(
+    "gate-production",
+    "CT gate: the production bundle and the new model scored on the same holdout (else stored metrics)",
+    _gate_production_args,
+)
+def _gate_production(args: argparse.Namespace) -> None:
+    from mlops_template.ci.challenge import run
+    from mlops_template.pipeline.models import load_training_params
+
+    run(load_training_params(args.params), args.baseline, args.url, args.output)
+
+
 @command("metrics", "print the latest metrics as a markdown table")
 def _metrics(args: argparse.Namespace) -> None:
     from mlops_template.pipeline.evaluate import metrics_table, read_metrics

@@ -128,7 +128,11 @@ def validate(path: Path, params: Params, shown: str) -> int:
 
 
 def current(params: Params) -> None:
-    """The data data.dvc records now (`make data`), so the report can count the rows before the refresh."""
+    """The data data.dvc records now, so the report can count the rows before the refresh: from the DVC cache
+    (CT restores it), else `make data` (remote or sample)."""
+    track = tracking(params.data.path)
+    if track is not None and not params.data.path.is_file():
+        subprocess.run([*DVC, "checkout", "--quiet", str(track.dvc_file)], capture_output=True, check=False)
     try:
         ensure(params)
     except UserError as exc:
