@@ -91,7 +91,7 @@ def ct_run(ct: dict, name: str, event: str, payload: dict, sample: dict, **act: 
     records.mkdir()
     env = {"GITHUB_API_URL": ct["url"], "STANDIN_RECORDS": str(records), **act.pop("env", {})}
     secrets = {"GITHUB_TOKEN": TOKEN, **act.pop("secrets", {})}
-    run = run_act(repo, event, "ct.yml", ct["state"], payload=payload, env=env, secrets=secrets,
+    run = run_act(ct["repo"], event, "ct.yml", ct["state"], payload=payload, env=env, secrets=secrets,
                   local_actions=ct["actions"], **act)  # fmt: skip
     return run, records
 
@@ -150,9 +150,8 @@ def test_scheduled_retrain_on_new_data_proposes_a_pull_request(ct: dict, schedul
     assert "Baseline: origin/main's committed metrics: stored metrics" in pr["body"]
     assert "`dvc get . artifacts/model --rev origin/main` failed" in pr["body"]
     # the report counts the rows before (the sample main's data.dvc records) and after (what data.source served)
-    assert f"Data refreshed from `{ct['served_url']}/loans.csv`: **12000 rows** in `data/loans.csv` (before: 10000)" in (
-        pr["body"]
-    )
+    refreshed = f"Data refreshed from `{ct['served_url']}/loans.csv`: **12000 rows** in `data/loans.csv`"
+    assert f"{refreshed} (before: 10000)" in pr["body"]
     assert "plots-html" in pr["body"]
     changed = {line[3:] for line in pr["status"]}
     assert {"data.dvc", "dvc.lock", "reports/metrics.json"} <= changed
