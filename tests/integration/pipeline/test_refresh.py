@@ -1,6 +1,7 @@
 """`data-refresh` from real sources into a clone-like DVC project: a CSV over HTTP on loopback, a local Parquet
-file, a SQLite database through SQLAlchemy; bad new data changes nothing. The tests run in order on one project,
-each refresh from the state the previous one left."""
+file, a SQLite database through SQLAlchemy; bad new data changes nothing. Then CT's challenger gate: the bundle
+main's dvc.lock records, fetched with `dvc get`, scored on the holdout. The tests run in order on one project,
+each from the state the previous one left."""
 
 from __future__ import annotations
 
@@ -15,9 +16,12 @@ import pandas as pd
 import pytest
 import yaml
 
+from mlops_template.ci import challenge
 from mlops_template.cli import main
+from mlops_template.core.config import load_params
+from mlops_template.pipeline.challenger import Scored, production
 from mlops_template.pipeline.sample import write_sample
-from tests.conftest import dvc_project_copy, loopback_server, write_params
+from tests.conftest import FakeHandler, dvc_project_copy, loopback_server, sh, write_params
 
 pytestmark = pytest.mark.integration
 
@@ -134,3 +138,39 @@ def test_without_a_source_the_refresh_is_make_data(project: Path, monkeypatch):
     code, record = refresh(project, monkeypatch, None)
     assert code == 0
     assert record["source"].startswith("make data") and record["md5_after"] == before  # the data as it was
+
+
+def test_challenger_scores_main_s_bundle_on_this_run_s_holdout(project: Path, monkeypatch):
+    """main's model, fetched back from the DVC cache, scores its own holdout exactly as `evaluate` did; behind
+    PRODUCTION_URL the service must serve that version, else the gate says it compares stored metrics."""
+    monkeypatch.chdir(project)
+    sh(project, "dvc", "repro")
+    sh(project, "git", "add", "-A")
+    sh(project, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "trained")
+    params = load_params()
+    scored = production(params, "main")
+    assert isinstance(scored, Scored), scored
+    evaluated = json.loads((project / "reports" / "metrics.json").read_text())
+    assert scored.rows == 600  # 20% of the 3000 rows the SQL refresh left
+    assert scored.metrics == {name: evaluated[name] for name in scored.metrics}
+    assert {"roc_auc", "f1", "log_loss"} <= set(scored.metrics)
+
+    served = {"model_version": scored.version, "metrics": {**evaluated, "roc_auc": 0.5}}
+
+    class Service(FakeHandler):
+        def do_GET(self) -> None:
+            self.reply(200, served)
+
+    output = project / "reports" / "production-metrics.json"
+    gate_md = project / params.gate.report_path
+    with loopback_server(Service) as url:
+        assert challenge.run(params, "main", url, output) == "VALIDATED"
+        assert f"Baseline: {scored.label}" in gate_md.read_text()
+        assert json.loads(output.read_text()) == scored.metrics  # scored, not the service's stored 0.5
+
+        served["model_version"] = "0123456789ab"
+        assert challenge.run(params, "main", url, output) == "VALIDATED"
+        text = gate_md.read_text()
+        assert f"Baseline: the model at {url}: stored metrics" in text
+        assert f"{url} serves model 0123456789ab, not {scored.version} (the bundle at main)" in text
+        assert json.loads(output.read_text())["roc_auc"] == 0.5
