@@ -154,7 +154,7 @@ def dvc(*args: str) -> None:
 
 
 def record(path: Path) -> tuple[Path, str | None]:
-    """The DVC output to `dvc add` for `path` (its tracked folder, e.g. data/) and the md5 recorded today."""
+    """The DVC output that holds `path` (its tracked folder, e.g. data/) and its md5; (path, None): untracked."""
     track = tracking(path)
     return (track.out, track.md5) if track else (path, None)
 
@@ -176,9 +176,12 @@ def refresh(params: Params, output: Path = RECORD) -> Refresh:
             fetch(source, params.data.read, tmp)
             after = validate(tmp, params, shown)
         log.info("data-refresh: %d rows from %s -> %s", after, shown, path)
-    dvc("add", str(out))
-    if default_remote() is not None:
-        dvc("push", str(out.with_name(out.name + ".dvc")))
+    if md5_before is None:  # data kept in git (`dvc remove data.dvc`): nothing for DVC to record
+        log.warning("data-refresh: %s is not tracked by DVC; commit it with git", path)
+    else:
+        dvc("add", str(out))
+        if default_remote() is not None:
+            dvc("push", str(out.with_name(out.name + ".dvc")))
     result = Refresh(shown, str(path), before, after, md5_before, record(path)[1])
     write_text(output, json.dumps(asdict(result), indent=2) + "\n")
     return result
