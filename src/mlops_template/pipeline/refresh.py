@@ -61,7 +61,7 @@ def download(url: str, target: Path) -> None:
         with fsspec.open(url, "rb") as remote, open(target, "wb") as local:
             shutil.copyfileobj(remote, local, 1 << 20)
     except ImportError as exc:  # gs:// needs gcsfs, s3:// needs s3fs
-        raise UserError(f"data.source.url {url}: {one_line(exc)}; install that package (pip install ...)") from None
+        raise UserError(f"data.source.url {url}: {one_line(exc)} (add it, pinned, to requirements-dev.txt)") from None
     except FileNotFoundError:
         raise UserError(f"data.source.url {url}: not found; fix data.source.url in params.yaml") from None
     except Exception as exc:  # noqa: BLE001 - OSError, aiohttp's, botocore's, google's own errors: one line each

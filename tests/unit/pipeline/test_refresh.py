@@ -38,3 +38,12 @@ def test_data_kept_in_git_is_replaced_without_dvc(workdir: Path):
     assert (workdir / "data" / "loans.csv").read_bytes() == (workdir / "incoming.csv").read_bytes()
     assert (done.rows_before, done.rows_after, done.md5_before, done.md5_after) == (3000, 2000, None, None)
     assert not list(workdir.rglob("*.dvc"))
+
+
+def test_an_object_store_url_without_its_fsspec_plugin_names_the_package(tmp_path: Path):
+    from mlops_template.core.errors import UserError
+    from mlops_template.pipeline.refresh import download
+
+    # Azure: a store whose plugin (adlfs) this project never installs (gcsfs and s3fs may come with DVC's plugins)
+    with pytest.raises(UserError, match=r"az://box/loans.csv: Install adlfs .*requirements-dev.txt"):
+        download("az://box/loans.csv", tmp_path / "loans.csv")
