@@ -123,7 +123,7 @@ bench-soak: pipeline ## 60 s at 80% of the max /predict rate, one service with R
 
 clean: ## remove pipeline outputs and caches (keeps .venv and data/)
 	rm -rf artifacts reports/junit.xml reports/coverage.xml .pytest_cache .ruff_cache .hypothesis .coverage .coverage.* \
-		reports/report.md reports/test-summary.md reports/production-metrics.json .deploy
+		reports/report.md reports/test-summary.md reports/production-metrics.json reports/data-refresh.json .deploy
 
 # --- CI/CD/CT: what the workflows (.github/workflows, .gitlab-ci.yml, Jenkinsfile, Cloud Build) run ---------------
 # Workflows call only these targets; `make ci` runs the CI jobs' steps here, in the same order.
@@ -188,15 +188,12 @@ pr-comment: $(STAMP) ## create or update the report comment on pull request PR=<
 	@test -n "$(PR)" || { echo "error: PR=<pull request number> is required" >&2; exit 2; }
 	$(CLI) github-comment --pr $(PR)
 
-data-refresh: data ## CT: fetch the newest raw data and record it in data.dvc (replace with your ingestion)
-	dvc add data
-	@if [ -n "$$(dvc remote list)" ]; then dvc push data.dvc; fi
+data-refresh: $(STAMP) ## CT: newest data from params data.source (else `make data`), validated, `dvc add` (+ `dvc push`)
+	$(CLI) data-refresh
 
-gate-production: $(STAMP) ## CT gate: against the metrics of the model at PRODUCTION_URL, else against BASELINE (main)
-	@if [ -n "$(PRODUCTION_URL)" ]; then \
-		$(CLI) fetch-metrics --url "$(PRODUCTION_URL)" --output reports/production-metrics.json && \
-		$(CLI) gate --baseline reports/production-metrics.json; \
-	else $(CLI) gate --baseline $(or $(BASELINE),main); fi
+gate-production: $(STAMP) ## CT gate: production bundle (dvc.lock at BASELINE, default main) vs new model on the same holdout
+	$(CLI) gate-production --baseline $(or $(BASELINE),main) $(if $(PRODUCTION_URL),--url "$(PRODUCTION_URL)") \
+		--output reports/production-metrics.json
 
 retrain-issue: $(STAMP) ## open or update the CT issue: NOTE=<the cause> above reports/report.md (when there is one)
 	$(CLI) github-issue --title "Retraining: no pull request (the model was rejected or the run failed)" \

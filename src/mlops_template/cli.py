@@ -64,6 +64,20 @@ def _data(args: argparse.Namespace) -> None:
     ensure(load_params(args.params), sample=args.sample)
 
 
+def _data_refresh_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--record", type=Path, default=Path("reports/data-refresh.json"), help="rows and data.dvc hash before/after"
+    )
+
+
+@command("data-refresh", "CT: newest data from data.source (validated), `dvc add`, `dvc push`", _data_refresh_args)
+def _data_refresh(args: argparse.Namespace) -> None:
+    from mlops_template.pipeline.refresh import refresh
+
+    done = refresh(load_params(args.params), args.record)
+    log.info("data-refresh: %s rows %s -> %s, %s", done.path, done.rows_before, done.rows_after, done.md5_after)
+
+
 def _data_access_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--secrets",
@@ -115,6 +129,24 @@ def _gate(args: argparse.Namespace) -> None:
     from mlops_template.pipeline.models import load_training_params
 
     gate.run(load_training_params(args.params), baseline=args.baseline or os.environ.get("GATE_BASELINE") or None)
+
+
+def _gate_production_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--baseline", default="main", help="git ref whose dvc.lock records the production bundle")
+    parser.add_argument("--url", help="the production service (PRODUCTION_URL): must serve that bundle's version")
+    parser.add_argument("--output", type=Path, default=Path("reports/production-metrics.json"))
+
+
+@command(
+    "gate-production",
+    "CT gate: the production bundle and the new model scored on the same holdout (else stored metrics)",
+    _gate_production_args,
+)
+def _gate_production(args: argparse.Namespace) -> None:
+    from mlops_template.ci.challenge import run
+    from mlops_template.pipeline.models import load_training_params
+
+    run(load_training_params(args.params), args.baseline, args.url, args.output)
 
 
 @command("metrics", "print the latest metrics as a markdown table")

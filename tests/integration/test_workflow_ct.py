@@ -2,9 +2,11 @@
 data that passes the gate, a `retrain` repository_dispatch whose pull request cannot be opened, and a
 workflow_dispatch whose new data gives a worse model.
 
-New data: until a real data source exists, `make data-refresh` regenerates the embedded sample, so each
-scenario commits other `data.sample` settings on the clone's main (seed and rows: a new, similar dataset;
-drift: a shifted one); the CT run then records a new data.dvc, retrains and gates against main's metrics.
+New data: main's params.yaml names a CSV on an HTTP server on loopback as data.source; each scenario serves new
+rows there (other seed and rows: a new, similar dataset; a small batch: a worse model); the CT run fetches them, records
+a new data.dvc, retrains and gates. No DVC remote: the first run finds no production bundle and gates against
+main's committed metrics; the test then merges its pull request (as a person would), so the next runs find main's
+bundle in the DVC cache CT saved and score it and the new model on the same holdout.
 The actions that only talk to github.com (create-pull-request, create-github-app-token) are local stand-ins
 (act --local-repository) that record their inputs and the files they would commit; the issue and the
 pull-request closing go to a fake GitHub API on loopback.
@@ -12,13 +14,17 @@ pull-request closing go to a fake GitHub API on loopback.
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 import yaml
 
 from mlops_template.ci.report import MARKER
+from mlops_template.pipeline.sample import write_sample
 from tests.act_support import (
     REPOSITORY,
     ActRun,
@@ -31,6 +37,7 @@ from tests.act_support import (
     standin_action,
     throwaway_repo,
 )
+from tests.conftest import loopback_server
 
 PR_STEP = "Open or update the retraining pull request"
 ISSUE_STEP = "Open or update the retraining issue"
@@ -60,22 +67,31 @@ def ct(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
             {"token": APP_TOKEN},
         ),
     }
-    with fake_github() as (api, url):
+    served = base / "served"
+    served.mkdir()
+    handler = functools.partial(QuietFiles, directory=str(served))
+    with fake_github() as (api, url), loopback_server(handler) as source:
+        params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))
+        params["data"]["source"] = {"url": f"{source}/loans.csv"}
+        commit(repo, "data.source", {"params.yaml": yaml.safe_dump(params, sort_keys=False)}, branch="main")
         api.pulls.append({"number": 12, "state": "open", "head": {"ref": "ct/retrain"}})
-        yield {"repo": repo, "base": base, "state": base / "act", "api": api, "url": url, "actions": actions}
+        yield {"repo": repo, "base": base, "state": base / "act", "api": api, "url": url, "actions": actions,
+               "served": served, "served_url": source}  # fmt: skip
+
+
+class QuietFiles(SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
 
 
 def ct_run(ct: dict, name: str, event: str, payload: dict, sample: dict, **act: dict) -> tuple[ActRun, Path]:
-    """New data on main (other sample settings), then CT for `event`; returns the run and its records folder."""
-    repo = ct["repo"]
-    params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))
-    params["data"]["sample"] = {**params["data"]["sample"], **sample}
-    commit(repo, f"new data for {name}", {"params.yaml": yaml.safe_dump(params, sort_keys=False)}, branch="main")
+    """New rows at data.source (sample settings), then CT for `event`; returns the run and its records folder."""
+    write_sample(ct["served"] / "loans.csv", sample["rows"], sample["seed"], sample.get("drift", 0.0))
     records = ct["base"] / f"records-{name}"
     records.mkdir()
     env = {"GITHUB_API_URL": ct["url"], "STANDIN_RECORDS": str(records), **act.pop("env", {})}
     secrets = {"GITHUB_TOKEN": TOKEN, **act.pop("secrets", {})}
-    run = run_act(repo, event, "ct.yml", ct["state"], payload=payload, env=env, secrets=secrets,
+    run = run_act(ct["repo"], event, "ct.yml", ct["state"], payload=payload, env=env, secrets=secrets,
                   local_actions=ct["actions"], **act)  # fmt: skip
     return run, records
 
@@ -87,13 +103,17 @@ def scheduled(ct: dict) -> tuple[ActRun, Path]:
 
 @pytest.fixture(scope="module")
 def dispatched(ct: dict, scheduled: tuple) -> tuple[ActRun, Path]:
-    """repository_dispatch `retrain` with a GitHub App configured; GitHub refuses to open the pull request."""
+    """The scheduled run's pull request merged; then repository_dispatch `retrain` with a GitHub App configured;
+    GitHub refuses to open the pull request."""
+    merged = recorded(scheduled[1], "create-pull-request")
+    assert merged is not None, scheduled[0].tail()
+    commit(ct["repo"], "CT: retrain on the newest data", merged["files"], branch="main")
     return ct_run(
         ct,
         "dispatch",
         "repository_dispatch",
         {"action": "retrain", "client_payload": {"alert": "ModelLiveAccuracyLow"}},
-        {"rows": 12000, "seed": 8},
+        {"rows": 11000, "seed": 8},
         variables={"CT_APP_ID": "123456"},
         secrets={"CT_APP_PRIVATE_KEY": "-----BEGIN PRIVATE KEY-----test"},
         env={"STANDIN_FAIL": "create-pull-request"},
@@ -102,8 +122,9 @@ def dispatched(ct: dict, scheduled: tuple) -> tuple[ActRun, Path]:
 
 @pytest.fixture(scope="module")
 def rejected(ct: dict, dispatched: tuple) -> tuple[ActRun, Path]:
-    """workflow_dispatch on strongly shifted new data: the retrained model is worse than main's."""
-    return ct_run(ct, "rejected", "workflow_dispatch", {}, {"rows": 10000, "seed": 42, "drift": 1.0})
+    """workflow_dispatch on a small new batch: the retrained model passes the thresholds but is worse than main's
+    on the same holdout. (Shifted data would not do: main's model does as badly on the shifted holdout.)"""
+    return ct_run(ct, "rejected", "workflow_dispatch", {}, {"rows": 1500, "seed": 42})
 
 
 def test_scheduled_retrain_on_new_data_proposes_a_pull_request(ct: dict, scheduled: tuple) -> None:
@@ -126,7 +147,12 @@ def test_scheduled_retrain_on_new_data_proposes_a_pull_request(ct: dict, schedul
     # the body is this run's report; the commit would carry the new data's record and the new metrics
     assert pr["body"].startswith(MARKER)
     assert "Metric gate: **VALIDATED**" in pr["body"]
-    assert "Baseline: origin/main (" in pr["body"]  # against main's committed metrics
+    # no production bundle yet (no DVC remote, nothing cached): against main's committed metrics, and says why
+    assert "Baseline: origin/main's committed metrics: stored metrics" in pr["body"]
+    assert "`dvc get . artifacts/model --rev origin/main` failed" in pr["body"]
+    # the report counts the rows before (the sample main's data.dvc records) and after (what data.source served)
+    refreshed = f"Data refreshed from `{ct['served_url']}/loans.csv`: **12000 rows** in `data/loans.csv`"
+    assert f"{refreshed} (before: 10000)" in pr["body"]
     assert "plots-html" in pr["body"]
     changed = {line[3:] for line in pr["status"]}
     assert {"data.dvc", "dvc.lock", "reports/metrics.json"} <= changed
@@ -156,6 +182,14 @@ def test_refused_pull_request_opens_the_issue_and_fails(ct: dict, dispatched: tu
     assert "opening the pull request failed" in issue["body"]
     assert "Allow GitHub Actions to create and approve pull requests" in issue["body"]
     assert "Metric gate: **VALIDATED**" in issue["body"]
+    # main holds the scheduled run's model now (its pull request merged): found in the DVC cache CT restored,
+    # scored with the new model on the same holdout (20% of the 11000 new rows)
+    assert re.search(
+        r"Baseline: the production model [0-9a-f]{12} \(gated bundle at origin/main\) scored on the same 2200 "
+        "holdout rows as the new model",
+        issue["body"],
+    ), issue["body"][:3000]
+    assert "**11000 rows** in `data/loans.csv` (before: 12000)" in issue["body"]
     assert f"/{REPOSITORY}/actions/runs/" in issue["body"]
 
 
@@ -174,3 +208,12 @@ def test_rejected_model_updates_the_issue_and_closes_the_old_pull_request(ct: di
     updated = api.sent("PATCH", "/issues/50")
     assert updated and "rejected by the gate" in updated[-1]["body"]
     assert "Metric gate: **REJECTED**" in updated[-1]["body"]
+    body = updated[-1]["body"]
+    assert "scored on the same 300 holdout rows as the new model" in body
+    # rejected by the comparison, not by a threshold: the failed rows are metrics worse than production's
+    failed = [[cell.strip() for cell in line.split("|")[1:6]] for line in body.splitlines() if "| ❌ fail |" in line]
+    assert failed, body[:3000]
+    for metric, value, bound, baseline, delta in failed:
+        limit = float(bound[2:])
+        assert (float(value) >= limit) if bound.startswith("≥") else (float(value) <= limit), metric
+        assert baseline and delta, metric  # behind the production model's score on the same rows

@@ -22,6 +22,8 @@ from mlops_template.core.bundle import METADATA
 from mlops_template.core.config import Params
 from mlops_template.core.errors import UserError
 from mlops_template.core.fsutil import sha256_file, write_text
+from mlops_template.pipeline.rawdata import tracking
+from mlops_template.pipeline.refresh import RECORD, read_record
 
 log = logging.getLogger(__name__)
 MARKER = "<!-- mlops-template:report -->"  # finds the comment to update in place
@@ -153,11 +155,27 @@ def mlflow_run(params: Params) -> str | None:
     return line
 
 
+def data_refresh(params: Params, record: Path = RECORD) -> str | None:
+    """A line on the data this run refreshed (rows and data.dvc hash before/after), else None."""
+    refreshed, track = read_record(record), tracking(params.data.path)
+    if refreshed is None or track is None or refreshed.md5_after != track.md5:
+        return None  # no refresh in this run, or one whose data has been replaced since
+    before = "unknown" if refreshed.rows_before is None else str(refreshed.rows_before)
+    changed = "unchanged" if refreshed.md5_before == refreshed.md5_after else f"was `{refreshed.md5_before}`"
+    return (
+        f"Data refreshed from `{refreshed.source}`: **{refreshed.rows_after} rows** in `{refreshed.path}` "
+        f"(before: {before}); DVC hash `{refreshed.md5_after}` ({changed})"
+    )
+
+
 def build(params: Params, baseline: str | None, run_url: str | None = None, title: str = "Model report") -> str:
     gate_path = params.gate.report_path
     if not gate_path.is_file():
         raise UserError(f"{gate_path}: not found; run `make pipeline` (and `make gate BASELINE=...`) first")
     parts = [MARKER, f"## {title}", "", gate_path.read_text(encoding="utf-8").strip(), ""]
+    refreshed = data_refresh(params)
+    if refreshed:
+        parts += ["### Data", "", refreshed, ""]
     tracked = mlflow_run(params)
     if tracked:
         parts += [tracked, ""]

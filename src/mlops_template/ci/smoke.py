@@ -122,6 +122,11 @@ def smoke_test(
     return payload
 
 
+def served_version(url: str) -> str | None:
+    """The model_version of the bundle a service runs (GET /model)."""
+    return _model_info(url.rstrip("/")).get("model_version")
+
+
 def fetch_metrics(url: str, output: Path) -> dict[str, float]:
     """The metrics of the model a service runs (from /model), written as a metrics JSON for the gate."""
     info = _model_info(url.rstrip("/"))

@@ -51,9 +51,25 @@ class ReadConfig(Section):
         return self
 
 
+class SourceConfig(Section):
+    """Where `make data-refresh` (CT) fetches the newest data: a CSV/Parquet file or URL, or a SQL query."""
+
+    url: str | None = Field(None, min_length=1)  # a path or fsspec URL: https://, gs:// (gcsfs), s3:// (s3fs)
+    format: Literal["auto", "csv", "parquet"] = "auto"  # auto: parquet for *.parquet / *.pq, else csv
+    query: str | None = Field(None, min_length=1)  # SQL through SQLAlchemy, instead of url
+    database_url_env: str = Field("DATA_DATABASE_URL", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")  # the env var, not the URL
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SourceConfig:
+        if (self.url is None) == (self.query is None):
+            raise ValueError("set exactly one of url (a CSV or Parquet file) or query (SQL)")
+        return self
+
+
 class DataConfig(Section):
     path: Path = Path("data/loans.csv")
     read: ReadConfig = ReadConfig()
+    source: SourceConfig | None = None  # null: `make data-refresh` re-runs `make data` (sample, or dvc pull)
     sample: SampleConfig = SampleConfig()
 
 

@@ -106,9 +106,9 @@ def feature_importance(model: Any, x: pd.DataFrame, y: pd.Series, task: str, row
 
 
 def compute(
-    model: Any, metadata: ModelRecord, x: pd.DataFrame, y: pd.Series, params: Params
+    model: Any, metadata: ModelRecord, x: pd.DataFrame, y: pd.Series, params: Params, importance: bool = True
 ) -> tuple[dict[str, float], dict[str, Any]]:
-    """Metrics and plot data for a fitted model on a labelled frame."""
+    """Metrics and plot data for a fitted model on a labelled frame (`importance`: permutation importance too)."""
     task, points = metadata.task, params.evaluate.curve_points
     if task == "regression":
         predicted = model.predict(x)
@@ -125,8 +125,9 @@ def compute(
         else:
             metrics = multiclass_metrics(y, proba, predicted, classes)
             plots = classification_plots(y, proba, predicted, None, points)
-    importance = feature_importance(model, x, y, task, params.evaluate.importance_rows, params.train.seed)
-    plots["feature_importance.json"] = _records(importance)
+    if importance:
+        ranked = feature_importance(model, x, y, task, params.evaluate.importance_rows, params.train.seed)
+        plots["feature_importance.json"] = _records(ranked)
     return {k: round(float(v), 6) for k, v in metrics.items()}, plots
 
 

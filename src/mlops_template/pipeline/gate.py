@@ -157,9 +157,11 @@ def record_for_ci(verdict: str) -> None:
             handle.write(f"verdict={verdict}\n")
 
 
-def run(params: Params, baseline: str | None = None) -> str:
+def run(params: Params, baseline: str | None = None, label: str | None = None) -> str:
+    """Judge the metrics against the thresholds and `baseline`; `label` says what the baseline is (the report)."""
     metrics = read_metrics(params.evaluate.metrics_path)
-    base, label = baseline_metrics(baseline, params.evaluate.metrics_path) if baseline else (None, None)
+    base, found = baseline_metrics(baseline, params.evaluate.metrics_path) if baseline else (None, None)
+    label = label or found
     rows = judge(metrics, params.gate.thresholds, base, params.gate.tolerance)
     failed = [r.metric for r in rows if r.passed is False]
     verdict = REJECTED if failed else VALIDATED

@@ -66,3 +66,19 @@ def test_a_key_with_control_characters_is_quoted_on_its_line(tmp_path: Path):
         str(error.value).splitlines()[1]
         == "  - data.'\\x1e': unknown key; check its spelling against README 'params.yaml reference'"
     )
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ({"url": "data/new.csv", "query": "SELECT 1"}, "data.source: set exactly one of url"),
+        ({"format": "csv"}, "data.source: set exactly one of url"),
+        ({"query": "SELECT 1", "database_url_env": "postgresql://u:p@h/db"}, "data.source.database_url_env: String"),
+        ({"url": "x.csv", "format": "xlsx"}, "data.source.format: Input should be 'auto', 'csv' or 'parquet'"),
+    ],
+)
+def test_data_source_is_one_file_or_one_query_and_names_an_env_var(tmp_path: Path, source: dict, message: str):
+    write_params(tmp_path, data={"source": source})
+    with pytest.raises(UserError) as error:
+        load_params(tmp_path / "params.yaml")
+    assert message in str(error.value)
