@@ -313,6 +313,22 @@ def _bundle_check(args: argparse.Namespace) -> None:
     print(bundle.path)
 
 
+def _buildpack_pull_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dvc", required=True, help="the DVC executable (bin/post_compile's throwaway venv)")
+    parser.add_argument("--cache-dir", type=Path, help="DVC cache outside the slug (the buildpack's cache dir)")
+
+
+@command(
+    "buildpack-pull",
+    "Heroku build (bin/post_compile): dvc pull the gated bundle without git, then bundle-check it; exit 2 if unusable",
+    _buildpack_pull_args,
+)
+def _buildpack_pull(args: argparse.Namespace) -> None:
+    from mlops_template.ci.buildpack import pull
+
+    print(pull(load_params(args.params), [args.dvc], args.cache_dir).path)
+
+
 @command("serve", "serve the model API with uvicorn (env: MODEL_DIR, HOST, PORT, WEB_CONCURRENCY; README)")
 def _serve(args: argparse.Namespace) -> None:
     from mlops_template.serving.server import serve

@@ -10,6 +10,7 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,9 +57,9 @@ def tracking(path: Path) -> Tracking | None:
     return None
 
 
-def default_remote() -> Remote | None:
+def default_remote(dvc: Sequence[str] = DVC) -> Remote | None:
     """The DVC remote `dvc pull` would use: the default one, else the first (`dvc remote list`, all configs)."""
-    result = subprocess.run([*DVC, "remote", "list"], capture_output=True, text=True, check=False)
+    result = subprocess.run([*dvc, "remote", "list"], capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise UserError(f"`dvc remote list` failed: {result.stderr.strip() or result.stdout.strip()}")
     rows = [line.split() for line in result.stdout.splitlines() if len(line.split()) >= 2]
