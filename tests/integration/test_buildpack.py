@@ -97,10 +97,12 @@ def heroku(tmp_path_factory: pytest.TempPathFactory) -> dict:
     sh(repo, "dvc", "push")
     rejected = commit(repo, "a REJECTED bundle in dvc.lock")
 
-    runtime = tmp / "runtime"  # the slug's Python: requirements.txt only (uv for speed, as the Makefile does)
+    # the slug's Python: requirements.txt only (uv for speed, as the Makefile does), plus the setuptools the
+    # buildpack installs into a Python 3.11 slug (its lib/pip.sh: SETUPTOOLS_VERSION)
+    runtime = tmp / "runtime"
     sh(tmp, "python3.11", "-m", "venv", str(runtime))
-    uv = str(Path(sys.executable).parent / "uv")
-    sh(ROOT, uv, "pip", "install", "--quiet", "--python", str(runtime / "bin/python"), "-r", "requirements.txt")
+    uv = [str(Path(sys.executable).parent / "uv"), "pip", "install", "--quiet", "--python", str(runtime / "bin/python")]
+    sh(ROOT, *uv, "-r", "requirements.txt", "setuptools==70.3.0")
     cache = tmp / "cache"  # the buildpack's cache dir: the hook's DVC venv is made once, reused by every build
     setup = time.monotonic() - started
 
