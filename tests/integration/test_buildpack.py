@@ -159,6 +159,7 @@ def test_post_compile_pulls_and_verifies_the_gated_bundle(heroku: dict) -> None:
     # DVC stays out of the slug: no DVC in its Python, no DVC cache, index or build-time config in the build dir
     assert not (heroku["runtime"] / "bin" / "dvc").exists()
     assert sorted(p.name for p in (build / ".dvc").iterdir()) == [".gitignore", "config"]
+    assert not (build / "build").exists() and not list((build / "src").glob("*.egg-info"))  # pip's leftovers
     assert list(heroku["cache"].glob("mlops-template-dvc/venv-*/bin/dvc"))  # the next build reuses it
 
 
