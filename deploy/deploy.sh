@@ -90,7 +90,7 @@ heroku_buildpack_deploy() {
   echo "deploy: pushing $commit to $remote (Heroku builds it; the build log follows)"
   # the key travels as a header set through the environment: never in the URL, the process list or .git/config
   GIT_TERMINAL_PROMPT=0 GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=http.extraHeader \
-    GIT_CONFIG_VALUE_0="Authorization: Basic $(printf '%s' ":${HEROKU_API_KEY}" | base64 -w0)" \
+    GIT_CONFIG_VALUE_0="Authorization: Basic $(printf '%s' "heroku:${HEROKU_API_KEY}" | base64 -w0)" \
     git push --force "$remote" "${commit}:refs/heads/main"
   record_url "$(heroku_url)"
 }

@@ -234,7 +234,7 @@ def heroku_git(tmp_path: Path) -> Iterator[dict]:
     class Handler(FakeHandler):
         def _handle(self) -> None:
             seen.append(self.headers.get("Authorization"))
-            if self.headers.get("Authorization") != "Basic " + base64.b64encode(b":k3y").decode():
+            if self.headers.get("Authorization") != "Basic " + base64.b64encode(b"heroku:k3y").decode():
                 self.send_response(401)
                 self.send_header("WWW-Authenticate", 'Basic realm="Heroku"')
                 self.send_header("Content-Length", "0")
@@ -290,7 +290,7 @@ def test_heroku_buildpack_pushes_the_built_commit_to_the_apps_git_and_rolls_back
     result = deploy(fakes, "deploy", cwd=source, **settings)  # the checkout (deploy.yml checks out the built commit)
     assert result.returncode == 0, result.stderr
     assert app_main(heroku_git) == built
-    assert "Basic " + base64.b64encode(b":k3y").decode() in heroku_git["seen"]
+    assert "Basic " + base64.b64encode(b"heroku:k3y").decode() in heroku_git["seen"]
     assert "k3y" not in (source / ".git" / "config").read_text()  # the key is never written to the clone
     made = [c for c in calls(fakes) if c[0] == "curl"]
     assert [(c[c.index("-X") + 1], c[c.index("-X") + 2]) for c in made] == [
