@@ -86,7 +86,7 @@ heroku_buildpack_deploy() {
   [ "$(git rev-parse --is-shallow-repository)" = false ] \
     || die "this clone is shallow and Heroku's git refuses shallow pushes; check out with fetch-depth: 0"
   heroku_record_previous
-  remote="${HEROKU_GIT_URL:-https://git.heroku.com/${HEROKU_APP}.git}"
+  remote="${HEROKU_GIT_URL:-https://git.heroku.com/${HEROKU_APP}.git}" # HEROKU_GIT_URL: tests' loopback stand-in
   echo "deploy: pushing $commit to $remote (Heroku builds it; the build log follows)"
   # the key travels as a header set through the environment: never in the URL, the process list or .git/config
   GIT_TERMINAL_PROMPT=0 GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=http.extraHeader \
