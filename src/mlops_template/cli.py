@@ -64,6 +64,13 @@ def _data(args: argparse.Namespace) -> None:
     ensure(load_params(args.params), sample=args.sample)
 
 
+@command("push", "`dvc push` data and pipeline outputs, with the run-cache, to the DVC remote (one line on failure)")
+def _push(args: argparse.Namespace) -> None:
+    from mlops_template.pipeline.remote import transfer
+
+    transfer("push", run_cache=True)
+
+
 def _data_access_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--secrets",
