@@ -64,6 +64,13 @@ def _data(args: argparse.Namespace) -> None:
     ensure(load_params(args.params), sample=args.sample)
 
 
+@command("push", "`dvc push` data and pipeline outputs, with the run-cache, to the DVC remote (one line on failure)")
+def _push(args: argparse.Namespace) -> None:
+    from mlops_template.pipeline.remote import transfer
+
+    transfer("push", run_cache=True)
+
+
 def _data_access_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--secrets",
@@ -314,19 +321,18 @@ def _bundle_check(args: argparse.Namespace) -> None:
 
 
 def _buildpack_pull_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dvc", required=True, help="the DVC executable (bin/post_compile's throwaway venv)")
-    parser.add_argument("--cache-dir", type=Path, help="DVC cache outside the slug (the buildpack's cache dir)")
+    parser.add_argument("--cache-dir", type=Path, help="DVC cache outside the slug (a per-build temporary folder)")
 
 
 @command(
     "buildpack-pull",
-    "Heroku build (bin/post_compile): dvc pull the gated bundle without git, then bundle-check it; exit 2 if unusable",
+    "Heroku build (bin/post_compile): dvc pull the gated bundle without git (DVC_EXECUTABLE), check it; exit 2 if not",
     _buildpack_pull_args,
 )
 def _buildpack_pull(args: argparse.Namespace) -> None:
     from mlops_template.ci.buildpack import pull
 
-    print(pull(load_params(args.params), [args.dvc], args.cache_dir).path)
+    print(pull(load_params(args.params), args.cache_dir).path)
 
 
 @command("serve", "serve the model API with uvicorn (env: MODEL_DIR, HOST, PORT, WEB_CONCURRENCY; README)")

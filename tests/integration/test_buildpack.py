@@ -3,8 +3,9 @@
 A project copy runs the DVC pipeline and pushes to a DVC remote (as CI does); `git archive` of its commit is the
 build directory (no .git); a fresh venv gets `pip install -r requirements.txt` only (the slug's Python);
 `bin/post_compile` runs from the build directory with the config vars in its environment (the buildpack's
-`sub_env`); the Procfile's `web` line runs under honcho with PORT set. The failure cases (no remote settings,
-a REJECTED bundle, a corrupt object in the remote) must fail the hook, the build, with one line.
+`sub_env`); the Procfile's `web` line runs under honcho with PORT set. The remote is the Google Cloud Storage
+emulator (tests/object_store.py), the key a config var as on Heroku. The failure cases (no remote, no or revoked
+credentials, a REJECTED bundle, a corrupt object in the remote) must fail the hook, the build, with one line.
 """
 
 from __future__ import annotations
@@ -16,13 +17,17 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 
+from mlops_template.ci.buildpack import KEY_VARIABLE
 from tests.conftest import ROOT, dvc_project_copy, free_port, require_tool, sh
+from tests.object_store import BUCKET, ObjectStore
 
 pytestmark = pytest.mark.integration
 SLUG_LIMIT = 500 * 2**20  # Heroku's limit is on the compressed slug; the uncompressed size is compared: stricter
@@ -42,12 +47,15 @@ def archive(repo: Path, rev: str, destination: Path) -> Path:
     return destination
 
 
-def corrupt(remote: Path, content: bytes) -> None:
+def corrupt(store: ObjectStore, prefix: str, content: bytes) -> None:
     """The remote's object holding `content` gets other bytes (DVC does not re-hash what it downloads)."""
     md5 = hashlib.md5(content).hexdigest()
-    obj = remote / "files" / "md5" / md5[:2] / md5[2:]
-    obj.chmod(0o644)
-    obj.write_bytes(content + b"tampered")
+    name = urllib.parse.quote(f"{prefix}/files/md5/{md5[:2]}/{md5[2:]}", safe="")
+    assert f"{prefix}/files/md5/{md5[:2]}/{md5[2:]}" in store.objects(prefix)
+    upload = f"{store.endpoint}/upload/storage/v1/b/{store.bucket}/o?uploadType=media&name={name}"
+    request = urllib.request.Request(upload, data=content + b"tampered", method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
 
 
 def clean_env(runtime: Path, **config_vars: str) -> dict[str, str]:
@@ -72,17 +80,18 @@ def error_lines(result: subprocess.CompletedProcess) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def heroku(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def heroku(tmp_path_factory: pytest.TempPathFactory, object_store: ObjectStore) -> dict:
     """One project, remote and runtime: a good build served by honcho, and the builds that must fail."""
     require_tool("git")
     honcho = require_tool("honcho", "pip install -r requirements-dev.txt")
     tmp = tmp_path_factory.mktemp("buildpack")
     started = time.monotonic()
     repo = dvc_project_copy(tmp / "repo")
-    remote = tmp / "remote"
-    sh(repo, "dvc", "remote", "add", "--local", "-d", "storage", str(remote))
+    prefix = f"buildpack-{tmp.name}"
+    remote, ci = object_store.url(prefix), object_store.env()  # CI's remote and credentials (a key file)
+    sh(repo, "dvc", "remote", "add", "--local", "-d", "storage", remote)
     sh(repo, "dvc", "repro")
-    sh(repo, "dvc", "push")
+    sh(repo, "dvc", "push", env=ci)
     good = commit(repo, "CI: the gated bundle, pushed to the remote")
     model_joblib = (repo / "artifacts/model/model.joblib").read_bytes()
     # someone forces a REJECTED bundle into dvc.lock (the gate writes it, then exits 1; `dvc commit -f` records it)
@@ -91,7 +100,7 @@ def heroku(tmp_path_factory: pytest.TempPathFactory) -> dict:
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert sh(repo, sys.executable, "-m", "mlops_template", "gate", check=False).returncode == 1
     sh(repo, "dvc", "commit", "-f", "gate")
-    sh(repo, "dvc", "push")
+    sh(repo, "dvc", "push", env=ci)
     rejected = commit(repo, "a REJECTED bundle in dvc.lock")
 
     # the slug's Python: requirements.txt only (uv for speed, as the Makefile does), plus the setuptools the
@@ -103,16 +112,22 @@ def heroku(tmp_path_factory: pytest.TempPathFactory) -> dict:
     cache = tmp / "cache"  # the buildpack's cache dir: the hook's DVC venv is made once, reused by every build
     setup = time.monotonic() - started
 
+    # the app's config vars: the remote, the emulator's endpoint, the service account's key as JSON text
+    emulator = {"DVC_REMOTE_URL": remote, "STORAGE_EMULATOR_HOST": object_store.endpoint}
+    config = emulator | {KEY_VARIABLE: object_store.credentials.read_text()}
     build = archive(repo, good, tmp / "build")
     hook_started = time.monotonic()
-    built = post_compile(build, runtime, cache, DVC_REMOTE_URL=str(remote))
+    built = post_compile(build, runtime, cache, **config)
     hook_seconds = time.monotonic() - hook_started
     failures = {
         "no remote": post_compile(archive(repo, good, tmp / "b-none"), runtime, cache),
-        "rejected": post_compile(archive(repo, rejected, tmp / "b-rej"), runtime, cache, DVC_REMOTE_URL=str(remote)),
-    }
-    corrupt(remote, model_joblib)  # last: the builds above pulled intact objects (each build has its own DVC cache)
-    failures["tampered"] = post_compile(archive(repo, good, tmp / "b-bad"), runtime, cache, DVC_REMOTE_URL=str(remote))
+        "no credentials": post_compile(archive(repo, good, tmp / "b-nokey"), runtime, cache, **emulator),
+        "revoked key": post_compile(archive(repo, good, tmp / "b-revoked"), runtime, cache,
+                                    **emulator, **{KEY_VARIABLE: object_store.revoked.read_text()}),
+        "rejected": post_compile(archive(repo, rejected, tmp / "b-rej"), runtime, cache, **config),
+    }  # fmt: skip
+    corrupt(object_store, prefix, model_joblib)  # last: the builds above pulled intact objects (a cache per build)
+    failures["tampered"] = post_compile(archive(repo, good, tmp / "b-bad"), runtime, cache, **config)
     result = {"build": build, "built": built, "failures": failures, "runtime": runtime, "cache": cache}
     if built.returncode != 0:
         return result
@@ -186,6 +201,8 @@ def test_the_procfile_web_line_serves_the_bundle(heroku: dict) -> None:
     ("case", "says"),
     [
         ("no remote", "no DVC remote to pull artifacts/model from: set the app's config var DVC_REMOTE_URL"),
+        ("no credentials", f"no credentials for the DVC remote gs://{BUCKET}/buildpack-"),
+        ("revoked key", "refused this run's credentials"),
         ("rejected", "artifacts/model: gate verdict is REJECTED, expected VALIDATED"),
         ("tampered", "artifacts/model/model.joblib: checksum mismatch"),
     ],

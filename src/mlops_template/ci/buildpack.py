@@ -1,8 +1,9 @@
 """Heroku buildpack build (`bin/post_compile`): pull the gated bundle dvc.lock names, verify it, or fail the build.
 
 The build directory is a git tree without `.git`, so DVC runs in no-SCM mode; its settings go to
-`.dvc/config.local` and its cache outside the slug, and both are gone before the slug is packed. The DVC
-executable comes from a throwaway environment the hook made: the slug carries the runtime requirements only.
+`.dvc/config.local` and its cache outside the slug, and both are gone before the slug is packed. DVC itself is
+DVC_EXECUTABLE, from a throwaway venv the hook made: the slug carries the runtime requirements only. The remote
+and its credentials are the app's config vars (DVC_REMOTE_URL, as in CI; see pipeline/remote.py).
 """
 
 from __future__ import annotations
@@ -11,46 +12,19 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from mlops_template.core.bundle import Bundle, load_bundle
 from mlops_template.core.config import Params
 from mlops_template.core.errors import UserError, one_line
-from mlops_template.pipeline.rawdata import default_remote
+from mlops_template.pipeline import remote
 
 log = logging.getLogger(__name__)
-REMOTE_NAME = "deploy"  # the remote DVC_REMOTE_URL defines (local config only: never committed)
 HOW = "README 'Heroku buildpack'"
 KEY_VARIABLE = "GOOGLE_APPLICATION_CREDENTIALS_JSON"  # config vars are strings: the key file's content
-
-
-def _dvc(dvc: Sequence[str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*dvc, *args], capture_output=True, text=True, check=False)
-
-
-def _last_error(result: subprocess.CompletedProcess) -> str:
-    """DVC's own reason (its last `ERROR:` line), else the last line it printed."""
-    lines = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip()]
-    errors = [line.removeprefix("ERROR:").strip() for line in lines if line.startswith("ERROR")]
-    return one_line((errors or lines or [f"exit {result.returncode}"])[-1])
-
-
-def configure(dvc: Sequence[str], cache_dir: Path | None) -> None:
-    """No-SCM mode, the cache outside the slug, and DVC_REMOTE_URL (a config var) as the default remote."""
-    settings = [("core.no_scm", "true")] + ([("cache.dir", str(cache_dir))] if cache_dir else [])
-    for key, value in settings:
-        result = _dvc(dvc, "config", "--local", key, value)
-        if result.returncode != 0:
-            raise UserError(f"`dvc config --local {key} {value}` failed: {_last_error(result)}")
-    url = os.environ.get("DVC_REMOTE_URL", "").strip()
-    if url:
-        result = _dvc(dvc, "remote", "add", "--local", "--default", "--force", REMOTE_NAME, url)
-        if result.returncode != 0:
-            raise UserError(f"DVC_REMOTE_URL={url}: not a DVC remote: {_last_error(result)}")
 
 
 @contextmanager
@@ -90,26 +64,31 @@ def check_credentials(url: str) -> None:
         )
 
 
-def pull(params: Params, dvc: Sequence[str], cache_dir: Path | None = None) -> Bundle:
+def configure(cache_dir: Path | None) -> None:
+    """No-SCM mode (the build directory has no .git) and DVC's cache outside the slug, in .dvc/config.local."""
+    for key, value in [("core.no_scm", "true")] + ([("cache.dir", str(cache_dir))] if cache_dir else []):
+        result = remote.dvc("config", "--local", key, value)
+        if result.returncode != 0:
+            raise UserError(f"`dvc config --local {key} {value}` failed: {one_line(result.stderr or result.stdout)}")
+
+
+def pull(params: Params, cache_dir: Path | None = None) -> Bundle:
     """`dvc pull` the bundle dvc.lock records, then the same checks as the service (checksums, VALIDATED)."""
     bundle_dir = params.gate.bundle_dir
-    configure(dvc, cache_dir)
     try:
-        remote = default_remote(dvc)
-        if remote is None:
+        configure(cache_dir)
+        found = remote.default_remote()
+        if found is None:
             raise UserError(
-                f"no DVC remote to pull {bundle_dir} from: set the app's config var DVC_REMOTE_URL and the "
-                f"remote's credentials (e.g. `heroku config:set DVC_REMOTE_URL=gs://bucket/path`; {HOW})"
+                f"no DVC remote to pull {bundle_dir} from: set the app's config var {remote.URL_VARIABLE} and the "
+                f"remote's credentials (e.g. `heroku config:set {remote.URL_VARIABLE}=gs://bucket/path`; {HOW})"
             )
-        check_credentials(remote.url)
-        log.info("buildpack: dvc pull %s from remote '%s' (%s)", bundle_dir, remote.name, remote.url)
+        check_credentials(found.url)
         with google_key():
-            result = _dvc(dvc, "pull", str(bundle_dir))
-        if result.returncode != 0:
-            raise UserError(
-                f"`dvc pull {bundle_dir}` from remote '{remote.name}' ({remote.url}) failed: {_last_error(result)}; "
-                f"check the remote's credentials in the app's config vars and that CI pushed this commit's bundle"
-            )
+            try:
+                remote.transfer("pull", str(bundle_dir))
+            except UserError as exc:  # its hint names CI's settings: on Heroku they are config vars
+                raise UserError(f"{exc} [Heroku: the remote and its credentials are config vars; {HOW}]") from None
     finally:  # the slug carries the bundle, not DVC's build-time state (local config, indexes, locks)
         Path(".dvc/config.local").unlink(missing_ok=True)
         shutil.rmtree(".dvc/tmp", ignore_errors=True)
