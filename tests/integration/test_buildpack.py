@@ -112,8 +112,8 @@ def heroku(tmp_path_factory: pytest.TempPathFactory, object_store: ObjectStore) 
     cache = tmp / "cache"  # the buildpack's cache dir: the hook's DVC venv is made once, reused by every build
     setup = time.monotonic() - started
 
-    # the app's config vars: the remote, the emulator's endpoint, the service account's key as JSON text
-    emulator = {"DVC_REMOTE_URL": remote, "STORAGE_EMULATOR_HOST": object_store.endpoint}
+    # the app's config vars: the remote, the emulator's settings, the service account's key as JSON text
+    emulator = {k: v for k, v in ci.items() if k != "GOOGLE_APPLICATION_CREDENTIALS"} | {"DVC_REMOTE_URL": remote}
     config = emulator | {KEY_VARIABLE: object_store.credentials.read_text()}
     build = archive(repo, good, tmp / "build")
     hook_started = time.monotonic()
