@@ -14,7 +14,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 CLI := python -m mlops_template
 BASELINE ?=
 
-.PHONY: help setup data pipeline run metrics gate plots lint format test test-fast fuzz workflow-test bench-pipeline clean
+.PHONY: help setup data push pipeline run metrics gate plots lint format test test-fast fuzz workflow-test bench-pipeline clean
 .PHONY: ci lint-workflows lint-dockerfile system-deps test-summary report pr-comment data-refresh gate-production \
         retrain-issue retrain-close-pr image-ci image-release bundle-check deploy smoke-test rollback template-cleanup
 .PHONY: drift monitoring-check alert-relay
@@ -36,6 +36,9 @@ setup: $(STAMP) ## create .venv and install the pinned dependencies (every other
 
 data: $(STAMP) ## get the raw data: `dvc pull` with a DVC remote; no remote: the sample only for its own path (SAMPLE=1: anyway)
 	@$(CLI) data $(if $(SAMPLE),--sample)
+
+push: $(STAMP) ## `dvc push` data and pipeline outputs (+ run-cache) to the DVC remote (.dvc/config or DVC_REMOTE_URL)
+	@$(CLI) push
 
 pipeline: data ## run the DVC pipeline (prep -> train -> evaluate -> gate); a no-op when nothing changed
 	dvc repro

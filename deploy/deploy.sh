@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make deploy` / `make rollback`: put IMAGE (a name@sha256:digest reference) on DEPLOY_TARGET.
+# `make deploy` / `make rollback`: put IMAGE (a name@sha256:digest reference) on DEPLOY_TARGET; for
+# heroku-buildpack, the checked-out commit instead (Heroku builds it: bin/post_compile pulls the gated bundle).
 #   deploy.sh deploy    records the image (or release) running now, deploys IMAGE, records the URL
 #   deploy.sh rollback  puts back what `deploy` recorded
 #   deploy.sh token     prints an identity token for the smoke test when the service is private (Cloud Run)
@@ -42,16 +43,21 @@ to_artifact_registry() {
 
 # --- Heroku: container registry push + release through the Platform API -------------------------
 heroku_api() { # method path [curl args: --data JSON, -H header]
-  local method="$1" path="$2"; shift 2
+  local method="$1" path="$2" variant=""; shift 2
+  [ "$TARGET" = heroku ] && variant=".docker-releases" # the formation's docker_image needs this API variant
   curl --fail-with-body --silent --show-error -X "$method" "${HEROKU_API_URL:-https://api.heroku.com}/apps/${HEROKU_APP}${path}" \
-    -H "Accept: application/vnd.heroku+json; version=3.docker-releases" \
+    -H "Accept: application/vnd.heroku+json; version=3${variant}" \
     -H "Authorization: Bearer ${HEROKU_API_KEY}" -H "Content-Type: application/json" "$@"
 }
-heroku_deploy() {
-  need HEROKU_APP HEROKU_API_KEY
+heroku_record_previous() { # the release running now: what rollback goes back to (its slug or image, its config)
   heroku_api GET "/releases" -H "Range: version ..; order=desc, max=1" > "$STATE/releases.json" || true
   python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r[0]["id"] if r else "")' "$STATE/releases.json" \
     > "$STATE/previous" 2>/dev/null || : > "$STATE/previous"
+}
+heroku_url() { heroku_api GET "" | python3 -c 'import json,sys; print(json.load(sys.stdin)["web_url"].rstrip("/"))'; }
+heroku_deploy() {
+  need HEROKU_APP HEROKU_API_KEY
+  heroku_record_previous
   local registry="registry.heroku.com/${HEROKU_APP}/web"
   echo "$HEROKU_API_KEY" | docker login registry.heroku.com --username=_ --password-stdin
   docker pull "$IMAGE"
@@ -60,7 +66,7 @@ heroku_deploy() {
   local image_id
   image_id="$(docker inspect --format '{{.Id}}' "$registry")"
   heroku_api PATCH "/formation" --data "{\"updates\":[{\"type\":\"web\",\"docker_image\":\"${image_id}\"}]}" > /dev/null
-  record_url "$(heroku_api GET "" | python3 -c 'import json,sys; print(json.load(sys.stdin)["web_url"].rstrip("/"))')"
+  record_url "$(heroku_url)"
 }
 heroku_rollback() {
   need HEROKU_APP HEROKU_API_KEY
@@ -69,6 +75,26 @@ heroku_rollback() {
   heroku_api POST "/releases" --data "{\"release\":\"${previous}\"}" > /dev/null
   echo "deploy: heroku rolled back to release $previous"
 }
+
+# --- Heroku buildpack: git push of the commit CI built; Heroku builds the slug, rollback as above ---------
+# The push returns once Heroku built and released the commit, and fails when the build did (bin/post_compile
+# refuses a bundle that is missing, REJECTED or corrupt), so a bad bundle never reaches a dyno.
+heroku_buildpack_deploy() {
+  need HEROKU_APP HEROKU_API_KEY
+  local commit remote
+  commit="$(git rev-parse --verify "${DEPLOY_COMMIT:-HEAD}^{commit}")" || die "no commit ${DEPLOY_COMMIT:-HEAD} here"
+  [ "$(git rev-parse --is-shallow-repository)" = false ] \
+    || die "this clone is shallow and Heroku's git refuses shallow pushes; check out with fetch-depth: 0"
+  heroku_record_previous
+  remote="${HEROKU_GIT_URL:-https://git.heroku.com/${HEROKU_APP}.git}" # HEROKU_GIT_URL: tests' loopback stand-in
+  echo "deploy: pushing $commit to $remote (Heroku builds it; the build log follows)"
+  # the key travels as a header set through the environment: never in the URL, the process list or .git/config
+  GIT_TERMINAL_PROMPT=0 GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=http.extraHeader \
+    GIT_CONFIG_VALUE_0="Authorization: Basic $(printf '%s' "heroku:${HEROKU_API_KEY}" | base64 -w0)" \
+    git push --force "$remote" "${commit}:refs/heads/main"
+  record_url "$(heroku_url)"
+}
+heroku_buildpack_rollback() { heroku_rollback; }
 
 # --- Cloud Run --------------------------------------------------------------------------------
 cloudrun_args() { echo --region "$GCP_REGION" --project "$GCP_PROJECT_ID" --quiet; }
@@ -133,11 +159,11 @@ if [ "$ACTION" = token ]; then
 fi
 case "$TARGET" in
   none) echo "deploy: DEPLOY_TARGET=none; nothing to $ACTION"; exit 0 ;;
-  heroku | cloudrun | gke) ;;
-  *) die "DEPLOY_TARGET must be heroku, cloudrun, gke or none, got '$TARGET'" ;;
+  heroku | heroku-buildpack | cloudrun | gke) ;;
+  *) die "DEPLOY_TARGET must be heroku, heroku-buildpack, cloudrun, gke or none, got '$TARGET'" ;;
 esac
 case "$ACTION" in
-  deploy) check_image; "${TARGET}_deploy" ;;
-  rollback) "${TARGET}_rollback" ;;
+  deploy) [ "$TARGET" = heroku-buildpack ] || check_image; "${TARGET//-/_}_deploy" ;;
+  rollback) "${TARGET//-/_}_rollback" ;;
   *) die "unknown action '$ACTION' (deploy, rollback or token)" ;;
 esac

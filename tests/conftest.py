@@ -33,6 +33,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "bounded"))
 
 if TYPE_CHECKING:
     from mlops_template.core.bundle import ModelRecord
+    from tests.object_store import ObjectStore
 
 ROOT = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -220,3 +221,11 @@ def dvc_project_copy(copy: Path) -> Path:
     sh(copy, "git", "add", "-A")
     sh(copy, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy")
     return copy
+
+
+@pytest.fixture(scope="session")
+def object_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStore]:
+    """A Google Cloud Storage emulator on loopback for the session (tests/object_store.py): DVC remotes on it."""
+    from tests.object_store import start_object_store
+
+    yield from start_object_store(tmp_path_factory.mktemp("object-store"))

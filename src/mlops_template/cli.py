@@ -78,6 +78,13 @@ def _data_refresh(args: argparse.Namespace) -> None:
     log.info("data-refresh: %s rows %s -> %s, %s", done.path, done.rows_before, done.rows_after, done.md5_after)
 
 
+@command("push", "`dvc push` data and pipeline outputs, with the run-cache, to the DVC remote (one line on failure)")
+def _push(args: argparse.Namespace) -> None:
+    from mlops_template.pipeline.remote import transfer
+
+    transfer("push", run_cache=True)
+
+
 def _data_access_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--secrets",
@@ -343,6 +350,21 @@ def _bundle_check(args: argparse.Namespace) -> None:
         with open(output, "a", encoding="utf-8") as handle:
             handle.write(f"model_version={bundle.version}\ngit_commit={bundle.metadata.git_commit or ''}\n")
     print(bundle.path)
+
+
+def _buildpack_pull_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cache-dir", type=Path, help="DVC cache outside the slug (a per-build temporary folder)")
+
+
+@command(
+    "buildpack-pull",
+    "Heroku build (bin/post_compile): dvc pull the gated bundle without git (DVC_EXECUTABLE), check it; exit 2 if not",
+    _buildpack_pull_args,
+)
+def _buildpack_pull(args: argparse.Namespace) -> None:
+    from mlops_template.ci.buildpack import pull
+
+    print(pull(load_params(args.params), args.cache_dir).path)
 
 
 @command("serve", "serve the model API with uvicorn (env: MODEL_DIR, HOST, PORT, WEB_CONCURRENCY; README)")

@@ -1,17 +1,21 @@
 """deploy/deploy.sh (make deploy / make rollback) with stand-ins for docker, gcloud, kubectl, kustomize and
-curl that record every call: checks what would be sent to Heroku, Cloud Run and GKE, and the rollbacks."""
+curl that record every call: checks what would be sent to Heroku, Cloud Run and GKE, and the rollbacks.
+Heroku's git (DEPLOY_TARGET=heroku-buildpack) is stood in by `git http-backend` behind a loopback server
+that checks the API key, so the push is a real smart-HTTP git push."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, require_tool
+from tests.conftest import ROOT, FakeHandler, loopback_server, require_tool
 
 IMAGE = "ghcr.io/acme/loans:sha-abc123@sha256:" + "d" * 64
 FAKE = r"""#!{python}
@@ -65,11 +69,11 @@ def fakes(tmp_path: Path) -> dict:
     return {"env": env, "log": log, "state": tmp_path / "state", "tmp": tmp_path}
 
 
-def deploy(fakes: dict, action: str, **settings: str) -> subprocess.CompletedProcess:
+def deploy(fakes: dict, action: str, cwd: Path = ROOT, **settings: str) -> subprocess.CompletedProcess:
     env = {**fakes["env"], **settings}
     return subprocess.run(
         ["bash", str(ROOT / "deploy" / "deploy.sh"), action],
-        cwd=ROOT,
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
@@ -89,7 +93,8 @@ def test_none_deploys_nothing(fakes: dict) -> None:
 
 
 def test_bad_settings_are_named(fakes: dict) -> None:
-    assert "must be heroku, cloudrun, gke or none" in deploy(fakes, "deploy", DEPLOY_TARGET="aws").stderr
+    unknown = deploy(fakes, "deploy", DEPLOY_TARGET="aws")
+    assert "must be heroku, heroku-buildpack, cloudrun, gke or none" in unknown.stderr
     unpinned = deploy(fakes, "deploy", DEPLOY_TARGET="heroku", IMAGE="ghcr.io/acme/loans:latest")
     assert unpinned.returncode == 2
     assert "pinned by digest" in unpinned.stderr
@@ -216,3 +221,106 @@ def test_a_failed_push_stops_before_anything_is_released(fakes: dict) -> None:
     }
     assert deploy(fakes, "deploy", **settings).returncode != 0
     assert not any(c[0] == "curl" and "PATCH" in c for c in calls(fakes))
+
+
+@pytest.fixture
+def heroku_git(tmp_path: Path) -> Iterator[dict]:
+    """A bare repository served over smart HTTP by `git http-backend`; 401 unless Basic auth carries the key."""
+    require_tool("git")
+    bare = tmp_path / "loans.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
+    seen: list[str | None] = []
+
+    class Handler(FakeHandler):
+        def _handle(self) -> None:
+            seen.append(self.headers.get("Authorization"))
+            if self.headers.get("Authorization") != "Basic " + base64.b64encode(b"heroku:k3y").decode():
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="Heroku"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            path, _, query = self.path.partition("?")
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            cgi = {"GIT_PROJECT_ROOT": str(tmp_path), "GIT_HTTP_EXPORT_ALL": "1", "REMOTE_USER": "heroku",
+                   "PATH_INFO": path, "QUERY_STRING": query, "REQUEST_METHOD": self.command,
+                   "CONTENT_TYPE": self.headers.get("Content-Type", ""), "CONTENT_LENGTH": str(len(body)),
+                   "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
+                   "PATH": os.environ["PATH"]}  # fmt: skip
+            out = subprocess.run(["git", "http-backend"], input=body, env=cgi, capture_output=True, check=True).stdout
+            head, _, payload = out.partition(b"\r\n\r\n")
+            headers = dict(line.split(": ", 1) for line in head.decode().split("\r\n") if line)
+            self.send_response(int(headers.pop("Status", "200").split()[0]))
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_POST = _handle
+
+    with loopback_server(Handler) as url:
+        yield {"url": f"{url}/loans.git", "bare": bare, "seen": seen}
+
+
+def source_repo(path: Path, commits: int = 2) -> list[str]:
+    """A small repository with `commits` commits; returns their hashes, oldest first."""
+    git = ["git", "-C", str(path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
+    for n in range(commits):
+        (path / "Procfile").write_text(f"web: exec python -m mlops_template serve  # {n}\n")
+        subprocess.run([*git, "add", "-A"], check=True)
+        subprocess.run([*git, "commit", "-qm", f"commit {n}"], check=True)
+    return subprocess.run([*git, "log", "--reverse", "--format=%H"], capture_output=True, text=True,
+                          check=True).stdout.split()  # fmt: skip
+
+
+def app_main(heroku_git: dict) -> str:
+    rev = ["git", "-C", str(heroku_git["bare"]), "rev-parse", "refs/heads/main"]
+    return subprocess.run(rev, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_heroku_buildpack_pushes_the_built_commit_to_the_apps_git_and_rolls_back_by_release(
+    fakes: dict, heroku_git: dict
+) -> None:
+    source = fakes["tmp"] / "source"
+    first, built = source_repo(source)
+    settings = {"DEPLOY_TARGET": "heroku-buildpack", "HEROKU_APP": "loans", "HEROKU_API_KEY": "k3y",
+                "HEROKU_GIT_URL": heroku_git["url"]}  # fmt: skip
+    result = deploy(fakes, "deploy", cwd=source, **settings)  # the checkout (deploy.yml checks out the built commit)
+    assert result.returncode == 0, result.stderr
+    assert app_main(heroku_git) == built
+    assert "Basic " + base64.b64encode(b"heroku:k3y").decode() in heroku_git["seen"]
+    assert "k3y" not in (source / ".git" / "config").read_text()  # the key is never written to the clone
+    made = [c for c in calls(fakes) if c[0] == "curl"]
+    assert [(c[c.index("-X") + 1], c[c.index("-X") + 2]) for c in made] == [
+        ("GET", "https://api.heroku.com/apps/loans/releases"),  # recorded before the push: rollback's target
+        ("GET", "https://api.heroku.com/apps/loans"),
+    ]
+    assert all("Accept: application/vnd.heroku+json; version=3" in c for c in made)  # no docker-releases variant
+    assert not any(c[0] == "docker" for c in calls(fakes))
+    assert (fakes["state"] / "url").read_text().strip() == "https://loans-1234.herokuapp.com"
+    # DEPLOY_COMMIT: an older commit replaces the app's main although it is not a fast-forward
+    again = deploy(fakes, "deploy", cwd=source, **{**settings, "DEPLOY_COMMIT": first})
+    assert again.returncode == 0, again.stderr
+    assert app_main(heroku_git) == first
+    assert deploy(fakes, "rollback", cwd=source, **settings).returncode == 0
+    rollback = [c for c in calls(fakes) if c[0] == "curl" and "POST" in c][-1]
+    assert rollback[rollback.index("-X") + 2] == "https://api.heroku.com/apps/loans/releases"
+    assert json.loads(rollback[rollback.index("--data") + 1]) == {"release": "release-41"}
+
+
+def test_heroku_buildpack_refuses_a_shallow_clone_and_a_wrong_key(fakes: dict, heroku_git: dict) -> None:
+    source = fakes["tmp"] / "source"
+    source_repo(source)
+    shallow = fakes["tmp"] / "shallow"
+    subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{source}", str(shallow)], check=True)
+    settings = {"DEPLOY_TARGET": "heroku-buildpack", "HEROKU_APP": "loans", "HEROKU_API_KEY": "k3y",
+                "HEROKU_GIT_URL": heroku_git["url"]}  # fmt: skip
+    refused = deploy(fakes, "deploy", cwd=shallow, **settings)
+    assert refused.returncode == 2
+    assert "shallow" in refused.stderr and "fetch-depth: 0" in refused.stderr
+    wrong = deploy(fakes, "deploy", cwd=source, **{**settings, "HEROKU_API_KEY": "nope"})
+    assert wrong.returncode != 0
+    assert not (heroku_git["bare"] / "refs" / "heads" / "main").exists()
+    assert not (fakes["state"] / "url").exists()

@@ -4,6 +4,7 @@ Cloud Build and Heroku files in shape."""
 from __future__ import annotations
 
 import json
+import os
 
 import kubernetes_validate
 import pytest
@@ -149,7 +150,12 @@ def test_cloud_build_builds_tests_pushes_and_deploys() -> None:
     assert ids.index("build") < ids.index("test") < ids.index("push") < ids.index("deploy")
 
 
-def test_heroku_app_json_uses_the_container_stack() -> None:
+def test_heroku_app_json_builds_with_the_python_buildpack_from_the_dvc_remote() -> None:
     app = json.loads((ROOT / "app.json").read_text(encoding="utf-8"))
-    assert app["stack"] == "container"
+    assert "stack" not in app  # a container-stack app built from source would need a heroku.yml
+    assert app["buildpacks"] == [{"url": "heroku/python"}]
+    assert app["env"]["DVC_REMOTE_URL"]["required"] is True  # bin/post_compile fails the build without a remote
     assert "web" in app["formation"]
+    # what the buildpack reads for the version (runtime.txt is deprecated), and its build hook
+    assert (ROOT / ".python-version").read_text().strip() == "3.11"
+    assert os.access(ROOT / "bin" / "post_compile", os.X_OK)

@@ -263,6 +263,8 @@ def test_cd_tags_checks_out_and_deploys_the_commit_ci_checked() -> None:
     deploy_checkout = next(s for s in deploy["jobs"]["deploy"]["steps"] if "actions/checkout@" in s.get("uses", ""))
     assert deploy_checkout["with"]["ref"] == "${{ inputs.ref || github.sha }}"
     assert {"ref", "model-version", "git-commit"} <= set(deploy["on"]["workflow_call"]["inputs"])
+    # heroku-buildpack pushes that commit to Heroku's git, which refuses shallow history (deploy.sh checks it too)
+    assert deploy_checkout["with"]["fetch-depth"] == "${{ vars.DEPLOY_TARGET == 'heroku-buildpack' && '0' || '1' }}"
 
 
 def test_version_tags_never_build_or_deploy_and_never_share_a_queue_with_main() -> None:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import yaml
 
 from mlops_template.core.config import DataConfig, Params
 from mlops_template.core.errors import UserError
+from mlops_template.pipeline.remote import Remote, default_remote, transfer
 from mlops_template.pipeline.sample import make_chunk, write_sample
 
 log = logging.getLogger(__name__)
@@ -26,7 +25,6 @@ WAYS_OUT = (
     "README 'Adapt it to your data'), or keep small data in git (`dvc remove {dvc_file}`, `git add {path}`)"
 )
 NO_SECRETS = "GitHub gives pull requests from forks and Dependabot no secrets"
-DVC = [sys.executable, "-m", "dvc"]  # this interpreter's DVC, whatever PATH says
 
 
 @dataclass(frozen=True)
@@ -36,12 +34,6 @@ class Tracking:
     dvc_file: Path
     out: Path
     md5: str
-
-
-@dataclass(frozen=True)
-class Remote:
-    name: str
-    url: str
 
 
 def tracking(path: Path) -> Tracking | None:
@@ -54,16 +46,6 @@ def tracking(path: Path) -> Tracking | None:
             if (dvc_file.parent / entry.get("path", "")).resolve() == out.resolve():
                 return Tracking(dvc_file, out, str(entry.get("md5", "?")))
     return None
-
-
-def default_remote() -> Remote | None:
-    """The DVC remote `dvc pull` would use: the default one, else the first (`dvc remote list`, all configs)."""
-    result = subprocess.run([*DVC, "remote", "list"], capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise UserError(f"`dvc remote list` failed: {result.stderr.strip() or result.stdout.strip()}")
-    rows = [line.split() for line in result.stdout.splitlines() if len(line.split()) >= 2]
-    rows.sort(key=lambda row: "(default)" not in row)
-    return Remote(rows[0][0], rows[0][1]) if rows else None
 
 
 def sample_columns() -> list[str]:
@@ -108,10 +90,8 @@ def missing(path: Path, track: Tracking | None, remote: Remote | None) -> UserEr
 
 
 def pull(track: Tracking) -> None:
-    """`dvc pull <x>.dvc`; its own output streams to the terminal."""
-    result = subprocess.run([*DVC, "pull", str(track.dvc_file)], check=False)
-    if result.returncode != 0:
-        raise UserError(f"`dvc pull {track.dvc_file}` failed (exit {result.returncode}); see DVC's message above")
+    """`dvc pull <x>.dvc` from the default remote (one clear line when it fails)."""
+    transfer("pull", str(track.dvc_file))
 
 
 def ensure(params: Params, sample: bool = False) -> Path:

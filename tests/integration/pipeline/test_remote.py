@@ -1,0 +1,94 @@
+"""A DVC remote on a real object store (the GCS emulator on loopback, tests/object_store.py): `make push` from one
+clone and `make data` in a fresh clone give byte-identical data; wrong credentials and an unreachable remote are one
+clear line, exit 2. The remote comes from DVC_REMOTE_URL, as CI's repository variable gives it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import dvc_project_copy, free_port, sh
+from tests.object_store import ObjectStore
+
+MAKE = ["make", "-o", ".venv/.installed"]  # the test's own environment runs the commands (see test_fork_data)
+
+
+@pytest.fixture(scope="module")
+def pushed(tmp_path_factory: pytest.TempPathFactory, object_store: ObjectStore) -> tuple[Path, dict[str, str]]:
+    """A clone whose data (not the embedded sample: another seed) was pushed with `make push` to a fresh prefix."""
+    origin = dvc_project_copy(tmp_path_factory.mktemp("remote-origin"))
+    sh(origin, sys.executable, "-m", "mlops_template", "sample", "--seed", "99")
+    sh(origin, "dvc", "add", "-q", "data")
+    sh(origin, "git", "add", "-A")
+    sh(origin, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "our data")
+    env = {**object_store.env(), "DVC_REMOTE_URL": object_store.url("data-test")}
+    push = sh(origin, *MAKE, "push", env=env)
+    assert "dvc push (gs://mlops-template-dvc/data-test)" in push.stderr, push.stderr
+    return origin, env
+
+
+def fresh_clone(origin: Path, target: Path) -> Path:
+    subprocess.run(["git", "clone", "-q", str(origin), str(target)], check=True)
+    return target
+
+
+def test_make_data_in_a_fresh_clone_pulls_byte_identical_data(pushed, object_store: ObjectStore, tmp_path: Path):
+    origin, env = pushed
+    assert any(name.startswith("data-test/files/md5/") for name in object_store.objects("data-test/"))
+    clone = fresh_clone(origin, tmp_path / "clone")
+    pulled = sh(clone, *MAKE, "data", env=env)
+    csv = Path("data/loans.csv")
+    assert (clone / csv).read_bytes() == (origin / csv).read_bytes()
+    assert "error" not in pulled.stderr.lower()
+    assert "up to date" in sh(clone, "dvc", "status", "data.dvc").stdout  # exactly what data.dvc records
+    # the URL went to the clone's own config, not to the committed .dvc/config
+    assert "data-test" in (clone / ".dvc" / "config.local").read_text()
+    assert not sh(clone, "git", "status", "--porcelain").stdout.strip()
+    # gcsfs authenticated like against Google: google-auth exchanged a signed JWT of the service-account key
+    assert any(
+        r["kid"] == "test-key-good" and r["claims"]["iss"].startswith("dvc@") for r in object_store.token_requests
+    )
+
+
+def one_error(process: subprocess.Popen) -> str:
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 2, out + err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, err
+    return errors[0]
+
+
+def test_wrong_credentials_and_unreachable_remote_are_one_clear_line(pushed, object_store: ObjectStore, tmp_path: Path):
+    """Both at once: gcsfs retries each with back-off (about 40 s) before DVC gives up."""
+    origin, env = pushed
+    revoked = {**env, **object_store.env(object_store.revoked)}
+    closed = {**env, "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{free_port()}"}
+    clones = {name: fresh_clone(origin, tmp_path / name) for name in ("revoked", "closed")}
+    path = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    runs = {
+        name: subprocess.Popen(
+            [*MAKE, "data"],
+            cwd=clones[name],
+            env={**os.environ, **path, **case},
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for name, case in (("revoked", revoked), ("closed", closed))
+    }
+    error = one_error(runs["revoked"])
+    assert error.startswith("error: `dvc pull`: the DVC remote 'storage' (gs://mlops-template-dvc/data-test) refused")
+    assert "invalid_grant" in error and "README 'Set up CI/CD in your fork'" in error
+    assert any(r["kid"] == "test-key-revoked" for r in object_store.token_requests)  # the refused key was tried
+
+    error = one_error(runs["closed"])
+    assert error.startswith("error: `dvc pull`: cannot reach the DVC remote 'storage' (gs://mlops-template-dvc/")
+    assert "Cannot connect to host 127.0.0.1" in error and "DVC_REMOTE_URL or .dvc/config" in error
+    for clone in clones.values():
+        assert not (clone / "data").exists()
