@@ -221,7 +221,8 @@ class Bundle:
 
 
 def library_versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {"python": platform.python_version()}
+    # Python's minor version only: a runner's patch release (3.11.x) would change the bundle's bytes, not the model
+    versions: dict[str, str | None] = {"python": ".".join(platform.python_version_tuple()[:2])}
     for name in RECORDED_LIBRARIES:
         try:
             versions[name] = pkg_metadata.version(name)
