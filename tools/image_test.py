@@ -108,7 +108,7 @@ def build(engine: list[str], context: Path, image: str, bundle: Path, flags: lis
 
     # GIT_COMMIT: the service reports it in /model (the bundle records no commit: it is reproducible)
     argv = [*engine, "build", *flags, *(["--target", target] if target else []),
-            "--build-arg", f"BUNDLE_DIR={bundle.as_posix()}", "--build-arg", f"GIT_COMMIT={git_commit() or ''}",
+            "--build-arg", f"BUNDLE_DIR={bundle.as_posix()}", "--build-arg", f"GIT_COMMIT={git_commit(context) or ''}",
             "-t", image, "-f"]  # fmt: skip
     run([*argv, str(context / "Dockerfile"), str(context)], timeout=1800)
     say(f"built in {time.monotonic() - started:.0f} s")
@@ -181,8 +181,8 @@ def container_checks(engine: list[str], image: str, bundle: Path, port: int, tim
         if status != 200 or metadata.model_version not in json.dumps(model):
             raise CheckError(f"GET /model: HTTP {status}, expected model version {metadata.model_version}: {model}")
         checks["model_version"] = metadata.model_version
-        if model.get("git_commit") != git_commit():
-            raise CheckError(f"GET /model: git_commit {model.get('git_commit')!r}, built from {git_commit()!r}")
+        if model.get("git_commit") != git_commit(bundle):  # the bundle lies inside the build context
+            raise CheckError(f"GET /model: git_commit {model.get('git_commit')!r}, built from {git_commit(bundle)!r}")
         checks["git_commit"] = model.get("git_commit")
         say(f"/predict ok: {json.dumps(body)[:200]}")
 
