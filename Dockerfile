@@ -78,6 +78,11 @@ COPY src /app/src
 # Root owns the code and the model; the service runs as an unprivileged user and cannot change them.
 USER 10001:10001
 EXPOSE 8000
+# The commit the image is built from (CD: the commit CI checked; `make image`: HEAD), reported by GET /model.
+# Last, so another commit reuses every layer above. The bundle records no commit: it is reproducible.
+ARG GIT_COMMIT=""
+LABEL org.opencontainers.image.revision="${GIT_COMMIT}"
+ENV GIT_COMMIT="${GIT_COMMIT}"
 # Liveness through the service's own /health (slim images have no curl).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('PORT', '8000'), timeout=4)"]

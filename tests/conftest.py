@@ -179,8 +179,6 @@ def model_record(**changes: object) -> ModelRecord:
             "schema": {"target": "label", "task": "binary"},
             "train": {"estimator": "logistic_regression", "seed": 0, "hyperparameters": {}},
         },
-        "git_commit": None,
-        "trained_at": "2026-01-01T00:00:00+00:00",
         "metrics": None,
         "gate": {"verdict": "PENDING"},
         "onnx": {"used": False, "reason": "not exported in this test"},

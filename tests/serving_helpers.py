@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from mlops_template.core.bundle import VALIDATED, GateRecord, now
+from mlops_template.core.bundle import VALIDATED, GateRecord
 from mlops_template.core.config import Params
 from tests.conftest import ROOT
 
@@ -39,6 +39,5 @@ def build_bundle(directory: Path, estimator: str = "logistic_regression", rows: 
     write_sample(params.data.path, rows, seed=7, drift=0.0)
     prep.run(params)
     train.run(params)
-    record_verdict(params.train.output_dir, params.gate.bundle_dir, {"roc_auc": 0.9},
-                   GateRecord(verdict=verdict, checked_at=now()))  # fmt: skip
+    record_verdict(params.train.output_dir, params.gate.bundle_dir, {"roc_auc": 0.9}, GateRecord(verdict=verdict))
     return params.gate.bundle_dir

@@ -104,8 +104,12 @@ def check_bundle(context: Path, bundle: str | None) -> Path:
 def build(engine: list[str], context: Path, image: str, bundle: Path, flags: list[str], target: str = "") -> None:
     say(f"building {image}{f' (target {target})' if target else ''} with bundle {bundle} ({shlex.join(engine)})")
     started = time.monotonic()
+    from mlops_template.core.bundle import git_commit
+
+    # GIT_COMMIT: the service reports it in /model (the bundle records no commit: it is reproducible)
     argv = [*engine, "build", *flags, *(["--target", target] if target else []),
-            "--build-arg", f"BUNDLE_DIR={bundle.as_posix()}", "-t", image, "-f"]  # fmt: skip
+            "--build-arg", f"BUNDLE_DIR={bundle.as_posix()}", "--build-arg", f"GIT_COMMIT={git_commit(context) or ''}",
+            "-t", image, "-f"]  # fmt: skip
     run([*argv, str(context / "Dockerfile"), str(context)], timeout=1800)
     say(f"built in {time.monotonic() - started:.0f} s")
 
@@ -156,7 +160,7 @@ def container_checks(engine: list[str], image: str, bundle: Path, port: int, tim
                      ui_image: str | None = None) -> dict[str, Any]:  # fmt: skip
     name = f"mlops-image-test-{os.getpid()}-{port}"
     base = f"http://127.0.0.1:{port}"
-    from mlops_template.core.bundle import read_metadata
+    from mlops_template.core.bundle import git_commit, read_metadata
 
     metadata = read_metadata(bundle)
     checks: dict[str, Any] = {}
@@ -177,6 +181,9 @@ def container_checks(engine: list[str], image: str, bundle: Path, port: int, tim
         if status != 200 or metadata.model_version not in json.dumps(model):
             raise CheckError(f"GET /model: HTTP {status}, expected model version {metadata.model_version}: {model}")
         checks["model_version"] = metadata.model_version
+        if model.get("git_commit") != git_commit(bundle):  # the bundle lies inside the build context
+            raise CheckError(f"GET /model: git_commit {model.get('git_commit')!r}, built from {git_commit(bundle)!r}")
+        checks["git_commit"] = model.get("git_commit")
         say(f"/predict ok: {json.dumps(body)[:200]}")
 
         checks["healthcheck"] = healthcheck(engine, name, timeout)

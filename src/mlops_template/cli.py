@@ -341,14 +341,15 @@ def _bundle_check_args(parser: argparse.ArgumentParser) -> None:
     _bundle_check_args,
 )
 def _bundle_check(args: argparse.Namespace) -> None:
-    from mlops_template.core.bundle import load_bundle
+    from mlops_template.core.bundle import git_commit, load_bundle
 
     bundle = load_bundle(args.dir or load_params(args.params).gate.bundle_dir)
     log.info("bundle-check: %s model %s is %s", bundle.path, bundle.version, bundle.verdict)
     output = os.environ.get("GITHUB_OUTPUT")
-    if output:  # CD hands these to the smoke test: it checks the deployed service runs this very bundle
+    if output:  # CD builds the image with this GIT_COMMIT and hands both to the smoke test: it checks the
+        # deployed service runs this very bundle, built from this commit (the bundle itself records no commit)
         with open(output, "a", encoding="utf-8") as handle:
-            handle.write(f"model_version={bundle.version}\ngit_commit={bundle.metadata.git_commit or ''}\n")
+            handle.write(f"model_version={bundle.version}\ngit_commit={git_commit() or ''}\n")
     print(bundle.path)
 
 

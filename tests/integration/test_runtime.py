@@ -159,6 +159,9 @@ def test_image_build_refuses_a_rejected_bundle(tmp_path: Path):
 def test_image_builds_runs_and_passes_its_checks(validated_project: Path, tmp_path: Path):
     engine = container_engine()
     context = project_copy(tmp_path / "context", bundle_dir(validated_project))
+    for command in (["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c"]):
+        subprocess.run(["git", *command], cwd=context, check=True, capture_output=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=context, capture_output=True, text=True).stdout.strip()
     report = tmp_path / "image.json"
     image, ui_image = f"mlops-template-serving:test-{os.getpid()}", f"mlops-template-ui:test-{os.getpid()}"
     result = run_image_tool(context, "--engine", shlex.join(engine), "--image", image, "--ui-image", ui_image,
@@ -171,6 +174,7 @@ def test_image_builds_runs_and_passes_its_checks(validated_project: Path, tmp_pa
     assert checks["healthcheck"].startswith("healthy")
     metadata = json.loads((bundle_dir(context) / "metadata.json").read_text())
     assert checks["model_version"] == metadata["model_version"]
+    assert checks["git_commit"] == head and len(head) == 40  # GIT_COMMIT: the bundle records no commit
     assert checks["predict"]
     ui = checks["ui"]  # the web UI image beside it: healthy, not root, reads /model, stops cleanly
     assert ui["model_version"] == metadata["model_version"] and ui["uid"] != 0

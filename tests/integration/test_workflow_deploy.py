@@ -105,12 +105,13 @@ def test_heroku_deploy_smoke_tests_the_release_and_rolls_back_when_another_answe
 ) -> None:
     """One real service on loopback plays the Heroku app: the first deploy names its bundle (smoke passes), the
     second names another bundle, so the smoke test sees the old release still answering and the job rolls back."""
-    server = live_server(served_bundle)
+    commit = "c0ffee" * 6 + "beef"  # the image's GIT_COMMIT: the bundle records no commit
+    server = live_server(served_bundle, GIT_COMMIT=commit)
     deploy["heroku"]["web_url"] = server.url
     metadata = json.loads((served_bundle / "metadata.json").read_text())
     settings = {"DEPLOY_TARGET": "heroku", "HEROKU_APP": "loans"}
     secrets = {"HEROKU_API_KEY": "k3y"}
-    served = {"model-version": metadata["model_version"], "git-commit": metadata.get("git_commit") or ""}
+    served = {"model-version": metadata["model_version"], "git-commit": commit}
     ok, records = deploy_run(deploy, "heroku", settings, served, secrets)
     assert ok.returncode == 0, ok.tail()
     assert ok.step("Deploy the image digest") == "success"

@@ -49,13 +49,25 @@ def test_default_is_the_gated_bundle_dir_from_params(tmp_path: Path, capsys, mon
 
 
 def test_in_actions_the_release_identity_becomes_step_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """CD passes model_version and git_commit to the smoke test, which checks the deployed service runs them."""
+    """CD builds the image with git_commit and passes both to the smoke test, which checks the service runs them.
+
+    The bundle records no commit (reproducible bundles): git_commit is the commit checked out, the one built.
+    """
+    import subprocess
+
     model = DummyClassifier().fit([[0], [1]], ["N", "Y"])
-    bundle = save_bundle(tmp_path / "model", model, model_record(git_commit="f" * 40, gate={"verdict": VALIDATED}))
+    bundle = save_bundle(tmp_path / "model", model, model_record(gate={"verdict": VALIDATED}))
+    for command in (
+        ["init", "-q"],
+        ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "c"],
+    ):
+        subprocess.run(["git", *command], cwd=tmp_path, check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    monkeypatch.chdir(tmp_path)
     output = tmp_path / "github_output"
     monkeypatch.setenv("GITHUB_OUTPUT", str(output))
     assert main(["bundle-check", "--dir", str(bundle)]) == 0
     version = (bundle / "metadata.json").read_text()
     lines = output.read_text().splitlines()
-    assert lines[1] == "git_commit=" + "f" * 40
+    assert lines[1] == f"git_commit={head}" and len(head) == 40
     assert lines[0].startswith("model_version=") and lines[0].split("=")[1] in version

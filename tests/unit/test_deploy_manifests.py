@@ -148,6 +148,8 @@ def test_cloud_build_builds_tests_pushes_and_deploys() -> None:
     build = yaml.safe_load((ROOT / "deploy" / "gcp" / "cloudbuild.yaml").read_text(encoding="utf-8"))
     ids = [s["id"] for s in build["steps"]]
     assert ids.index("build") < ids.index("test") < ids.index("push") < ids.index("deploy")
+    args = next(s for s in build["steps"] if s["id"] == "build")["args"]
+    assert args[args.index("--build-arg") + 1] == "GIT_COMMIT=${COMMIT_SHA}"  # /model reports the commit built
 
 
 def test_heroku_app_json_builds_with_the_python_buildpack_from_the_dvc_remote() -> None:

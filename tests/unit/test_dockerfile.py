@@ -71,3 +71,12 @@ def test_dockerignore_keeps_the_context_small():
     allowed = {rule[1:].rstrip("/") for rule in rules if rule.startswith("!")}
     bundle_dir = load_params(ROOT / "params.yaml").gate.bundle_dir.as_posix()
     assert allowed == {"requirements.txt", "requirements-ui.txt", "params.yaml", "src", bundle_dir}
+
+
+def test_runtime_reports_the_commit_it_was_built_from():
+    """/model's git_commit is the image's (GIT_COMMIT build argument), declared last so other layers stay cached."""
+    runtime = stages()["runtime"]
+    names = [name for name, _ in runtime]
+    assert ("ARG", 'GIT_COMMIT=""') in runtime and ("ENV", 'GIT_COMMIT="${GIT_COMMIT}"') in runtime
+    assert ("LABEL", 'org.opencontainers.image.revision="${GIT_COMMIT}"') in runtime
+    assert names.index("ARG") > max(i for i, name in enumerate(names) if name in {"COPY", "RUN"})

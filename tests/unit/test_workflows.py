@@ -259,6 +259,11 @@ def test_cd_tags_checks_out_and_deploys_the_commit_ci_checked() -> None:
         assert passed["git-commit"] == "${{ needs.build.outputs.git-commit }}"
     bundle = next(s for s in build["steps"] if s.get("run") == "make bundle-check")
     assert build["outputs"]["model-version"] == f"${{{{ steps.{bundle['id']}.outputs.model_version }}}}"
+    image = next(s for s in build["steps"] if "docker/build-push-action@" in s.get("uses", ""))
+    commit = (
+        f"${{{{ steps.{bundle['id']}.outputs.git_commit }}}}"  # the image reports the commit the smoke test expects
+    )
+    assert image["with"]["build-args"] == f"GIT_COMMIT={commit}" and build["outputs"]["git-commit"] == commit
     deploy = load(ROOT / ".github" / "workflows" / "deploy.yml")
     deploy_checkout = next(s for s in deploy["jobs"]["deploy"]["steps"] if "actions/checkout@" in s.get("uses", ""))
     assert deploy_checkout["with"]["ref"] == "${{ inputs.ref || github.sha }}"

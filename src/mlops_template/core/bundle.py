@@ -4,6 +4,10 @@
 reader (evaluate, serving, batch scoring, drift, CI) reads typed fields, so nothing can be written that
 serving cannot read. Its shape is versioned by FORMAT_VERSION: a bundle of another format is refused
 with one line.
+A bundle is a function of its data, params, code and pinned libraries: it records no time and no git commit
+(they would change its bytes, and so dvc.lock, on every run). When and from which commit a model was built is
+recorded by what builds and ships it: the image (GIT_COMMIT, label org.opencontainers.image.revision), the CI
+run, the MLflow run.
 joblib files are pickles: nothing is unpickled before its sha256 matches the metadata.
 """
 
@@ -39,8 +43,9 @@ METADATA = "metadata.json"
 MODEL_FILE = "model.joblib"
 # The shape of metadata.json (BundleMetadata). Bump it whenever a field is added, removed or changes meaning:
 # a bundle of any other format is refused at load ("rebuild with `make pipeline`"), never half-read.
-# 1: untyped dict; 2: BundleMetadata (typed, no unknown keys).
-FORMAT_VERSION = 2
+# 1: untyped dict; 2: BundleMetadata (typed, no unknown keys); 3: no git_commit, trained_at, gate.checked_at
+# (reproducible: the same inputs give the same bytes).
+FORMAT_VERSION = 3
 PENDING, VALIDATED, REJECTED = "PENDING", "VALIDATED", "REJECTED"
 Verdict = Literal["PENDING", "VALIDATED", "REJECTED"]
 # Pickles are only portable within a minor version of these libraries.
@@ -108,7 +113,6 @@ class GateRecord(Record):
     """The gate's verdict; train writes PENDING, the gate VALIDATED or REJECTED with what it checked."""
 
     verdict: Verdict = PENDING
-    checked_at: str | None = None
     baseline: str | None = None
     failed: list[str] = []
     thresholds: list[Threshold] = []
@@ -148,8 +152,6 @@ class ModelRecord(Record):
     example: dict[str, Scalar]  # a real training row: a valid request
     training_data: TrainingData
     params: TrainedWith
-    git_commit: str | None
-    trained_at: str
     metrics: dict[str, float] | None  # None until evaluated and gated
     gate: GateRecord
     onnx: OnnxRecord
@@ -219,7 +221,8 @@ class Bundle:
 
 
 def library_versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {"python": platform.python_version()}
+    # Python's minor version only: a runner's patch release (3.11.x) would change the bundle's bytes, not the model
+    versions: dict[str, str | None] = {"python": ".".join(platform.python_version_tuple()[:2])}
     for name in RECORDED_LIBRARIES:
         try:
             versions[name] = pkg_metadata.version(name)
@@ -228,9 +231,10 @@ def library_versions() -> dict[str, str | None]:
     return versions
 
 
-def git_commit() -> str | None:
+def git_commit(where: Path | None = None) -> str | None:
+    """HEAD of the git work tree at `where` (default: the working directory); None outside one."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None

@@ -19,7 +19,6 @@ from mlops_template.core.bundle import (
     VALIDATED,
     BundleMetadata,
     GateRecord,
-    now,
     read_metadata,
     verify_files,
     write_metadata,
@@ -168,9 +167,7 @@ def run(params: Params, baseline: str | None = None, label: str | None = None) -
     report = markdown(rows, verdict, label)
     write_text(params.gate.report_path, report)
     record_for_ci(verdict)
-    gate = GateRecord(
-        verdict=verdict, checked_at=now(), baseline=label, failed=failed, thresholds=params.gate.thresholds
-    )
+    gate = GateRecord(verdict=verdict, baseline=label, failed=failed, thresholds=params.gate.thresholds)
     importance = read_importance(params.evaluate.plots_dir)
     record_verdict(params.train.output_dir, params.gate.bundle_dir, metrics, gate, importance)
     tracking.gate_done(params, verdict, [asdict(r) for r in rows])  # MLflow (if configured): only VALIDATED registers

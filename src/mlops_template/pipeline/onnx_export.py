@@ -6,6 +6,7 @@ is converted with one [n, 1] input per feature and then fused (`fuse`): fewer in
 Bundles written before the fusion (one input per feature) still serve: `feeds` follows the graph's inputs.
 Parity is checked on the fused graph, on the prepared test split with the tolerances in params.yaml
 (`onnx:`); any failure (no converter, runtime error, parity) is recorded, not raised.
+The bytes are a function of the pipeline alone (`convert`): model.onnx is a DVC output, hashed in dvc.lock.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from mlops_template.core.onnx_runtime import (
 )
 
 log = logging.getLogger(__name__)
+# The graph's name: skl2onnx names it with a random uuid4 unless given one, so every export had other bytes.
+GRAPH_NAME = "mlops_template"
 
 
 def fuse(model: Any, numeric: list[str], categorical: list[str]) -> Any:
@@ -154,13 +157,26 @@ def convert(pipeline: Any, numeric: list[str], categorical: list[str], opset: in
     with warnings.catch_warnings():  # skl2onnx 1.20 writes bool tree attributes; protobuf 6 still converts them
         warnings.filterwarnings("ignore", category=DeprecationWarning, module="onnx")
         model = convert_sklearn(
-            export, initial_types=inputs, options=options, target_opset={"": opset, "ai.onnx.ml": 3}
+            export, initial_types=inputs, options=options, target_opset={"": opset, "ai.onnx.ml": 3}, name=GRAPH_NAME
         )
     try:
         fuse(model, numeric, categorical)
     except ValueError as exc:  # an unusual graph: keep one input per feature (still verified by parity)
         log.warning("ONNX inputs not fused, one input per feature kept: %s", exc)
-    return model.SerializeToString()
+    return deterministic(model).SerializeToString()
+
+
+def deterministic(model: Any) -> Any:
+    """The model with its opset imports in domain order (in place; returns it).
+
+    skl2onnx lists them in the order of a Python set of strings, which changes with PYTHONHASHSEED from one
+    process to the next: the same graph would serialize to other bytes on every train.
+    """
+    imports = sorted((o.domain, o.version) for o in model.opset_import)
+    del model.opset_import[:]
+    for domain, version in imports:
+        model.opset_import.add(domain=domain, version=version)
+    return model
 
 
 def parity(

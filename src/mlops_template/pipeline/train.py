@@ -23,8 +23,6 @@ from mlops_template.core.bundle import (
     TrainingData,
     TrainRecord,
     dump_json,
-    git_commit,
-    now,
     save_bundle,
 )
 from mlops_template.core.config import Params
@@ -131,8 +129,6 @@ def candidate_record(
                 estimator=params.train.estimator, seed=params.train.seed, hyperparameters=params.train.hyperparameters()
             ),
         ),
-        git_commit=git_commit(),
-        trained_at=now(),
         metrics=None,
         gate=GateRecord(),  # PENDING until the gate judges it
         onnx=onnx,

@@ -133,8 +133,9 @@ def create_app(
         title=f"Prediction service: {metadata.target} ({metadata.task})",
         version=champion.version,
         description=(
-            f"Predicts `{metadata.target}` with model {champion.version} ({metadata.estimator}, "
-            f"trained {metadata.trained_at}). Request fields come from the model bundle's metadata.json. "
+            f"Predicts `{metadata.target}` with model {champion.version} ({metadata.estimator}, trained on "
+            f"{metadata.training_data.source} {metadata.training_data.sha256[:12]}). Request fields come from the "
+            "model bundle's metadata.json. "
             "POST one record (a JSON object) or a batch (a JSON array of records) to /predict."
         ),
         default_response_class=JSONBody,

@@ -127,6 +127,7 @@ def add_ops_routes(app: FastAPI, metrics: ServiceMetrics) -> None:
                 "runtime": variant.predictor.runtime,
                 # the rest of ModelInfo is metadata.json's fields of the same names
                 **variant.bundle.metadata.model_dump(mode="json", include=set(ModelInfo.model_fields)),
+                "git_commit": app.state.settings.git_commit,  # the deployment's: a bundle records no commit
             }
         )
 

@@ -40,14 +40,13 @@ class ModelInfo(BaseModel):
     target: str
     estimator: str | None
     classes: list[str] | None
-    trained_at: str | None
     metrics: dict[str, Any] | None
     gate: dict[str, Any]
     onnx: dict[str, Any] | None
     features: list[dict[str, Any]]
     example: dict[str, Any] | None = Field(None, description="a real training row: a valid /predict body")
     training_data: dict[str, Any] | None
-    git_commit: str | None
+    git_commit: str | None = Field(None, description="the commit the service was built from (GIT_COMMIT)")
 
 
 def predict_response_model(contract: Contract) -> type[BaseModel]:

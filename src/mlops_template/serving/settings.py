@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     redis_url: str | None = env("REDIS_URL", None)
     cors_origins: Annotated[tuple[str, ...], NoDecode] = env("CORS_ORIGINS", ())  # CORS is off unless listed
     model_uri: str | None = env("MODEL_URI", None)  # models:/<name>@champion: downloaded first (serving.model_uri)
+    # the commit the deployment was built from (the image's build argument); the bundle records none (reproducible)
+    git_commit: str | None = env("GIT_COMMIT", None)
     # ADMIN_API_KEYS is deliberately not a setting: create_app reads it once into digests (security.ApiKeys)
 
     @classmethod

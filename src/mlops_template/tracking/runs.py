@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from mlops_template.core.bundle import METADATA, VALIDATED, read_metadata
+from mlops_template.core.bundle import METADATA, VALIDATED, git_commit, read_metadata
 from mlops_template.core.config import Params
 from mlops_template.core.fsutil import sha256_file, write_text
 from mlops_template.tracking.connect import client as connect
@@ -50,6 +50,7 @@ def candidate_key(params: Params) -> str:
 
 def _training_tags(metadata: dict[str, Any], key: str) -> dict[str, str]:
     data = metadata.get("training_data") or {}
+    commit = git_commit()  # the run's, from git: the bundle records none (reproducible)
     tags = {
         CANDIDATE_TAG: key,
         "model_version": metadata.get("model_version"),
@@ -58,8 +59,8 @@ def _training_tags(metadata: dict[str, Any], key: str) -> dict[str, str]:
         "data.sha256": data.get("sha256"),
         "data.source": data.get("source"),
         "data.rows": data.get("rows"),
-        "mlflow.source.git.commit": metadata.get("git_commit"),
-        "git_commit": metadata.get("git_commit"),
+        "mlflow.source.git.commit": commit,
+        "git_commit": commit,
         "dvc.exp_name": os.environ.get("DVC_EXP_NAME"),
     }
     return {k: str(v) for k, v in tags.items() if v is not None}

@@ -175,12 +175,12 @@ def model_page() -> None:
     left, middle, right = st.columns(3)
     left.metric("Task", model["task"], help=f"target: {model['target']}")
     middle.metric("Version", model["model_version"], help=f"git commit {model.get('git_commit')}")
-    right.metric("Gate verdict", gate.get("verdict", "unknown"), help=f"checked at {gate.get('checked_at')}")
+    right.metric("Gate verdict", gate.get("verdict", "unknown"), help=f"baseline: {gate.get('baseline') or 'none'}")
     classes = f" (classes: {', '.join(model['classes'])})" if model.get("classes") else ""
     lines = [
         f"**Target**: `{model['target']}`{classes}",
         f"**Estimator**: {model.get('estimator')}",
-        f"**Trained at**: {model.get('trained_at')}",
+        f"**Service built from commit**: {model.get('git_commit') or 'not recorded (GIT_COMMIT unset)'}",
         f"**Runtime in use**: {runtime_sentence(model)}",
     ]
     if model.get("training_data"):

@@ -1,4 +1,5 @@
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,6 +44,7 @@ def test_roundtrip_records_checksums_and_versions(tmp_path):
     assert bundle.metadata.files[MODEL_FILE] == sha256_file(directory / MODEL_FILE)
     assert bundle.version == bundle.metadata.model_version == bundle.metadata.files[MODEL_FILE][:12]
     assert bundle.metadata.versions["scikit-learn"]
+    assert bundle.metadata.versions["python"] == "{}.{}".format(*sys.version_info[:2])  # no patch: reproducible
     assert bundle.metadata.format_version == FORMAT_VERSION
     assert bundle.verdict == VALIDATED
     # what is written is exactly the typed record (plus what save_bundle adds), and reads back equal

@@ -13,6 +13,8 @@ from mlops_template.serving.predict import PredictionEvent
 from mlops_template.serving.settings import Settings
 from tests.serving_helpers import REGRESSION, build_bundle
 
+COMMIT = "5e1ec7ed" * 5  # the image's GIT_COMMIT
+
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -26,7 +28,7 @@ def events() -> list[PredictionEvent]:
 
 @pytest.fixture(scope="module")
 def client(bundle: Path, events: list) -> TestClient:
-    settings = Settings(model_dir=bundle, max_batch_rows=50, max_body_bytes=20_000)
+    settings = Settings(model_dir=bundle, max_batch_rows=50, max_body_bytes=20_000, git_commit=COMMIT)
     app = create_app(settings, observers=[events.append])
     return TestClient(app, raise_server_exceptions=False)
 
@@ -144,9 +146,10 @@ def test_ops_endpoints(client: TestClient, bundle: Path):
     assert info["onnx"]["used"] is True
     assert [f["name"] for f in info["features"]] == [f["name"] for f in metadata["features"]]
     # the shape of /model: the variant and runtime, then these metadata.json fields as they are in the file
-    shown = ["model_version", "task", "target", "estimator", "classes", "trained_at", "metrics", "gate", "onnx",
-             "features", "example", "training_data", "git_commit"]  # fmt: skip
-    assert info == {"variant": "champion", "runtime": "onnx", **{key: metadata[key] for key in shown}}
+    shown = ["model_version", "task", "target", "estimator", "classes", "metrics", "gate", "onnx",
+             "features", "example", "training_data"]  # fmt: skip
+    # git_commit is the deployment's (GIT_COMMIT): a bundle records no commit, nor a time (reproducible)
+    assert info == {"variant": "champion", "runtime": "onnx", "git_commit": COMMIT, **{k: metadata[k] for k in shown}}
     assert error(client.get("/nope"), 404)["error"] == "not_found"
     assert error(client.get("/predict"), 405)["error"] == "method_not_allowed"
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from mlops_template.core.bundle import VALIDATED, now
+from mlops_template.core.bundle import VALIDATED
 from mlops_template.monitoring.security import ApiKeys
 from mlops_template.serving.app import create_app
 from mlops_template.serving.batch import predict_file
@@ -40,7 +40,7 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     prep.run(params)
     train.run(params)
     record_verdict(params.train.output_dir, params.gate.bundle_dir, {"roc_auc": 0.9},
-                   {"verdict": VALIDATED, "checked_at": now(), "failed": []})  # fmt: skip
+                   {"verdict": VALIDATED, "failed": []})  # fmt: skip
     return params.gate.bundle_dir
 
 

@@ -68,3 +68,9 @@ def test_redis_url_is_checked_and_its_password_never_shown() -> None:
         Settings.from_env({"MODEL_DIR": "m", "REDIS_URL": "http://:hunter2@cache:6379"})
     assert "hunter2" not in str(caught.value)
     assert str(caught.value).startswith("environment variable REDIS_URL='http://:***@cache:6379': expected redis://")
+
+
+def test_git_commit_is_the_images_build_argument() -> None:
+    """The Dockerfile turns the GIT_COMMIT build argument into this variable; unset or blank (a local run): None."""
+    assert Settings.from_env({"MODEL_DIR": "m", "GIT_COMMIT": "ab" * 20}).git_commit == "ab" * 20
+    assert Settings.from_env({"MODEL_DIR": "m", "GIT_COMMIT": ""}).git_commit is None
