@@ -18,7 +18,7 @@ from mlops_template.core.config import Params
 from mlops_template.core.errors import UserError, one_line
 from mlops_template.pipeline.evaluate import compute
 from mlops_template.pipeline.prep import load_prepared
-from mlops_template.pipeline.rawdata import DVC
+from mlops_template.pipeline.remote import DVC
 
 log = logging.getLogger(__name__)
 

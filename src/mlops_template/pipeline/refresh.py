@@ -21,7 +21,8 @@ from mlops_template.core.errors import UserError, one_line
 from mlops_template.core.fsutil import atomic_path, write_text
 from mlops_template.core.tabular import read_csv
 from mlops_template.pipeline.data import load_dataset, split
-from mlops_template.pipeline.rawdata import DVC, default_remote, ensure, tracking
+from mlops_template.pipeline.rawdata import ensure, tracking
+from mlops_template.pipeline.remote import DVC, default_remote, transfer
 
 log = logging.getLogger(__name__)
 RECORD = Path("reports/data-refresh.json")  # rows and DVC hash before/after, for the CT report
@@ -181,7 +182,7 @@ def refresh(params: Params, output: Path = RECORD) -> Refresh:
     else:
         dvc("add", str(out))
         if default_remote() is not None:
-            dvc("push", str(out.with_name(out.name + ".dvc")))
+            transfer("push", str(out.with_name(out.name + ".dvc")))
     result = Refresh(shown, str(path), before, after, md5_before, record(path)[1])
     write_text(output, json.dumps(asdict(result), indent=2) + "\n")
     return result

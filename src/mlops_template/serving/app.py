@@ -107,6 +107,14 @@ def build_live(settings: Settings, variants: dict[str, Variant]) -> Live:
     )
 
 
+@asynccontextmanager
+async def flush_on_shutdown(live: Live, _: FastAPI) -> AsyncIterator[None]:
+    """The app's lifespan: uvicorn ends it on SIGTERM once in-flight requests are done, so queued monitoring
+    state reaches Redis."""
+    yield
+    await run_in_threadpool(live.close)
+
+
 def create_app(
     settings: Settings | None = None, observers: Sequence[Observer] = (), admin_keys: ApiKeys | None = None
 ) -> FastAPI:
@@ -123,12 +131,6 @@ def create_app(
     live = build_live(settings, variants)
     metrics = service_metrics(variants, live)
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        # uvicorn runs this on SIGTERM once in-flight requests are done: queued monitoring state reaches Redis
-        await run_in_threadpool(live.close)
-
     app = FastAPI(
         title=f"Prediction service: {metadata.target} ({metadata.task})",
         version=champion.version,
@@ -142,7 +144,7 @@ def create_app(
         # FastAPI's native OpenTelemetry looks the providers up on every request; this app exports
         # Prometheus metrics and JSON logs instead
         telemetry={"tracing": False, "metrics": False, "logs": False},
-        lifespan=lifespan,
+        lifespan=partial(flush_on_shutdown, live),
     )
     app.state.settings = settings
     app.state.variants = variants
