@@ -40,7 +40,6 @@ def test_nothing_from_mlflow_is_imported_when_tracking_is_off():
         "from mlops_template.serving import app\n"
         "from mlops_template.core.config import load_params\n"
         "params = load_params()\n"
-        "tracking.train_done(params)\n"
         "tracking.evaluate_done(params, {'roc_auc': 0.9})\n"
         "tracking.gate_done(params, 'VALIDATED', [])\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'mlflow'))\n"
