@@ -202,7 +202,9 @@ def test_train_entry_point_runs_an_experiment_with_the_overrides(
     assert (params["train.estimator"], params["train.seed"]) == ("logistic_regression", "7")  # what the pipeline used
     assert run.data.metrics == json.loads((copy / "reports" / "metrics.json").read_text())
     metadata = json.loads((copy / "artifacts" / "model" / "metadata.json").read_text())
-    assert metadata["estimator"] == "logistic_regression" and run.data.tags["model_version"] == metadata["model_version"]
+    assert (
+        metadata["estimator"] == "logistic_regression" and run.data.tags["model_version"] == metadata["model_version"]
+    )
     assert "logistic_regression" in sh(copy, "dvc", "exp", "show", "--no-pager", "--csv").stdout  # a DVC experiment too
 
 
