@@ -76,8 +76,7 @@ def log(bundle_dir: Path, run_id: str) -> Any:
 
     This is `mlflow.sklearn.log_model` (which calls `Model.log` with the sklearn flavour) minus one step: MLflow
     would load the model it just saved and predict the input example, only to log a warning if that failed,
-    which costs the gate 0.4-1.3 s of CPU, a third of tracking's cost. The tests load and serve the logged
-    model for real instead.
+    which cost the gate 0.3 s of CPU and more under load. The tests load and serve the logged model for real.
     """
     import mlflow.sklearn
     from mlflow.models import Model
