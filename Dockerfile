@@ -55,6 +55,30 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/_stcore/health' % os.environ.get('UI_PORT', '8501'), timeout=4)"]
 CMD ["python", "-m", "mlops_template", "ui"]
 
+# ---- the MLflow tracking server + web UI of the compose stack (`--target mlflow`; `docker compose --profile mlflow
+# up -d mlflow`): the full mlflow (the UI is not in mlflow-skinny) at the version of the client pin in
+# requirements-mlflow.txt, so that pin is the only one to bump; the model libraries at requirements.txt's pins ----
+FROM ${PYTHON_IMAGE} AS mlflow
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+COPY requirements.txt requirements-mlflow.txt /tmp/
+RUN version=$(sed -n 's/^mlflow-skinny==\([^ ]*\).*/\1/p' /tmp/requirements-mlflow.txt) \
+ && python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-cache-dir -c /tmp/requirements.txt -r /tmp/requirements-mlflow.txt "mlflow==${version}" \
+ && groupadd --system --gid 10001 mlflow \
+ && useradd --system --uid 10001 --gid mlflow --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin mlflow \
+ && mkdir /mlflow && chown mlflow:mlflow /mlflow
+# HOME: MLflow keeps a little state there; the user has no home of its own
+# MLFLOW_SERVER_ENABLE_JOB_EXECUTION: no background job runner (GenAI jobs, unused here: seven busy processes)
+ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HOME=/tmp \
+    MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false
+# /mlflow: the SQLite store and the artifacts (a volume in the compose stack)
+WORKDIR /mlflow
+USER 10001:10001
+EXPOSE 5000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:5000/health', timeout=4)"]
+CMD ["mlflow", "server", "--host=0.0.0.0", "--port=5000", "--backend-store-uri=sqlite:////mlflow/mlflow.db", "--artifacts-destination=/mlflow/artifacts"]
+
 # ---- runtime ----
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="mlops-template model service" \

@@ -4,6 +4,7 @@
 and Procfile do), waits for /ready and stops it (SIGTERM) at teardown. Other suites (monitoring, A/B)
 can reuse it with their own env. `redis_server` is a real redis-server (Debian package) on a free loopback port
 for the session, without persistence (a restart comes back empty); `redis_url` empties it for each test.
+`mlflow_server` is a real `mlflow server` for the session (the tracking tests and the act run of ci.yml).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, free_port, require_tool
+from tests.conftest import ROOT, free_port, require_tool, wait_http
 from tests.serving_helpers import build_bundle
 
 
@@ -170,3 +171,32 @@ def redis_url(redis_server: RedisServer) -> str:
         redis_server.start()
     redis.Redis(port=redis_server.port).flushall()
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `mlflow server` (SQLite store, local artifact root, free loopback port), once per session: the
+    tracking tests and the act run of ci.yml log to it."""
+    store = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    mlflow = Path(sys.executable).parent / "mlflow"
+    log = open(store / "server.log", "w", encoding="utf-8")  # noqa: SIM115 - closed at teardown
+    argv = [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    argv += ["--backend-store-uri", f"sqlite:///{store}/mlflow.db", "--artifacts-destination", str(store / "artifacts")]
+    # no job runner: MLflow 3 otherwise starts seven busy huey consumer processes the tracking tests never use
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    process = subprocess.Popen(argv, cwd=store, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/health", timeout=120)
+    except OSError:
+        os.killpg(process.pid, signal.SIGKILL)
+        pytest.fail(f"mlflow server did not start:\n{(store / 'server.log').read_text()[-3000:]}")
+    yield url
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    log.close()

@@ -9,6 +9,8 @@ One act run per scenario (module-scoped fixtures), each asserting everything it 
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,7 +56,7 @@ def ci(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         yield {"repo": repo, "state": base / "act", "api": api, "url": url, "runs": {}}
 
 
-def pipeline_run(ci: dict, name: str, event: str, payload: dict) -> ActRun:
+def pipeline_run(ci: dict, name: str, event: str, payload: dict, variables: dict[str, str] | None = None) -> ActRun:
     if name not in ci["runs"]:
         ci["runs"][name] = run_act(
             ci["repo"],
@@ -63,19 +65,22 @@ def pipeline_run(ci: dict, name: str, event: str, payload: dict) -> ActRun:
             ci["state"],
             job="pipeline",
             payload=payload,
+            variables=variables,
             env={"GITHUB_API_URL": ci["url"]},
-            secrets={"GITHUB_TOKEN": TOKEN},
+            secrets={"GITHUB_TOKEN": TOKEN, "MLFLOW_TRACKING_TOKEN": "mlflow-token"},
         )
     return ci["runs"][name]
 
 
 @pytest.fixture(scope="module")
-def same_repo_pr(ci: dict) -> ActRun:
-    """A pull request from a branch of the repository that changes a parameter but not the model's quality."""
+def same_repo_pr(ci: dict, mlflow_server: str) -> ActRun:
+    """A pull request from a branch of the repository that changes a parameter but not the model's quality, in a
+    repository whose variable MLFLOW_TRACKING_URI names a (real) tracking server."""
     repo = ci["repo"]
     params = edited_params(repo, "evaluate", "importance_rows", 1500)
     commit(repo, "evaluate: fewer importance rows", {"params.yaml": params}, branch="tune")
-    run = pipeline_run(ci, "same", "pull_request", pull_request_event(repo, 7, "tune"))
+    variables = {"MLFLOW_TRACKING_URI": mlflow_server}
+    run = pipeline_run(ci, "same", "pull_request", pull_request_event(repo, 7, "tune"), variables)
     ci["comments_after_same_repo"] = list(ci["api"].requests)
     return run
 
@@ -110,6 +115,20 @@ def test_same_repository_pull_request_reports_and_comments(ci: dict, same_repo_p
     headers = next(h for m, _, _, h in ci["api"].requests if m == "POST")
     assert headers["Authorization"] == f"Bearer {TOKEN}"
     assert all(p.startswith(f"/repos/{REPOSITORY}/") for _, p, _, _ in ci["api"].requests)
+
+
+def test_pull_request_report_links_its_mlflow_run(same_repo_pr: ActRun, mlflow_server: str) -> None:
+    from mlflow.tracking import MlflowClient
+
+    summary = same_repo_pr.summary
+    link = re.search(rf"MLflow run: \[(\w+)\]\({re.escape(mlflow_server)}/#/experiments/(\w+)/runs/(\w+)\)", summary)
+    assert link and link.group(1) == link.group(3), summary
+    run = MlflowClient(mlflow_server).get_run(link.group(1))  # the pipeline step's run, linked by the report
+    assert run.data.tags["gate.verdict"] == "VALIDATED" and run.data.params["evaluate.importance_rows"] == "1500"
+    # the gate step against main logged into the same run: its table has main's numbers as the baseline
+    table = MlflowClient(mlflow_server).download_artifacts(run.info.run_id, "gate/table.json")
+    gated = [row for row in json.loads(Path(table).read_text()) if row["passed"] is not None]
+    assert gated and all(row["baseline"] is not None for row in gated)
 
 
 def test_fork_pull_request_with_a_worse_model_is_rejected_without_a_comment(ci: dict, fork_pr_worse: ActRun) -> None:

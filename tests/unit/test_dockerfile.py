@@ -36,14 +36,19 @@ def stages() -> dict[str, list[tuple[str, str]]]:
 
 def test_multi_stage_non_root_healthcheck_exec_form():
     steps = stages()
-    assert list(steps) == ["builder", "ui-builder", "ui", "runtime"]  # the serving image stays the default target
-    for stage, probe, command in (("runtime", "/health", "serve"), ("ui", "/_stcore/health", "ui")):
+    # the serving image stays the default target
+    assert list(steps) == ["builder", "ui-builder", "ui", "mlflow", "runtime"]
+    for stage, probe, command in (
+        ("runtime", "/health", '["python", "-m", "mlops_template", "serve"'),
+        ("ui", "/_stcore/health", '["python", "-m", "mlops_template", "ui"'),
+        ("mlflow", "/health", '["mlflow", "server"'),
+    ):
         users = [args for name, args in steps[stage] if name == "USER"]
         assert users and users[-1].split(":")[0] not in {"root", "0"}, stage
         (healthcheck,) = [args for name, args in steps[stage] if name == "HEALTHCHECK"]
         assert probe in healthcheck and "curl" not in healthcheck
         cmd = [args for name, args in steps[stage] if name == "CMD"][-1]
-        assert cmd.startswith(f'["python", "-m", "mlops_template", "{command}"')
+        assert cmd.startswith(command)
 
 
 def test_ui_image_has_no_model_libraries():
@@ -70,7 +75,8 @@ def test_dockerignore_keeps_the_context_small():
     assert "*" in rules[:first_allow]  # deny everything first, then allow only what the Dockerfile copies
     allowed = {rule[1:].rstrip("/") for rule in rules if rule.startswith("!")}
     bundle_dir = load_params(ROOT / "params.yaml").gate.bundle_dir.as_posix()
-    assert allowed == {"requirements.txt", "requirements-ui.txt", "params.yaml", "src", bundle_dir}
+    assert allowed == {"requirements.txt", "requirements-ui.txt", "requirements-mlflow.txt", "params.yaml", "src",
+                       bundle_dir}  # fmt: skip
 
 
 def test_runtime_reports_the_commit_it_was_built_from():

@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops_template import tracking
 from mlops_template.core.bundle import (
     CategoricalFeature,
     Feature,
@@ -148,5 +147,4 @@ def run(params: Params) -> Path:
         write_text(profile, dump_json(reference_profile(params, pipeline, frame, test, schema)))
         save_bundle(params.train.output_dir, pipeline, record, extra_files={**extra, PROFILE_FILE: profile})
     log.info("train: %s on %d rows -> %s", params.train.estimator, len(frame), params.train.output_dir)
-    tracking.train_done(params)  # no-op unless MLflow tracking is configured
     return params.train.output_dir

@@ -50,6 +50,7 @@ def check_server(uri: str) -> None:
 def client(settings: TrackingSettings) -> Any:
     """An MlflowClient for `settings.uri` (and the fluent API pointed at it), after the reachability check."""
     check_server(settings.uri)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # stage logs are lines, not bars
     if settings.uri.startswith("sqlite:///"):
         Path(settings.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     import mlflow

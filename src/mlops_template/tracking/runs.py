@@ -1,12 +1,13 @@
-"""One MLflow run per pipeline run, across the train, evaluate and gate processes.
+"""One MLflow run per pipeline run, across the evaluate and gate processes.
 
-The stages are separate processes (DVC runs each command on its own), so they meet through a tag: train
-creates the run and tags it with the sha256 of the candidate bundle's metadata.json (unique per training:
-it holds the model checksum and the training time); evaluate and gate hash the same file and attach to the
-newest run carrying that tag. Nothing extra is written into DVC outputs, it works the same in `dvc repro`,
+The stages are separate processes (DVC runs each command on its own), so they meet through a tag: evaluate
+creates the run (params, training tags, metrics, plots) and tags it with the sha256 of the candidate bundle's
+metadata.json; gate hashes the same file and attaches to the newest run carrying that tag. Train does not
+touch MLflow: its process would pay MLflow's import (about 1 s of CPU) only to log what evaluate can log
+from the bundle it reads anyway. Nothing extra is written into DVC outputs, it works the same in `dvc repro`,
 `dvc exp run` (also --temp / queued: no file has to survive between stages) and across CI jobs. Under
-`mlflow run`, the run MLflow created (MLFLOW_RUN_ID) is the pipeline's run. A stage whose run is missing
-(train cached by DVC from before tracking was on) starts one and logs the training side itself.
+`mlflow run`, the run MLflow created (MLFLOW_RUN_ID) is the pipeline's run. A gate whose run is missing
+(evaluate cached by DVC from before tracking was on) starts one and logs the training side itself.
 """
 
 from __future__ import annotations
@@ -66,8 +67,8 @@ def _training_tags(metadata: dict[str, Any], key: str) -> dict[str, str]:
     return {k: str(v) for k, v in tags.items() if v is not None}
 
 
-def _start(client: Any, settings: TrackingSettings, params: Params, key: str) -> str:
-    """The run of this pipeline run: MLflow's own under `mlflow run`, else a new one; params and tags logged."""
+def _start(client: Any, settings: TrackingSettings, params: Params, key: str, metrics: list[Any] | None = None) -> str:
+    """The run of this pipeline run: MLflow's own under `mlflow run`, else a new one; params, tags (and metrics)."""
     import mlflow
     from mlflow.entities import Param, RunTag
 
@@ -81,14 +82,16 @@ def _start(client: Any, settings: TrackingSettings, params: Params, key: str) ->
     flat = flatten(params.model_dump(mode="json", by_alias=True, exclude_none=True))
     pending = [Param(k, v) for k, v in flat.items() if k not in logged]
     tags = [RunTag(k, v) for k, v in _training_tags(metadata, key).items()]
-    for start in range(0, max(len(pending), 1), BATCH):
-        client.log_batch(run_id, params=pending[start : start + BATCH], tags=tags if start == 0 else [])
+    batches = [pending[start : start + BATCH] for start in range(0, len(pending), BATCH)] or [[]]
+    for index, batch in enumerate(batches):
+        first = {"tags": tags, "metrics": metrics or []} if index == 0 else {}
+        client.log_batch(run_id, params=batch, **first)
     log.info("tracking: MLflow run %s (experiment %s) at %s", run_id, settings.experiment, public_uri(settings.uri))
     return run_id
 
 
 def _find(client: Any, settings: TrackingSettings, params: Params) -> str:
-    """The run train started for this candidate bundle (the newest one), else a new one."""
+    """The run evaluate started for this candidate bundle (the newest one), else a new one."""
     import mlflow
 
     key = candidate_key(params)
@@ -104,17 +107,14 @@ def _find(client: Any, settings: TrackingSettings, params: Params) -> str:
     return found[0].info.run_id if found else _start(client, settings, params, key)
 
 
-def on_train(settings: TrackingSettings, params: Params) -> None:
-    _start(connect(settings), settings, params, candidate_key(params))
-
-
 def on_evaluate(settings: TrackingSettings, params: Params, metrics: dict[str, float]) -> None:
+    """A new run for this evaluation (even of a candidate evaluated before): params, tags, metrics, plots."""
     from mlflow.entities import Metric
 
     client = connect(settings)
-    run_id = _find(client, settings, params)
     stamp = int(time.time() * 1000)
-    client.log_batch(run_id, metrics=[Metric(name, float(value), stamp, 0) for name, value in metrics.items()])
+    logged = [Metric(name, float(value), stamp, 0) for name, value in metrics.items()]
+    run_id = _start(client, settings, params, candidate_key(params), logged)
     client.log_artifact(run_id, str(params.evaluate.metrics_path))
     client.log_artifacts(run_id, str(params.evaluate.plots_dir), "plots")
 
@@ -138,13 +138,14 @@ def run_link(settings: TrackingSettings, experiment_id: str, run_id: str) -> str
 
 
 def on_gate(settings: TrackingSettings, params: Params, verdict: str, rows: list[dict[str, Any]]) -> None:
+    from mlflow.entities import RunTag
+
     from mlops_template.tracking import model, registry
 
     client = connect(settings)
     run_id = _find(client, settings, params)
     tags = {"gate.verdict": verdict, "gate.failed": ",".join(r["metric"] for r in rows if r["passed"] is False)}
-    for name, value in (tags | lock_tags()).items():
-        client.set_tag(run_id, name, value)
+    client.log_batch(run_id, tags=[RunTag(name, value) for name, value in (tags | lock_tags()).items()])
     client.log_dict(run_id, rows, "gate/table.json")
     client.log_artifact(run_id, str(params.gate.report_path), "gate")
     info = model.log(Path(params.gate.bundle_dir), run_id)

@@ -71,6 +71,9 @@ def test_one_run_with_the_pipelines_params_metrics_and_tags(project: dict[str, A
     record = json.loads((copy / "reports" / "mlflow-run.json").read_text())
     assert record["run_id"] == run.info.run_id and record["url"].endswith(f"/runs/{run.info.run_id}")
     assert run.info.run_id in project["output"]  # the run `mlflow run` created is the pipeline's run
+    # evaluate creates the run and gate completes it; train never pays MLflow's import
+    assert "stage evaluate logged" in project["output"] and "stage gate logged" in project["output"]
+    assert "stage train logged" not in project["output"]
 
 
 def test_validated_model_registered_as_challenger_and_loadable(project: dict[str, Any], client: Any):
@@ -97,8 +100,9 @@ def test_validated_model_registered_as_challenger_and_loadable(project: dict[str
 
 def test_promote_then_serve_from_model_uri(project: dict[str, Any], client: Any, live_server):
     copy, env = project["dir"], project["env"]
+    before = client.search_model_versions(f"name = '{MODEL_NAME}'")  # (the session's act run of ci.yml adds one)
     sh(copy, sys.executable, "-m", "mlops_template", "gate", env=env)  # re-judging the same bundle: no new version
-    assert len(client.search_model_versions(f"name = '{MODEL_NAME}'")) == 1
+    assert len(client.search_model_versions(f"name = '{MODEL_NAME}'")) == len(before)
     image = "ghcr.io/acme/model@sha256:" + "a" * 64
     sh(copy, sys.executable, "-m", "mlops_template", "promote", "--image", image, env=env)
     champion = client.get_model_version_by_alias(MODEL_NAME, "champion")
@@ -170,3 +174,62 @@ def test_rejected_experiment_is_tracked_but_never_registered(project: dict[str, 
     errors = [line for line in served.stderr.splitlines() if line.startswith("error:")]
     assert served.returncode == 2 and len(errors) == 1 and "gate verdict is REJECTED" in errors[0], served.stderr
     assert "Traceback" not in served.stderr
+
+
+@pytest.fixture(scope="module")
+def train_entry_point(project: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """`mlflow run . -e train -P ...` in the environment python_env.yaml describes, built by uv (once)."""
+    copy, env = project["dir"], project["env"]
+    sh(copy, "git", "checkout", "--", ".")  # a failed `dvc exp run` (the REJECTED test) leaves its -S edits behind
+    env = {**env, "MLFLOW_ENV_ROOT": str(tmp_path_factory.mktemp("mlflow-envs"))}
+    result = sh(copy, "mlflow", "run", ".", "-e", "train", "-P", "estimator=logistic_regression", "-P", "seed=7",
+                "--env-manager", "uv", "--experiment-name", "entry-points", env=env)  # fmt: skip
+    return {"env": env, "output": result.stdout + result.stderr}
+
+
+def test_train_entry_point_runs_an_experiment_with_the_overrides(
+    project: dict[str, Any], train_entry_point: dict[str, Any], client: Any
+):
+    copy = project["dir"]
+    assert "using uv" in train_entry_point["output"]  # python_env.yaml's environment, not this interpreter's
+    runs = client.search_runs([client.get_experiment_by_name("entry-points").experiment_id])
+    assert len(runs) == 1  # the pipeline logged into the run `mlflow run` started
+    run = runs[0]
+    assert run.info.status == "FINISHED" and run.data.tags["mlflow.project.entryPoint"] == "train"
+    assert run.data.tags["mlflow.project.env"] == "uv"
+    params = run.data.params
+    assert (params["estimator"], params["seed"]) == ("logistic_regression", "7")  # MLflow's record of the -P overrides
+    assert (params["train.estimator"], params["train.seed"]) == ("logistic_regression", "7")  # what the pipeline used
+    assert run.data.metrics == json.loads((copy / "reports" / "metrics.json").read_text())
+    metadata = json.loads((copy / "artifacts" / "model" / "metadata.json").read_text())
+    assert (
+        metadata["estimator"] == "logistic_regression" and run.data.tags["model_version"] == metadata["model_version"]
+    )
+    assert "logistic_regression" in sh(copy, "dvc", "exp", "show", "--no-pager", "--csv").stdout  # a DVC experiment too
+
+
+def test_serve_entry_point_answers_predictions(project: dict[str, Any], train_entry_point: dict[str, Any]):
+    copy, port = project["dir"], free_port()
+    argv = ["mlflow", "run", ".", "-e", "serve", "-P", f"port={port}", "--env-manager", "uv"]
+    env = {
+        **os.environ,
+        **train_entry_point["env"],
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    log = copy / "serve-entry-point.log"
+    with log.open("w") as out:
+        process = subprocess.Popen([*argv, "--experiment-name", "entry-points"], cwd=copy, env=env,
+                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    try:
+        try:
+            wait_http(f"http://127.0.0.1:{port}/ready", timeout=120)
+        except OSError:
+            pytest.fail(f"`mlflow run . -e serve` not ready:\n{log.read_text()[-3000:]}")
+        metadata = json.loads((copy / "artifacts" / "model" / "metadata.json").read_text())
+        assert httpx.get(f"http://127.0.0.1:{port}/model").json()["model_version"] == metadata["model_version"]
+        reply = httpx.post(f"http://127.0.0.1:{port}/predict", json=metadata["example"], timeout=30)
+        assert reply.status_code == 200, reply.text
+    finally:
+        os.killpg(process.pid, 15)
+        process.wait(timeout=30)
+    assert "already exists" in log.read_text()  # the environment the train entry point built, reused

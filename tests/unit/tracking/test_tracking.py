@@ -40,7 +40,6 @@ def test_nothing_from_mlflow_is_imported_when_tracking_is_off():
         "from mlops_template.serving import app\n"
         "from mlops_template.core.config import load_params\n"
         "params = load_params()\n"
-        "tracking.train_done(params)\n"
         "tracking.evaluate_done(params, {'roc_auc': 0.9})\n"
         "tracking.gate_done(params, 'VALIDATED', [])\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'mlflow'))\n"
@@ -116,6 +115,26 @@ def test_mlflow_client_and_server_pins_agree():
 
     server = pin("requirements-dev.txt", "mlflow")
     assert pin("requirements-mlflow.txt", "mlflow-skinny") == server  # the client a MODEL_URI image installs
+    # every project pin of a package mlflow depends on satisfies mlflow's range (pyarrow<26, numpy<3, ...): the
+    # dev environment and the compose service's image (requirements.txt as constraints) resolve
+    from importlib.metadata import requires
+
+    from packaging.requirements import Requirement
+
+    pins = {}
+    for path in ("requirements.txt", "requirements-dev.txt"):
+        for line in (ROOT / path).read_text().splitlines():
+            if "==" in line and not line.startswith("#"):
+                pins[line.split("==")[0].strip().lower()] = line.split("==")[1].split()[0]
+    needed = [Requirement(r) for r in requires("mlflow") or [] if "extra ==" not in r]
+    checked = {r.name.lower(): pins[r.name.lower()] for r in needed if r.name.lower() in pins}
+    assert {"pyarrow", "numpy", "pandas", "scikit-learn"} <= set(checked)
+    for requirement in needed:
+        if requirement.name.lower() in checked:
+            assert requirement.specifier.contains(checked[requirement.name.lower()]), (requirement, checked)
+    # the compose service's server: built from the Dockerfile at the client pin's version (no second pin)
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    assert compose["services"]["mlflow"]["image"].endswith(f":v{server}")
+    assert compose["services"]["mlflow"]["build"]["target"] == "mlflow"
+    stage = (ROOT / "Dockerfile").read_text().split(" AS mlflow\n")[1].split("\nFROM ")[0]
+    assert "/tmp/requirements-mlflow.txt" in stage and '"mlflow==${version}"' in stage and "3.17" not in stage
     assert "mlflow" not in (ROOT / "requirements.txt").read_text()  # the serving image stays without it
