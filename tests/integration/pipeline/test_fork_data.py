@@ -139,7 +139,10 @@ def test_a_remote_is_pulled_and_a_run_without_secrets_is_told_why(fork: Path, tm
     assert f"on the DVC remote 'backup' ({storage})" in absent.stdout
     assert "GitHub gives pull requests from forks and Dependabot no secrets" in absent.stdout
     subprocess.run([*cli, "present"], cwd=clone, env=env, capture_output=True, text=True, check=True)
-    assert outputs.read_text() == "available=false\navailable=true\n"
+    assert (
+        outputs.read_text()
+        == "available=false\nremote=false\nsample=false\navailable=true\nremote=true\nsample=false\n"
+    )
     assert "| gate | **not run**" in (tmp_path / "summary.md").read_text()
 
 
