@@ -43,7 +43,9 @@ def fresh_clone(origin: Path, target: Path) -> Path:
 
 def test_make_data_in_a_fresh_clone_pulls_byte_identical_data(pushed, object_store: ObjectStore, tmp_path: Path):
     origin, env = pushed
-    assert any(name.startswith("data-test/files/md5/") for name in object_store.objects("data-test/"))
+    stored = object_store.objects("data-test/")
+    assert any(name.startswith("data-test/files/md5/") for name in stored)
+    assert any(name.startswith("data-test/runs/") for name in stored)  # `make push` sends the run-cache too
     clone = fresh_clone(origin, tmp_path / "clone")
     pulled = sh(clone, *MAKE, "data", env=env)
     csv = Path("data/loans.csv")
