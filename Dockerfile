@@ -81,9 +81,12 @@ CMD ["mlflow", "server", "--host=0.0.0.0", "--port=5000", "--backend-store-uri=s
 
 # ---- runtime ----
 FROM ${PYTHON_IMAGE}
+# The bundle's model_version (metadata.json; what /model reports): `make image` and CD pass it
+ARG MODEL_VERSION=unknown
 LABEL org.opencontainers.image.title="mlops-template model service" \
       org.opencontainers.image.description="FastAPI prediction service for the gated model bundle" \
-      org.opencontainers.image.licenses="MIT"
+      org.opencontainers.image.licenses="MIT" \
+      model_version="${MODEL_VERSION}"
 RUN groupadd --system --gid 10001 app \
  && useradd --system --uid 10001 --gid app --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin app
 ENV PATH=/opt/venv/bin:$PATH \

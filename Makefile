@@ -14,7 +14,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 CLI := python -m mlops_template
 BASELINE ?=
 
-.PHONY: help setup data push pipeline run metrics gate plots lint format test test-fast fuzz workflow-test bench-pipeline clean
+.PHONY: help setup data push bundle-pull pipeline run metrics gate plots lint format test test-fast fuzz workflow-test bench-pipeline clean
 .PHONY: ci lint-workflows lint-dockerfile system-deps test-summary report pr-comment data-refresh gate-production \
         retrain-issue retrain-close-pr image-ci image-release bundle-check deploy smoke-test rollback template-cleanup
 .PHONY: drift monitoring-check alert-relay
@@ -39,6 +39,9 @@ data: $(STAMP) ## get the raw data: `dvc pull` with a DVC remote; no remote: the
 
 push: $(STAMP) ## `dvc push` data and pipeline outputs (+ run-cache) to the DVC remote (.dvc/config or DVC_REMOTE_URL)
 	@$(CLI) push
+
+bundle-pull: $(STAMP) ## CD: the gated bundle dvc.lock records, pulled from the DVC remote (CI on main pushed it); no training
+	@$(CLI) bundle-pull
 
 pipeline: data ## run the DVC pipeline (prep -> train -> evaluate -> gate); a no-op when nothing changed
 	dvc repro

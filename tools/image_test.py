@@ -1,10 +1,12 @@
 """Build the serving image from the gated bundle and test it for real: `make image` / `make image-test`.
 
 Steps: refuse a bundle the gate did not VALIDATE (`python -m mlops_template bundle-check`), build with the
-docker-compatible command in CONTAINER_ENGINE (default `docker`), run the container, wait for /ready, POST the
-bundle's own example row to /predict, run the HEALTHCHECK (`healthcheck run`, podman; falls back to polling
-`inspect` with docker), check the process is not root, check it stops cleanly on SIGTERM, record the image size
-in reports/image.json. The container is always removed. CI and people run this same script.
+docker-compatible command in CONTAINER_ENGINE (default `docker`) with the bundle's model_version as the
+`model_version` label, run the container, wait for /ready, POST the bundle's own example row to /predict, run
+the HEALTHCHECK (`healthcheck run`, podman; falls back to polling `inspect` with docker), check the process is
+not root, check it stops cleanly on SIGTERM, check the image's label and that its bundle hashes to what dvc.lock
+records (when it does), record the image size in
+reports/image.json. The container is always removed. CI and people run this same script.
 The web UI image (the Dockerfile's `ui` target) is built too and run beside the service, in its network
 namespace: it must come up healthy, as a non-root user, read the service's /model over HTTP and stop cleanly.
 """
@@ -102,13 +104,17 @@ def check_bundle(context: Path, bundle: str | None) -> Path:
 
 
 def build(engine: list[str], context: Path, image: str, bundle: Path, flags: list[str], target: str = "") -> None:
+    from mlops_template.core.bundle import read_metadata
+
     say(f"building {image}{f' (target {target})' if target else ''} with bundle {bundle} ({shlex.join(engine)})")
     started = time.monotonic()
     from mlops_template.core.bundle import git_commit
 
+    version = read_metadata(context / bundle).model_version
     # GIT_COMMIT: the service reports it in /model (the bundle records no commit: it is reproducible)
     argv = [*engine, "build", *flags, *(["--target", target] if target else []),
-            "--build-arg", f"BUNDLE_DIR={bundle.as_posix()}", "--build-arg", f"GIT_COMMIT={git_commit(context) or ''}",
+            "--build-arg", f"BUNDLE_DIR={bundle.as_posix()}", "--build-arg", f"MODEL_VERSION={version}",
+            "--build-arg", f"GIT_COMMIT={git_commit(context) or ''}",
             "-t", image, "-f"]  # fmt: skip
     run([*argv, str(context / "Dockerfile"), str(context)], timeout=1800)
     say(f"built in {time.monotonic() - started:.0f} s")
@@ -268,6 +274,44 @@ def ui_checks(engine: list[str], image: str, service: str, port: int, version: s
     return checks
 
 
+# md5 of every file under the image's bundle, as DVC hashes a directory's files
+HASH_FILES = (
+    "import hashlib, json, pathlib; root = pathlib.Path('/app/model'); print(json.dumps(sorted("
+    "({'md5': hashlib.md5(p.read_bytes()).hexdigest(), 'relpath': p.relative_to(root).as_posix()} "
+    "for p in root.rglob('*') if p.is_file()), key=lambda e: e['relpath'])))"
+)
+
+
+def dvc_dir_md5(entries: list[dict[str, str]]) -> str:
+    """DVC's hash of a directory (what dvc.lock records): md5 of its sorted file list as JSON, plus `.dir`."""
+    import hashlib
+
+    return hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest() + ".dir"
+
+
+def locked_md5(context: Path, bundle: Path) -> str | None:
+    """The md5 dvc.lock records for the bundle directory (None: no dvc.lock, or it does not track the bundle)."""
+    import yaml
+
+    lock = context / "dvc.lock"
+    stages = (yaml.safe_load(lock.read_text(encoding="utf-8")) or {}).get("stages", {}) if lock.is_file() else {}
+    outs = [out for stage in stages.values() for out in stage.get("outs", [])]
+    return next((out.get("md5") for out in outs if Path(out.get("path", "")) == bundle), None)
+
+
+def image_bundle(engine: list[str], image: str, context: Path, bundle: Path, version: str) -> dict[str, Any]:
+    """The image's `model_version` label and its bundle's DVC hash, checked against metadata.json and dvc.lock."""
+    label = run([*engine, "image", "inspect", "--format", '{{ index .Config.Labels "model_version" }}', image])
+    if label.stdout.strip() != version:
+        raise CheckError(f"the image's model_version label is {label.stdout.strip()!r}, the bundle's is {version}")
+    files = run([*engine, "run", "--rm", "--entrypoint", "python", image, "-c", HASH_FILES], timeout=120)
+    md5 = dvc_dir_md5(json.loads(files.stdout.strip().splitlines()[-1]))
+    locked = locked_md5(context, bundle)
+    if locked is not None and locked != md5:
+        raise CheckError(f"the image's bundle hashes to {md5}, dvc.lock records {locked} for {bundle}: not that bundle")
+    return {"model_version_label": version, "bundle_md5": md5, "dvc_lock_md5": locked}
+
+
 def image_size(engine: list[str], image: str) -> int:
     return int(run([*engine, "image", "inspect", "--format", "{{.Size}}", image]).stdout.strip())
 
@@ -312,6 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         checks = container_checks(engine, args.image, context / bundle, args.port or free_port(), args.timeout,
                                   args.ui_image or None)  # fmt: skip
+        checks["bundle"] = image_bundle(engine, args.image, context, bundle, checks["model_version"])
     except CheckError as exc:
         say(f"FAILED: {exc}")
         return 1

@@ -85,6 +85,13 @@ def _push(args: argparse.Namespace) -> None:
     transfer("push", run_cache=True)
 
 
+@command("bundle-pull", "CD: `dvc pull` the gated bundle dvc.lock records (what CI judged and pushed); never trains")
+def _bundle_pull(args: argparse.Namespace) -> None:
+    from mlops_template.pipeline.remote import transfer
+
+    transfer("pull", str(load_params(args.params).gate.bundle_dir))
+
+
 def _data_access_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--secrets",

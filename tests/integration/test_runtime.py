@@ -155,10 +155,31 @@ def test_image_build_refuses_a_rejected_bundle(tmp_path: Path):
     assert "gate verdict is REJECTED" in result.stderr
 
 
+def lock_bundle(context: Path, scratch: Path) -> str:
+    """Record the context's bundle in its dvc.lock with the hash DVC itself computes (`dvc add` in a scratch repo),
+    as `make pipeline` leaves it; returns that hash."""
+    import yaml
+
+    bundle = load_params(ROOT / "params.yaml").gate.bundle_dir
+    shutil.copytree(context / bundle, scratch / "model")
+    dvc = [sys.executable, "-m", "dvc"]
+    for command in (["git", "init", "-q"], [*dvc, "init", "-q"], [*dvc, "add", "-q", "model"]):
+        subprocess.run(command, cwd=scratch, check=True, capture_output=True, timeout=120)
+    md5 = yaml.safe_load((scratch / "model.dvc").read_text())["outs"][0]["md5"]
+    lock = yaml.safe_load((context / "dvc.lock").read_text())
+    outs = [out for stage in lock["stages"].values() for out in stage.get("outs", []) if out["path"] == str(bundle)]
+    assert len(outs) == 1, "dvc.lock records the gated bundle once (the gate stage's output)"
+    outs[0]["md5"] = md5
+    (context / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
+    return md5
+
+
 @pytest.mark.timeout(2400)
 def test_image_builds_runs_and_passes_its_checks(validated_project: Path, tmp_path: Path):
     engine = container_engine()
     context = project_copy(tmp_path / "context", bundle_dir(validated_project))
+    (tmp_path / "scratch").mkdir()
+    locked = lock_bundle(context, tmp_path / "scratch")
     for command in (["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c"]):
         subprocess.run(["git", *command], cwd=context, check=True, capture_output=True)
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=context, capture_output=True, text=True).stdout.strip()
@@ -175,6 +196,9 @@ def test_image_builds_runs_and_passes_its_checks(validated_project: Path, tmp_pa
     metadata = json.loads((bundle_dir(context) / "metadata.json").read_text())
     assert checks["model_version"] == metadata["model_version"]
     assert checks["git_commit"] == head and len(head) == 40  # GIT_COMMIT: the bundle records no commit
+    # the image carries the bundle dvc.lock records (DVC's own hash of it) and its model_version as a label
+    assert checks["bundle"] == {"model_version_label": metadata["model_version"], "bundle_md5": locked,
+                                "dvc_lock_md5": locked}  # fmt: skip
     assert checks["predict"]
     ui = checks["ui"]  # the web UI image beside it: healthy, not root, reads /model, stops cleanly
     assert ui["model_version"] == metadata["model_version"] and ui["uid"] != 0

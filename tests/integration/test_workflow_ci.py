@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,10 +30,13 @@ from tests.act_support import (
     run_act,
     throwaway_repo,
 )
+from tests.conftest import sh
+from tests.object_store import ObjectStore
 
 GATE = "Gate against the baseline's metrics"
 REPORT = "Report in the job summary"
 COMMENT = "Report as a pull request comment (same-repository pull requests)"
+PUSH = "Push the data and the judged pipeline outputs to the DVC remote (main)"
 TOKEN = "test-token"
 # Thresholds still pass (roc_auc ~0.82 >= 0.80, log_loss ~0.46 <= 0.50) but roc_auc drops ~0.03 below main's,
 # more than the 0.01 tolerance: rejected by the comparison with main only.
@@ -56,7 +60,10 @@ def ci(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         yield {"repo": repo, "state": base / "act", "api": api, "url": url, "runs": {}}
 
 
-def pipeline_run(ci: dict, name: str, event: str, payload: dict, variables: dict[str, str] | None = None) -> ActRun:
+def pipeline_run(
+    ci: dict, name: str, event: str, payload: dict, variables: dict[str, str] | None = None, env: dict | None = None,
+    **options,
+) -> ActRun:
     if name not in ci["runs"]:
         ci["runs"][name] = run_act(
             ci["repo"],
@@ -66,8 +73,9 @@ def pipeline_run(ci: dict, name: str, event: str, payload: dict, variables: dict
             job="pipeline",
             payload=payload,
             variables=variables,
-            env={"GITHUB_API_URL": ci["url"]},
+            env={"GITHUB_API_URL": ci["url"], **(env or {})},
             secrets={"GITHUB_TOKEN": TOKEN, "MLFLOW_TRACKING_TOKEN": "mlflow-token"},
+            **options,
         )
     return ci["runs"][name]
 
@@ -146,16 +154,32 @@ def test_fork_pull_request_with_a_worse_model_is_rejected_without_a_comment(ci: 
     assert ci["api"].requests == ci["comments_after_same_repo"]
 
 
-def test_push_to_main_gates_against_the_previous_commit(ci: dict, fork_pr_worse: ActRun) -> None:
+def test_push_to_main_gates_against_the_previous_commit_and_pushes_to_the_remote(
+    ci: dict, fork_pr_worse: ActRun, object_store: ObjectStore
+) -> None:
+    """With vars.DVC_REMOTE_URL on the GCS emulator: the data comes from the remote, and after the gate CI pushes
+    the outputs it judged (what CD's `make bundle-pull` ships)."""
     repo = ci["repo"]
     git(repo, "checkout", "-q", "main")
     git(repo, "merge", "-q", "--no-ff", "-m", "Merge tune", "tune")
-    run = pipeline_run(ci, "push", "push", push_event(repo))
+    url, store = object_store.url("ci-push"), object_store.env()
+    sh(repo, sys.executable, "-m", "mlops_template", "sample", "--if-missing")  # the data a developer pushed
+    sh(repo, "dvc", "remote", "add", "--local", "-d", "storage", url)
+    sh(repo, "dvc", "push", "-q", "data.dvc", env=store)
+    (repo / ".dvc" / "config.local").unlink()  # git-ignored anyway: the job gets the remote from the variable
+    run = pipeline_run(ci, "push", "push", push_event(repo), env=store, variables={"DVC_REMOTE_URL": url})
     assert run.returncode == 0, run.tail()
+    assert f"`dvc pull data.dvc` from the DVC remote 'storage' ({url})" in run.log  # the data job, then make data
     assert run.step(GATE) == "success"
     assert "Metric gate: **VALIDATED**" in run.summary
     assert "Parameters changed vs `HEAD~1`" in run.summary
     assert run.step(COMMENT) is None
+    assert run.step(PUSH) == "success"
+    stored = object_store.objects("ci-push/")
+    # before the run the remote held data/ only (its .dir and one CSV); now also the stages' directories
+    # (prepared data, the trained and the gated bundle) and the run-cache
+    assert sum(name.endswith(".dir") for name in stored) >= 3, stored
+    assert any(name.startswith("ci-push/runs/") for name in stored), stored
 
 
 def test_lint_job(ci: dict) -> None:

@@ -143,7 +143,7 @@ def test_cd_builds_once_and_deploys_the_digest_to_staging_then_production() -> N
     cd = load(ROOT / ".github" / "workflows" / "cd.yml")
     assert cd["on"]["workflow_run"]["workflows"] == ["CI"]
     assert cd["on"]["workflow_run"]["branches"] == ["main"]
-    assert "conclusion == 'success'" in cd["jobs"]["build"]["if"]
+    assert "conclusion == 'success'" in cd["jobs"]["data"]["if"]  # build needs data (tests/unit/test_workflow_data)
     assert "steps.build.outputs.digest" in cd["jobs"]["build"]["outputs"]["image"]
     assert cd["jobs"]["staging"]["with"]["environment"] == "staging"
     assert cd["jobs"]["production"]["with"]["environment"] == "production"
@@ -274,7 +274,7 @@ def test_cd_tags_checks_out_and_deploys_the_commit_ci_checked() -> None:
 
 def test_version_tags_never_build_or_deploy_and_never_share_a_queue_with_main() -> None:
     cd = load(ROOT / ".github" / "workflows" / "cd.yml")
-    assert "github.event_name == 'push'" not in cd["jobs"]["build"]["if"]  # only a CI-passed push to main builds
+    assert "github.event_name == 'push'" not in cd["jobs"]["data"]["if"]  # only a CI-passed push to main builds
     release = cd["jobs"]["release"]
     assert release["if"] == "github.event_name == 'push'"
     assert [s.get("run") for s in release["steps"] if "run" in s] == ["make image-release"]

@@ -14,6 +14,7 @@ from pathlib import Path
 from mlops_template.pipeline.rawdata import Access
 
 TITLE = "Pipeline and gate not run: no data"
+SAMPLE_TITLE = "Pipeline run on the embedded sample"
 
 
 def summary_markdown(access: Access) -> str:
@@ -37,6 +38,22 @@ def summary_markdown(access: Access) -> str:
     )
 
 
+def sample_markdown(access: Access) -> str:
+    """The job summary of a run that uses the embedded sample in place of the remote's data."""
+    return "\n".join(
+        [
+            "## Pipeline run on the embedded sample, not on the DVC remote's data",
+            "",
+            access.how + ".",
+            "",
+            "The pipeline, the gate and the image ran on the sample `make data SAMPLE=1` writes: they check the "
+            "change works end to end; the metrics are the sample's. A run with the remote's credentials (same "
+            "repository) judges the real data.",
+            "",
+        ]
+    )
+
+
 def annotation(title: str, message: str) -> str:
     """A `::notice` workflow command (GitHub's escaping of %, CR and LF)."""
     escaped = message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
@@ -51,8 +68,12 @@ def _append(variable: str, text: str) -> None:
 
 
 def report(access: Access) -> str:
-    """Write `available` to $GITHUB_OUTPUT, and the summary when unavailable; return what to print."""
-    _append("GITHUB_OUTPUT", f"available={str(access.available).lower()}\n")
+    """Write `available`, `remote`, `sample` to $GITHUB_OUTPUT, a summary unless the data is there; what to print."""
+    flags = {"available": access.available, "remote": access.remote, "sample": access.sample}
+    _append("GITHUB_OUTPUT", "".join(f"{key}={str(value).lower()}\n" for key, value in flags.items()))
+    if access.sample:
+        _append("GITHUB_STEP_SUMMARY", sample_markdown(access))
+        return annotation(SAMPLE_TITLE, access.how)
     if access.available:
         return f"data: available to this run: {access.how}"
     _append("GITHUB_STEP_SUMMARY", summary_markdown(access))

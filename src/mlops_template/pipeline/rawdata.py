@@ -89,9 +89,9 @@ def missing(path: Path, track: Tracking | None, remote: Remote | None) -> UserEr
     )
 
 
-def pull(track: Tracking) -> None:
+def pull(track: Tracking, remote: Remote) -> None:
     """`dvc pull <x>.dvc` from the default remote (one clear line when it fails)."""
-    transfer("pull", str(track.dvc_file))
+    transfer("pull", str(track.dvc_file), remote=remote)
 
 
 def ensure(params: Params, sample: bool = False) -> Path:
@@ -100,7 +100,7 @@ def ensure(params: Params, sample: bool = False) -> Path:
     track = tracking(path)
     remote = default_remote() if track is not None and not sample else None
     if remote is not None:
-        pull(track)
+        pull(track, remote)
     if path.is_file():
         log.info("data: %s present", path)
         return path
@@ -121,28 +121,40 @@ def ensure(params: Params, sample: bool = False) -> Path:
 
 @dataclass(frozen=True)
 class Access:
-    """Whether a CI run can get the data, and where from or why not."""
+    """Whether a CI run can get the data, and where from or why not.
+
+    `remote`: the run pulls from (and, on main, pushes to) the DVC remote. `sample`: the remote needs credentials
+    this run lacks, and data.path is the embedded sample's own, so the run uses the sample instead (SAMPLE=1).
+    """
 
     available: bool
     how: str
+    remote: bool = False
+    sample: bool = False
 
 
 def access(params: Params, secrets: bool = True) -> Access:
     """Can this run get data.path? `secrets`: False on fork and Dependabot pull requests (no remote credentials)."""
     path = params.data.path
+    track = tracking(path)
+    remote = default_remote()
+    where = f"the DVC remote '{remote.name}' ({remote.url})" if remote else ""
+    if remote is not None and secrets and (path.is_file() or track is not None):
+        how = f"{path} is in the checkout" if path.is_file() else f"`dvc pull {track.dvc_file}` from {where}"
+        return Access(True, how, remote=True)
     if path.is_file():
         return Access(True, f"{path} is in the checkout")
     if sample_belongs(params):
+        if remote is not None and track is not None:  # no credentials for the remote: the sample stands in
+            why = f"{where} needs credentials: {NO_SECRETS}"
+            return Access(
+                True, f"{path} is the embedded sample on this run, not the remote's data ({why})", sample=True
+            )
         return Access(True, f"{path} is the embedded sample (data.path and schema are the sample's own)")
-    track = tracking(path)
     if track is None:
         raise missing(path, None, None)
     recorded = f"{track.dvc_file} tracks {path} (md5 {track.md5})"
-    remote = default_remote()
     if remote is None:
         reason = "no DVC remote is configured, so no fresh clone, this runner included, can get it"
         return Access(False, f"{recorded} but {reason}")
-    if not secrets:
-        where = f"the DVC remote '{remote.name}' ({remote.url})"
-        return Access(False, f"{recorded} on {where}, which needs credentials: {NO_SECRETS}")
-    return Access(True, f"{recorded}: `dvc pull` from the DVC remote '{remote.name}' ({remote.url})")
+    return Access(False, f"{recorded} on {where}, which needs credentials: {NO_SECRETS}")

@@ -104,9 +104,9 @@ def failure(action: str, remote: Remote, output: str) -> UserError:
     return UserError(f"`dvc {action}` with {where} failed: {one_line(errors[-1])}")
 
 
-def transfer(action: str, *targets: str, run_cache: bool = False) -> Remote:
+def transfer(action: str, *targets: str, run_cache: bool = False, remote: Remote | None = None) -> Remote:
     """`dvc pull|push [targets]` with the default remote; DVC's report on success, one line on failure."""
-    remote = default_remote()
+    remote = remote or default_remote()
     if remote is None:
         raise UserError(f"`dvc {action}`: no DVC remote is configured; set {URL_VARIABLE} or see {SETUP}")
     result = dvc(action, *(["--run-cache"] if run_cache else []), *targets)

@@ -1,7 +1,8 @@
 """A fork with its own data (not loans, another schema) and no DVC remote, the way README tells it:
 a fresh clone's `make data` and `make run` stop at one clear error and write nothing under data/; CI (ci.yml
 run for real with act) skips the pipeline with a summary that says why, for the two no-data cases (no remote;
-a remote but a fork's pull request, which has no secrets); README's "keep small data in git" gives green CI.
+a remote but a fork's pull request, which has no secrets); README's "keep small data in git" gives green CI; CD
+and CT (act too) skip what needs the data with the same notice instead of failing red.
 
 `make -o .venv/.installed` skips only the virtualenv set-up in the clones (the test's own environment runs the
 commands); everything after it is what a user's `make data` / `make run` does.
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.act_support import ActRun, commit, git, pull_request_event, run_act, throwaway_repo
+from tests.act_support import REPOSITORY, ActRun, commit, git, pull_request_event, run_act, throwaway_repo
 from tests.conftest import ROOT
 
 CSV = "data/diagnosis.csv"
@@ -139,7 +140,10 @@ def test_a_remote_is_pulled_and_a_run_without_secrets_is_told_why(fork: Path, tm
     assert f"on the DVC remote 'backup' ({storage})" in absent.stdout
     assert "GitHub gives pull requests from forks and Dependabot no secrets" in absent.stdout
     subprocess.run([*cli, "present"], cwd=clone, env=env, capture_output=True, text=True, check=True)
-    assert outputs.read_text() == "available=false\navailable=true\n"
+    assert (
+        outputs.read_text()
+        == "available=false\nremote=false\nsample=false\navailable=true\nremote=true\nsample=false\n"
+    )
     assert "| gate | **not run**" in (tmp_path / "summary.md").read_text()
 
 
@@ -188,3 +192,30 @@ def test_readme_small_data_in_git_gives_green_ci_without_a_remote(fork: Path, ac
     assert run.step(DATA_STEP) == "success" and "Data not available" not in run.summary
     assert run.step(PIPELINE_STEP) == "success" and run.step(GATE_STEP) == "success"
     assert "| roc_auc |" in run.summary and "✅ pass" in run.summary and "❌" not in run.summary
+
+
+@pytest.mark.workflows
+@pytest.mark.parametrize(
+    ("workflow", "job", "event", "skipped_step"),
+    [
+        ("cd.yml", "build", "workflow_run", "The gated model bundle the image serves (no DVC remote)"),
+        ("ct.yml", "retrain", "schedule", "Get the newest data"),
+    ],
+)
+def test_cd_and_ct_of_a_fork_without_its_data_skip_with_a_notice_not_red(
+    fork: Path, act_state: Path, workflow: str, job: str, event: str, skipped_step: str
+):
+    """CD after CI passed on main, and the weekly CT, on a fork whose data no run can get (no remote): the same data
+    check as CI's, so nothing is built or retrained and nothing is red."""
+    git(fork, "checkout", "-q", "our-data")
+    sha = git(fork, "rev-parse", "HEAD")
+    repository = {"full_name": REPOSITORY, "name": REPOSITORY.split("/")[1], "default_branch": "main"}
+    run_payload = {"conclusion": "success", "event": "push", "head_branch": "main", "head_sha": sha,
+                   "head_repository": {"full_name": REPOSITORY}}  # fmt: skip
+    payload = {"workflow_run": run_payload, "repository": repository} if event == "workflow_run" else {}
+    run = run_act(fork, event, workflow, act_state, job=job, payload={**payload, "repository": repository})
+    assert run.returncode == 0, run.tail()  # neutral: nothing red
+    assert run.step(DATA_STEP) == "success"
+    assert re.search(r"::notice title=Pipeline and gate not run: no data::.*no DVC remote is configured", run.log)
+    assert "## Data not available to this run: pipeline and gate not run" in run.summary
+    assert run.step(skipped_step) is None  # the job that needs the data never started

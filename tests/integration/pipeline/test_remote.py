@@ -1,6 +1,8 @@
 """A DVC remote on a real object store (the GCS emulator on loopback, tests/object_store.py): `make push` from one
-clone and `make data` in a fresh clone give byte-identical data; wrong credentials and an unreachable remote are one
-clear line, exit 2. The remote comes from DVC_REMOTE_URL, as CI's repository variable gives it.
+clone and `make data` in a fresh clone give byte-identical data; CD's `make bundle-pull` gets the very bundle the
+pushing clone judged, without training; wrong credentials and an unreachable remote are one clear line, exit 2; a
+run without credentials uses the embedded sample and says so. The remote comes from DVC_REMOTE_URL, as CI's
+repository variable gives it.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ MAKE = ["make", "-o", ".venv/.installed"]  # the test's own environment runs the
 
 @pytest.fixture(scope="module")
 def pushed(tmp_path_factory: pytest.TempPathFactory, object_store: ObjectStore) -> tuple[Path, dict[str, str]]:
-    """A clone whose data (not the embedded sample: another seed) was pushed with `make push` to a fresh prefix."""
+    """A clone whose data (not the embedded sample: another seed) and pipeline outputs (`dvc repro`, as CI on main
+    runs it) were pushed with `make push` to a fresh prefix, dvc.lock committed."""
     origin = dvc_project_copy(tmp_path_factory.mktemp("remote-origin"))
     sh(origin, sys.executable, "-m", "mlops_template", "sample", "--seed", "99")
     sh(origin, "dvc", "add", "-q", "data")
+    sh(origin, "dvc", "repro", "-q")
     sh(origin, "git", "add", "-A")
     sh(origin, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "our data")
     env = {**object_store.env(), "DVC_REMOTE_URL": object_store.url("data-test")}
@@ -39,7 +43,9 @@ def fresh_clone(origin: Path, target: Path) -> Path:
 
 def test_make_data_in_a_fresh_clone_pulls_byte_identical_data(pushed, object_store: ObjectStore, tmp_path: Path):
     origin, env = pushed
-    assert any(name.startswith("data-test/files/md5/") for name in object_store.objects("data-test/"))
+    stored = object_store.objects("data-test/")
+    assert any(name.startswith("data-test/files/md5/") for name in stored)
+    assert any(name.startswith("data-test/runs/") for name in stored)  # `make push` sends the run-cache too
     clone = fresh_clone(origin, tmp_path / "clone")
     pulled = sh(clone, *MAKE, "data", env=env)
     csv = Path("data/loans.csv")
@@ -53,6 +59,36 @@ def test_make_data_in_a_fresh_clone_pulls_byte_identical_data(pushed, object_sto
     assert any(
         r["kid"] == "test-key-good" and r["claims"]["iss"].startswith("dvc@") for r in object_store.token_requests
     )
+
+
+def test_cd_bundle_pull_gets_the_judged_bundle_without_training(pushed, tmp_path: Path):
+    origin, env = pushed
+    clone = fresh_clone(origin, tmp_path / "clone")
+    sh(clone, *MAKE, "bundle-pull", env=env)
+    bundle = Path("artifacts/model")
+    files = sorted(p.relative_to(origin / bundle) for p in (origin / bundle).rglob("*") if p.is_file())
+    assert files and [(clone / bundle / f).read_bytes() for f in files] == [
+        (origin / bundle / f).read_bytes() for f in files
+    ]
+    assert not (clone / "artifacts" / "prepared").exists() and not (clone / "data").exists()  # nothing re-ran
+    assert "VALIDATED" in sh(clone, sys.executable, "-m", "mlops_template", "bundle-check").stderr
+
+
+def test_a_run_without_credentials_uses_the_embedded_sample_and_says_so(pushed, tmp_path: Path):
+    origin, env = pushed
+    clone = fresh_clone(origin, tmp_path / "clone")
+    files = {"GITHUB_OUTPUT": tmp_path / "output", "GITHUB_STEP_SUMMARY": tmp_path / "summary.md"}
+    github = {key: str(path) for key, path in files.items()}
+    told = sh(clone, *MAKE, "data-access", "DATA_SECRETS=absent", env={**env, **github})
+    assert "::notice title=Pipeline run on the embedded sample::data/loans.csv is the embedded sample" in told.stdout
+    assert files["GITHUB_OUTPUT"].read_text() == "available=true\nremote=false\nsample=true\n"
+    assert "the DVC remote 'storage' (gs://mlops-template-dvc/data-test) needs credentials" in (
+        files["GITHUB_STEP_SUMMARY"].read_text()
+    )
+    sh(clone, *MAKE, "data", "SAMPLE=1", env={**env, "STORAGE_EMULATOR_HOST": "http://127.0.0.1:9"})  # no pull tried
+    assert (clone / "data" / "loans.csv").is_file()
+    sh(clone, *MAKE, "data-access", env={**env, **github})
+    assert files["GITHUB_OUTPUT"].read_text().endswith("available=true\nremote=true\nsample=false\n")
 
 
 def one_error(process: subprocess.Popen) -> str:

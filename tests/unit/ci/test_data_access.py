@@ -19,7 +19,7 @@ def github_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path,
 def test_unavailable_reports_not_run_with_the_reason(github_files):
     output, summary = github_files
     printed = report(Access(False, "data.dvc tracks data/d.csv (md5 abc) but no DVC remote is configured"))
-    assert output.read_text() == "available=false\n"
+    assert output.read_text() == "available=false\nremote=false\nsample=false\n"
     text = summary.read_text()
     assert "no DVC remote is configured" in text
     assert "| gate | **not run** (not a pass: no model was judged) |" in text
@@ -30,8 +30,16 @@ def test_unavailable_reports_not_run_with_the_reason(github_files):
 def test_available_writes_only_the_output(github_files):
     output, summary = github_files
     assert "the embedded sample" in report(Access(True, "data/loans.csv is the embedded sample"))
-    assert output.read_text() == "available=true\n"
+    assert output.read_text() == "available=true\nremote=false\nsample=false\n"
     assert not summary.exists()
+
+
+def test_the_sample_standing_in_for_the_remote_is_announced(github_files):
+    output, summary = github_files
+    printed = report(Access(True, "data/loans.csv is the embedded sample on this run", sample=True))
+    assert output.read_text() == "available=true\nremote=false\nsample=true\n"
+    assert "## Pipeline run on the embedded sample, not on the DVC remote's data" in summary.read_text()
+    assert printed.startswith("::notice title=Pipeline run on the embedded sample::data/loans.csv")
 
 
 def test_outside_github_nothing_is_written(tmp_path, monkeypatch):
