@@ -61,7 +61,12 @@ def ci(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 
 
 def pipeline_run(
-    ci: dict, name: str, event: str, payload: dict, variables: dict[str, str] | None = None, env: dict | None = None,
+    ci: dict,
+    name: str,
+    event: str,
+    payload: dict,
+    variables: dict[str, str] | None = None,
+    env: dict | None = None,
     **options,
 ) -> ActRun:
     if name not in ci["runs"]:
