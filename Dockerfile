@@ -81,12 +81,9 @@ CMD ["mlflow", "server", "--host=0.0.0.0", "--port=5000", "--backend-store-uri=s
 
 # ---- runtime ----
 FROM ${PYTHON_IMAGE}
-# The bundle's model_version (metadata.json; what /model reports): `make image` and CD pass it
-ARG MODEL_VERSION=unknown
 LABEL org.opencontainers.image.title="mlops-template model service" \
       org.opencontainers.image.description="FastAPI prediction service for the gated model bundle" \
-      org.opencontainers.image.licenses="MIT" \
-      model_version="${MODEL_VERSION}"
+      org.opencontainers.image.licenses="MIT"
 RUN groupadd --system --gid 10001 app \
  && useradd --system --uid 10001 --gid app --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin app
 ENV PATH=/opt/venv/bin:$PATH \
@@ -105,10 +102,12 @@ COPY src /app/src
 # Root owns the code and the model; the service runs as an unprivileged user and cannot change them.
 USER 10001:10001
 EXPOSE 8000
-# The commit the image is built from (CD: the commit CI checked; `make image`: HEAD), reported by GET /model.
-# Last, so another commit reuses every layer above. The bundle records no commit: it is reproducible.
+# The commit the image is built from (CD: the commit CI checked; `make image`: HEAD), reported by GET /model,
+# and the bundle's model_version (metadata.json; `make image` and CD pass it) as a label. Last, so another
+# commit or model reuses every layer above. The bundle records no commit: it is reproducible.
 ARG GIT_COMMIT=""
-LABEL org.opencontainers.image.revision="${GIT_COMMIT}"
+ARG MODEL_VERSION=unknown
+LABEL org.opencontainers.image.revision="${GIT_COMMIT}" model_version="${MODEL_VERSION}"
 ENV GIT_COMMIT="${GIT_COMMIT}"
 # Liveness through the service's own /health (slim images have no curl).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
