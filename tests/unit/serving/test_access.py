@@ -114,7 +114,7 @@ def test_protect_metadata_puts_model_experiment_and_drift_behind_the_admin_key(a
 
 
 def test_protect_metadata_without_admin_keys_is_refused_at_start(bundle: Path):
-    with pytest.raises(UserError, match="PROTECT_METADATA=true .* set ADMIN_API_KEYS"):
+    with pytest.raises(UserError, match=r"PROTECT_METADATA=true .* set ADMIN_API_KEYS"):
         create_app(Settings(model_dir=bundle, protect_metadata=True), admin_keys=ApiKeys(()))
 
 
