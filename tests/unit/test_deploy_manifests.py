@@ -58,8 +58,11 @@ def test_probes_resources_and_security() -> None:
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     tmp = next(m for m in container["volumeMounts"] if m["mountPath"] == "/tmp")
     assert "emptyDir" in next(v for v in pod["volumes"] if v["name"] == tmp["name"])
-    env = {e["name"]: e["value"] for e in container.get("env", [])}
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
     assert int(env["PORT"]) == container["ports"][0]["containerPort"]
+    # keys come from a Secret (optional: the access settings are off unless it exists), never a literal
+    assert env["PREDICT_API_KEYS"]["secretKeyRef"]["optional"] is True
+    assert env["PROTECT_METADATA"] == "false" and env["OUTPUT_PRECISION"] == ""  # documented, off
 
 
 def test_hpa_scales_on_cpu_between_bounds() -> None:
