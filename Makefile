@@ -18,7 +18,7 @@ BASELINE ?=
 .PHONY: ci lint-workflows lint-dockerfile system-deps test-summary report pr-comment data-refresh gate-production \
         retrain-issue retrain-close-pr image-ci image-release bundle-check deploy smoke-test rollback template-cleanup
 .PHONY: drift monitoring-check alert-relay
-.PHONY: image image-test bench-serve serve predict ui
+.PHONY: image image-test bench-serve bench-soak serve predict ui
 .PHONY: mlflow-ui promote
 
 help: ## list the targets
@@ -65,7 +65,7 @@ format: $(STAMP) ## apply ruff fixes and formatting
 
 test: lint ## lint + the whole test suite, JUnit (reports/junit.xml) and coverage (fails under 85%)
 	@mkdir -p reports
-	pytest --junitxml=reports/junit.xml --cov --cov-report=term --cov-report=xml:reports/coverage.xml
+	pytest --durations=25 --junitxml=reports/junit.xml --cov --cov-report=term --cov-report=xml:reports/coverage.xml
 
 workflow-test: $(STAMP) ## run the GitHub Actions workflows for real with act (ACT=<act wrapper>): the `workflows` tests
 	pytest -m workflows -v
@@ -118,6 +118,9 @@ image-test: pipeline ## build and run the image: /ready, /predict, HEALTHCHECK, 
 bench-serve: pipeline ## /predict vs bare FastAPI, mlflow serve, pandas baseline (wrk) -> reports/bench-serve.json
 	python tools/bench_serve.py
 
+bench-soak: pipeline ## 60 s at 80% of the max /predict rate, one service with Redis: errors, p99, RSS -> reports/bench-soak.json
+	python tools/bench_soak.py $(SOAK_FLAGS)
+
 clean: ## remove pipeline outputs and caches (keeps .venv and data/)
 	rm -rf artifacts reports/junit.xml reports/coverage.xml .pytest_cache .ruff_cache .hypothesis .coverage .coverage.* \
 		reports/report.md reports/test-summary.md reports/production-metrics.json .deploy
@@ -125,7 +128,7 @@ clean: ## remove pipeline outputs and caches (keeps .venv and data/)
 # --- CI/CD/CT: what the workflows (.github/workflows, .gitlab-ci.yml, Jenkinsfile, Cloud Build) run ---------------
 # Workflows call only these targets; `make ci` runs the CI jobs' steps here, in the same order.
 WORKFLOWS := $(wildcard .github/workflows/*.yml)
-K8S_MANIFESTS := deploy/k8s/deployment.yaml deploy/k8s/service.yaml deploy/k8s/hpa.yaml
+K8S_MANIFESTS := deploy/k8s/deployment.yaml deploy/k8s/service.yaml deploy/k8s/hpa.yaml deploy/k8s/redis.yaml
 NODE_STAMP := node_modules/.package-lock.json
 BUILDX_CACHE ?= .buildx-cache
 DEPLOY_TARGET ?= none

@@ -10,6 +10,14 @@ local key = os.getenv("PREDICT_API_KEY")
 if not key or key == "" then key = os.getenv("ADMIN_API_KEY") end
 if key and key ~= "" then wrk.headers["X-API-Key"] = key end
 
+-- `make bench-soak`: a pause (ms) before each request of a connection paces the load below the maximum
+local pause = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
+if pause > 0 then
+  function delay()
+    return pause
+  end
+end
+
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(

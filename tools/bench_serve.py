@@ -5,6 +5,8 @@ then a bounded measurement each:
   floor            a bare FastAPI endpoint taking the same body (tools/bench_apps.py: floor)
   service          our /predict (`python -m mlops_template serve`), one row, then 1,000-row batches
   baseline         a plain FastAPI + pandas + scikit-learn app (tools/bench_apps.py: baseline_app)
+  service+Redis    the same with REDIS_URL (a redis-server of its own): rate limit off, then on (a limit no client
+                   reaches, so each request makes its one Redis call); `--skip-redis` leaves them out
   mlflow           `mlflow models serve --env-manager local` of the bundle's MLflow Model: the very artifact the
                    pipeline logs to MLflow (`python -m mlops_template mlflow-model`; mlflow is in requirements-dev)
 plus the pipeline's predict_proba in-process on the same batch rows. Writes reports/bench-serve.json
@@ -41,12 +43,16 @@ TOOLS = Path(__file__).resolve().parent
 ROOT = TOOLS.parent
 LUA = TOOLS / "bench_post.lua"
 FLOOR, SERVICE, SERVICE_BATCH = "floor (bare FastAPI)", "service /predict", "service /predict batch"
+REDIS, REDIS_LIMITED = "service /predict, Redis", "service /predict, Redis + rate limit"
 BASELINE, BASELINE_BATCH = "baseline FastAPI+pandas", "baseline FastAPI+pandas batch"
 MLFLOW, MLFLOW_BATCH = "mlflow models serve", "mlflow models serve batch"
 GOALS = {  # the issue's targets, reported (not asserted): met or not
     "service_vs_floor": (">=", 0.70, "single-row /predict req/s vs the bare FastAPI floor"),
     "service_vs_mlflow": (">=", 10.0, "single-row /predict req/s vs mlflow models serve"),
     "service_p99_ms": ("<", 10.0, "single-row /predict p99 latency (ms) at the benchmark's connections"),
+    "redis_vs_floor": (">=", 0.70, "single-row /predict req/s with REDIS_URL (rate limit off) vs the floor"),
+    "redis_limited_vs_floor": (">=", 0.70, "the same with the Redis rate limit on (one round trip per request)"),
+    "redis_limited_p99_ms": ("<", 10.0, "single-row /predict p99 (ms) with Redis and its rate limit"),
     "batch_vs_in_process": (">=", 0.30, "batch rows/s over HTTP vs predict_proba in-process on the same rows"),
 }
 
@@ -76,7 +82,9 @@ def http(method: str, url: str, body: bytes | None = None, timeout: float = 30) 
 
 
 @contextmanager
-def server(name: str, argv: list[str], env: dict[str, str], ready_url: str, timeout: float = 120) -> Iterator[None]:
+def server(
+    name: str, argv: list[str], env: dict[str, str], ready_url: str, timeout: float = 120
+) -> Iterator[subprocess.Popen]:
     """Start a server in its own process group, wait for `ready_url` to answer 200, always stop it."""
     log = tempfile.NamedTemporaryFile("w+", prefix=f"bench-{name}-", suffix=".log", delete=False)  # noqa: SIM115
     process = subprocess.Popen(
@@ -95,7 +103,7 @@ def server(name: str, argv: list[str], env: dict[str, str], ready_url: str, time
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{name} not ready in {timeout} s:\n{Path(log.name).read_text()[-3000:]}")
             time.sleep(0.3)
-        yield
+        yield process
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
@@ -108,14 +116,57 @@ def server(name: str, argv: list[str], env: dict[str, str], ready_url: str, time
         Path(log.name).unlink(missing_ok=True)
 
 
-def wrk(url: str, body_file: Path, seconds: float, connections: int, cpu: int | None) -> dict[str, Any]:
+@contextmanager
+def redis_server(directory: Path) -> Iterator[str]:
+    """A redis-server on a free loopback port without persistence; yields its URL."""
+    binary = shutil.which("redis-server")
+    if not binary:
+        sys.exit("redis-server not found: make system-deps (Debian package redis-server)")
+    port = free_port()
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", str(directory), "--logfile", str(directory / "redis.log")]  # fmt: skip
+    process = subprocess.Popen(argv)
+    try:
+        import redis
+
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                redis.Redis(port=port, socket_timeout=1).ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError(f"redis-server did not answer on port {port}") from None
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def unreachable_limit(workdir: Path) -> Path:
+    """params.yaml with a per-client rate limit no load generator reaches: the limiter runs, never refuses."""
+    import yaml
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    unreachable = {"enabled": True, "requests_per_second": 1e9, "burst": 1_000_000_000}
+    raw.setdefault("monitoring", {})["rate_limit"] = {**raw["monitoring"].get("rate_limit", {}), **unreachable}
+    path = workdir / "params.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def wrk(
+    url: str, body_file: Path, seconds: float, connections: int, cpu: int | None, delay_ms: int = 0
+) -> dict[str, Any]:
+    """wrk with tools/bench_post.lua; `delay_ms` paces each connection (a pause before each request)."""
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s", "-s", str(LUA), url]
     result = subprocess.run(
         pinned(cpu, argv),
         capture_output=True,
         text=True,
         timeout=seconds + 60,
-        env={**os.environ, "BENCH_BODY": str(body_file)},
+        env={**os.environ, "BENCH_BODY": str(body_file), "BENCH_DELAY_MS": str(delay_ms)},
     )
     found = re.search(r"^BENCH_JSON (.*)$", result.stdout, re.MULTILINE)
     if result.returncode != 0 or not found:
@@ -263,6 +314,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--server-cpu", type=int, default=0, help="core for the servers (taskset)")
     parser.add_argument("--load-cpu", type=int, default=1, help="core for wrk (taskset)")
     parser.add_argument("--skip-mlflow", action="store_true", help="leave `mlflow models serve` out")
+    parser.add_argument("--skip-redis", action="store_true", help="leave the service-with-Redis scenarios out")
     parser.add_argument("--report", type=Path, default=Path("reports/bench-serve.json"))
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -339,6 +391,18 @@ def main() -> int:
         ]
         plan.append(("service", [*python, "-m", "mlops_template", "serve"], env, f"{base}/ready", runs))
 
+        if not args.skip_redis:
+            redis_url = servers.enter_context(redis_server(workdir))
+            limited = str(unreachable_limit(workdir))
+            for label, limit in ((REDIS, "off"), (REDIS_LIMITED, "on")):
+                port = free_port()
+                base = f"http://127.0.0.1:{port}"
+                env = {"HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": workers, "RATE_LIMIT": limit,
+                       "MODEL_DIR": str(bundle.path), "REDIS_URL": redis_url, "PARAMS_FILE": limited}  # fmt: skip
+                argv = [*python, "-m", "mlops_template", "serve"]
+                runs = [Scenario(label, f"{base}/predict", single, 1)]
+                plan.append((f"service-redis-rate-limit-{limit}", argv, env, f"{base}/ready", runs))
+
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         argv = [*uvicorn, "--port", str(port), "--factory", "bench_apps:baseline_app"]
@@ -407,6 +471,9 @@ def main() -> int:
         "service_vs_mlflow": ratio(service_rps, get(MLFLOW, "rps")),
         "service_vs_baseline": ratio(service_rps, get(BASELINE, "rps")),
         "service_p99_ms": get(SERVICE, "p99_ms"),
+        "redis_vs_floor": ratio(get(REDIS, "rps"), get(FLOOR, "rps")),
+        "redis_limited_vs_floor": ratio(get(REDIS_LIMITED, "rps"), get(FLOOR, "rps")),
+        "redis_limited_p99_ms": get(REDIS_LIMITED, "p99_ms"),
         "batch_vs_in_process": ratio(get(SERVICE_BATCH, "rows_per_s"), inproc["rows_per_s"]),
         "batch_vs_baseline_batch": ratio(get(SERVICE_BATCH, "rows_per_s"), get(BASELINE_BATCH, "rows_per_s")),
         "batch_vs_mlflow_batch": ratio(get(SERVICE_BATCH, "rows_per_s"), get(MLFLOW_BATCH, "rows_per_s")),

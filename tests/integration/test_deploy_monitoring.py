@@ -90,7 +90,7 @@ def test_compose_file_matches_the_compose_spec() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    assert {"service", "prometheus", "grafana", "nginx"} <= set(compose["services"])
+    assert {"service", "redis", "prometheus", "grafana", "nginx"} <= set(compose["services"])
     for service in compose["services"].values():  # configuration files mounted from the repo exist
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]

@@ -12,16 +12,77 @@ import yaml
 from tests.conftest import ROOT
 
 K8S = ROOT / "deploy" / "k8s"
-FILES = ["deployment.yaml", "service.yaml", "hpa.yaml"]
+FILES = ["deployment.yaml", "service.yaml", "hpa.yaml", "redis.yaml"]
 
 
 def doc(name: str) -> dict:
     return yaml.safe_load((K8S / name).read_text(encoding="utf-8"))
 
 
+def docs(name: str) -> list[dict]:
+    return list(yaml.safe_load_all((K8S / name).read_text(encoding="utf-8")))
+
+
 @pytest.mark.parametrize("name", FILES)
 def test_manifest_is_valid_for_the_kubernetes_api(name: str) -> None:
-    kubernetes_validate.validate(doc(name), kubernetes_validate.latest_version(), strict=True)
+    for manifest in docs(name):
+        kubernetes_validate.validate(manifest, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_the_makefile_validates_every_manifest() -> None:
+    """`make lint-workflows` runs kubernetes-validate on K8S_MANIFESTS: all of kustomization.yaml's resources."""
+    listed = next(line for line in (ROOT / "Makefile").read_text().splitlines() if line.startswith("K8S_MANIFESTS"))
+    assert sorted(listed.split(":=")[1].split()) == sorted(f"deploy/k8s/{name}" for name in FILES)
+
+
+def env_of(container: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def test_the_deployment_takes_the_admin_key_and_redis_url_from_secrets() -> None:
+    container = doc("deployment.yaml")["spec"]["template"]["spec"]["containers"][0]
+    env = env_of(container)
+    admin = env["ADMIN_API_KEYS"]["valueFrom"]["secretKeyRef"]
+    assert admin == {"name": "mlops-template-admin", "key": "ADMIN_API_KEYS", "optional": True}  # absent: 503
+    redis_ref = env["REDIS_URL"]["valueFrom"]["secretKeyRef"]
+    assert not redis_ref.get("optional")  # replicas without shared state would each keep their own: refuse to start
+    generated = {g["name"]: g for g in doc("kustomization.yaml")["secretGenerator"]}
+    literals = dict(item.split("=", 1) for item in generated[redis_ref["name"]]["literals"])
+    url = literals[redis_ref["key"]]
+    # the default URL reaches the in-cluster Redis of redis.yaml
+    redis_deployment, redis_service = docs("redis.yaml")
+    port = redis_service["spec"]["ports"][0]
+    assert url == f"redis://{redis_service['metadata']['name']}:{port['port']}/0"
+    assert (
+        redis_service["spec"]["selector"].items() <= redis_deployment["spec"]["template"]["metadata"]["labels"].items()
+    )
+    redis_container = redis_deployment["spec"]["template"]["spec"]["containers"][0]
+    assert port["targetPort"] in {p["name"] for p in redis_container["ports"]}
+    assert "--save" in redis_container["args"] and redis_container["securityContext"]["readOnlyRootFilesystem"]
+    # the model Service must not select Redis' pods (same app name, another component)
+    assert (
+        not doc("service.yaml")["spec"]["selector"].items()
+        <= redis_deployment["spec"]["template"]["metadata"]["labels"].items()
+    )
+
+
+def test_prometheus_finds_the_service_by_annotations_or_service_monitor() -> None:
+    template = doc("deployment.yaml")["spec"]["template"]
+    annotations = template["metadata"]["annotations"]
+    port = template["spec"]["containers"][0]["ports"][0]
+    assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/path"] == "/metrics"
+    assert int(annotations["prometheus.io/port"]) == port["containerPort"]
+    component = K8S / "components" / "servicemonitor"
+    kustomization = yaml.safe_load((component / "kustomization.yaml").read_text())
+    assert kustomization["kind"] == "Component"
+    (monitor,) = [yaml.safe_load((component / name).read_text()) for name in kustomization["resources"]]
+    assert monitor["kind"] == "ServiceMonitor"
+    service = doc("service.yaml")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"][0]["port"] in {p["name"] for p in service["spec"]["ports"]}
+    assert monitor["spec"]["endpoints"][0]["path"] == annotations["prometheus.io/path"]
+    # offered, commented, in the main kustomization: the path it names is this component
+    assert "#   - components/servicemonitor" in (K8S / "kustomization.yaml").read_text()
 
 
 def test_an_invalid_manifest_is_rejected() -> None:
@@ -58,11 +119,11 @@ def test_probes_resources_and_security() -> None:
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     tmp = next(m for m in container["volumeMounts"] if m["mountPath"] == "/tmp")
     assert "emptyDir" in next(v for v in pod["volumes"] if v["name"] == tmp["name"])
-    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
-    assert int(env["PORT"]) == container["ports"][0]["containerPort"]
-    # keys come from a Secret (optional: the access settings are off unless it exists), never a literal
-    assert env["PREDICT_API_KEYS"]["secretKeyRef"]["optional"] is True
-    assert env["PROTECT_METADATA"] == "false" and env["OUTPUT_PRECISION"] == ""  # documented, off
+    env = env_of(container)
+    assert int(env["PORT"]["value"]) == container["ports"][0]["containerPort"]
+    # /predict keys come from a Secret (optional: the access settings are off unless it exists), never a literal
+    assert env["PREDICT_API_KEYS"]["valueFrom"]["secretKeyRef"]["optional"] is True
+    assert env["PROTECT_METADATA"]["value"] == "false" and env["OUTPUT_PRECISION"]["value"] == ""  # documented, off
 
 
 def test_hpa_scales_on_cpu_between_bounds() -> None:

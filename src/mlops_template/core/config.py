@@ -175,6 +175,7 @@ class FeedbackConfig(Section):
     min_feedback: int = Field(100, ge=1)
     regression_tolerance: float = Field(0.1, gt=0.0)
     min_accuracy: float = Field(0.68, ge=0.0, le=1.0)
+    flush_seconds: float = Field(0.5, gt=0.0)
 
 
 class ExperimentConfig(Section):

@@ -15,7 +15,8 @@ Redis restarted empty: scripts are reloaded by redis-py, predictions recorded be
 Keys (one Redis database per service: pick it with the /N of REDIS_URL): `mlops:rate:<client>`,
 `mlops:fb:<request id>` (hash: created, served variant, one field per variant's prediction),
 `mlops:fb-order` (zset, bounds count and age), `mlops:fb-gone` + `mlops:fb-gone-order` (why an id left, bounded by
-capacity), `mlops:win:<scope>` (list, the live quality window), `mlops:exp:<name>:<design>` (hash, the A/B test).
+capacity), `mlops:win:<scope>` (list, the live quality window), `mlops:exp:<name>:<design>` (hash, the A/B test),
+`mlops:exp-config` (JSON: the last POST /experiment change, applied by every process at its next sync).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ TIMEOUT_SECONDS = 0.5  # Redis answers in well under a millisecond on a LAN: lon
 RATE_LIMIT_TIMEOUT_SECONDS = 0.1
 RETRY_SECONDS = 1.0  # after a failure no call tries Redis for this long (requests must not wait on a dead host)
 OPERATIONS = ("rate_limit", "record", "feedback", "experiment")
+RECONFIGURABLE = ("mode", "challenger_share", "name")  # what POST /experiment may change (routes.ExperimentChange)
 T = TypeVar("T")
 
 # Lua: one script per decision, atomic in Redis; times are the server's (processes' clocks may differ).
@@ -298,6 +300,9 @@ class SharedExperiment(Experiment):
 
     Routing stays local (no round trip per request): the request counts are sent at each `sync` (the service's
     flush), and the bandit draws from the shared outcome counts as of the last sync or feedback of this process.
+    A `reconfigure` (POST /experiment) is stored in Redis and taken up by every process at its next sync (within
+    `feedback.flush_seconds`; a GET /experiment syncs first); a process that starts later takes it up too, so it
+    outlives restarts until the next change (or until Redis is emptied: then each process keeps what it has).
     """
 
     def __init__(self, shared: Shared, config: ExperimentConfig, has_challenger: bool) -> None:
@@ -306,6 +311,31 @@ class SharedExperiment(Experiment):
         self._shared_counts = {v: {"requests": 0, "shadow": 0} for v in VARIANTS}
         self._observe = shared.client.register_script(OBSERVE)
         self._settle = shared.client.register_script(SETTLE)
+
+    def _config_key(self) -> str:
+        return self.shared.key("exp-config")
+
+    def reconfigure(self, **changes: Any) -> None:
+        """Validate, store in Redis for every process (StateUnavailable if it does not answer), apply here."""
+        with self._lock:
+            config = ExperimentConfig.model_validate({**self.config.model_dump(), **changes})
+        stored = _json({name: getattr(config, name) for name in RECONFIGURABLE})
+        self.shared.call("experiment", lambda: self.shared.client.set(self._config_key(), stored))
+        super().reconfigure(**orjson.loads(stored))
+
+    def _adopt(self, stored: str | None) -> bool:
+        """Apply the shared configuration if it differs from this process's; True when the A/B key changed."""
+        if not stored:
+            return False
+        changes = orjson.loads(stored)
+        with self._lock:
+            current = {name: getattr(self.config, name) for name in RECONFIGURABLE}
+            before = self._key()
+        if changes == current:
+            return False
+        super().reconfigure(**changes)
+        with self._lock:
+            return self._key() != before
 
     def _key(self) -> str:
         c = self.config
@@ -333,15 +363,19 @@ class SharedExperiment(Experiment):
             for name, n in counts.items():
                 if n:
                     pipe.hincrby(key, f"{name}:{v}", n)
+        pipe.get(self._config_key())
         pipe.hgetall(key)
         try:
-            fields = self.shared.call("experiment", pipe.execute)[-1]
+            *_, stored, fields = self.shared.call("experiment", pipe.execute)
         except StateUnavailable:
             with self._lock:  # kept (a few integers) and sent with the next sync
                 for v, counts in sent.items():
                     for name, n in counts.items():
                         self._counts[v][name] += n
             raise
+        if self._adopt(stored):  # another process changed the experiment's name: read the new one's state
+            key = self._key()
+            fields = self.shared.call("experiment", lambda: self.shared.client.hgetall(key))
         with self._lock:
             if key == self._key():
                 self._load(fields)

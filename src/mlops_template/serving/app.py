@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from fastapi import FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from threadpoolctl import threadpool_limits
@@ -127,6 +129,12 @@ def create_app(
     live = build_live(settings, variants)
     metrics = service_metrics(variants, live)
 
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        # uvicorn runs this on SIGTERM once in-flight requests are done: queued monitoring state reaches Redis
+        await run_in_threadpool(live.close)
+
     app = FastAPI(
         title=f"Prediction service: {metadata.target} ({metadata.task})",
         version=champion.version,
@@ -139,6 +147,7 @@ def create_app(
         # FastAPI's native OpenTelemetry looks the providers up on every request; this app exports
         # Prometheus metrics and JSON logs instead
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.variants = variants

@@ -9,8 +9,8 @@ Wires the pure modules of `mlops_template.monitoring` into the app (see README "
 
 Without REDIS_URL the state is per process: with WEB_CONCURRENCY > 1 or several replicas each has its own
 feedback store, experiment counts and rate limit (a feedback must reach the process that predicted). With
-REDIS_URL those live in Redis (monitoring/shared.py) and the queue is also filed every FLUSH_SECONDS; the drift
-window stays per process either way.
+REDIS_URL those live in Redis (monitoring/shared.py) and the queue is also filed every `feedback.flush_seconds`
+and once more at shutdown (`close`, on SIGTERM); the drift window stays per process either way.
 """
 
 from __future__ import annotations
@@ -66,7 +66,6 @@ DRIFT_GAUGES = (
 )
 LIVE_GAUGES = ("model_live_feedback", "model_live_accuracy", "model_live_roc_auc", "model_live_mae")
 QUEUE_ROWS = 256  # predictions waiting to be filed (bounded: a read or the 256th row files them)
-FLUSH_SECONDS = 0.5  # with REDIS_URL: a quiet process's predictions reach Redis within this (feedback elsewhere)
 
 
 def load_monitoring(params_file: Path) -> MonitoringConfig:
@@ -138,7 +137,7 @@ class Live:
         self._queued_rows = 0
         self._queue_lock = threading.Lock()
         self._filing_lock = threading.Lock()  # a read waits until rows taken off the queue are filed
-        self._stop_flushing = flush_every(FLUSH_SECONDS, self.flush) if self.shared else None
+        self._stop_flushing = flush_every(config.feedback.flush_seconds, self.flush) if self.shared else None
 
     # ---- per request ---------------------------------------------------------------------------------------
     def record(self, request_id: str, batch: bool, columns: Columns, predictions: Predictions,
@@ -186,6 +185,16 @@ class Live:
                 self.experiment.sync()
         except StateUnavailable:
             pass  # /predict must keep answering: Shared counted it (model_shared_state_errors_total)
+
+    def close(self) -> None:
+        """At shutdown (SIGTERM, after the last request): stop the periodic flush and file what is still queued.
+
+        With REDIS_URL the predictions of the last `flush_seconds` and the unsent request counts would otherwise be
+        lost; a Redis that does not answer drops them (counted), the shutdown goes on.
+        """
+        if self._stop_flushing is not None:
+            self._stop_flushing.set()
+        self.flush()
 
     def answer(self, request_id: str, actual: Any) -> Any:
         """The ground truth of a prediction: joined in the feedback store, counted by the experiment."""

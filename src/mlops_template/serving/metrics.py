@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from mlops_template.monitoring.metrics import METRICS
@@ -33,6 +42,10 @@ class ServiceMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        # prometheus_client's default collectors, which a private registry leaves out: process_cpu_seconds_total,
+        # process_resident_memory_bytes, process_open_fds... (per replica CPU and memory) and python_info
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
         self.requests: Counter = declare("http_requests_total", r)
         self.latency: Histogram = declare("http_request_duration_seconds", r, buckets=LATENCY_BUCKETS)
         self.predictions: Counter = declare("model_predictions_total", r)

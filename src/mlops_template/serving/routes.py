@@ -186,8 +186,8 @@ def add_monitoring_routes(app: FastAPI, live: Live, admin: Callable[..., None], 
               summary="Change the experiment mode, challenger share or name (admin)")  # fmt: skip
     async def change_experiment(request: Request) -> Response:
         change: ExperimentChange = await _parse(request, ExperimentChange)
-        try:
-            live.experiment.reconfigure(**change.model_dump(exclude_none=True))
+        try:  # with REDIS_URL the change is stored for every process (503 when Redis does not answer)
+            await shared_read(lambda: live.experiment.reconfigure(**change.model_dump(exclude_none=True)))
         except ValidationError as exc:
             raise ApiError(422, "invalid_body", str(exc)) from None
         return JSONBody(await shared_read(live.experiment_stats))

@@ -102,6 +102,26 @@ def test_experiment_counts_and_the_frozen_decision_are_shared(redis_url: str) ->
     assert c._test.trials == {CHAMPION: 100, CHALLENGER: 100}
 
 
+def test_an_experiment_change_reaches_every_process_and_a_new_name_its_own_counts(redis_url: str) -> None:
+    config = ExperimentConfig(mode="single")
+    a = SharedExperiment(Shared(redis_url), config, has_challenger=True)
+    b = SharedExperiment(Shared(redis_url), config, has_challenger=True)
+    a.observe(CHAMPION, True)
+    a.reconfigure(mode="ab", challenger_share=0.5)
+    assert (a.mode, a.config.challenger_share) == ("ab", 0.5)
+    b.sync()  # the periodic flush of the other process
+    assert (b.mode, b.config.challenger_share, b.config.name) == ("ab", 0.5, "experiment-1")
+    assert b.stats()["variants"][CHAMPION]["feedback"] == 1  # same experiment: its outcomes stay
+    b.reconfigure(name="experiment-2")  # a new experiment: the other process reads the new one's counts
+    stats = a.stats()
+    assert (stats["experiment"], stats["mode"], stats["variants"][CHAMPION]["feedback"]) == ("experiment-2", "ab", 0)
+    c = SharedExperiment(Shared(redis_url), config, has_challenger=True)  # a process started later
+    assert c.stats()["experiment"] == "experiment-2" and c.mode == "ab"
+    with pytest.raises(ValueError, match="challenger_share"):  # validated like params.yaml, and nothing stored
+        a.reconfigure(challenger_share=2.0)
+    assert b.stats()["challenger_share"] == 0.5
+
+
 def test_redis_down_fails_fast_counts_and_recovers(redis_server: RedisServer, redis_url: str) -> None:
     shared = Shared(redis_url)
     limiter = SharedRateLimiter(shared, RateLimitConfig(requests_per_second=1, burst=2))

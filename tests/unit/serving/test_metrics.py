@@ -1,4 +1,5 @@
-"""One source of metric names: what a created app's Prometheus registry exposes is exactly monitoring/metrics.py."""
+"""One source of metric names: what a created app's Prometheus registry exposes is exactly monitoring/metrics.py,
+plus prometheus_client's own process and platform collectors (their names are the library's)."""
 
 from __future__ import annotations
 
@@ -37,11 +38,18 @@ def test_the_table_declares_each_name_once() -> None:
 
 def test_registry_of_a_created_app_matches_the_table_exactly(exercised: TestClient) -> None:
     declared = {name: (kind, help_text, set(labels)) for name, kind, help_text, labels in METRICS}
-    exposed = {}
+    exposed, standard = {}, set()
     for family in exercised.app.state.metrics.registry.collect():
+        if family.name.startswith(("process_", "python_")):
+            standard.add(family.name)
+            continue
         name = f"{family.name}_total" if family.type == "counter" else family.name
         labels = [set(s.labels) - {"le"} for s in family.samples]
         assert labels, f"{name}: no sample to read its labels from (exercise it in the fixture)"
         assert all(found == labels[0] for found in labels), name
         exposed[name] = (family.type, family.documentation, labels[0])
     assert exposed == declared
+    # per replica CPU and memory (Kubernetes, compose): the default collectors a private registry leaves out
+    assert {"process_cpu_seconds", "process_resident_memory_bytes", "process_open_fds", "python_info"} <= standard
+    text = exercised.get("/metrics").text
+    assert "process_cpu_seconds_total " in text and "process_resident_memory_bytes " in text
