@@ -117,10 +117,7 @@ def create_app(
     `admin_keys`: the admin API keys; by default ADMIN_API_KEYS from the environment (none: admin routes 503).
     """
     settings = settings or Settings.from_env()
-    admin_keys = ApiKeys.from_env() if admin_keys is None else admin_keys
-    if settings.protect_metadata and not admin_keys.digests:  # else /model would answer 503 to everyone
-        raise UserError("PROTECT_METADATA=true puts /model, /experiment and /monitoring/drift behind the admin key: "
-                        "set ADMIN_API_KEYS (comma-separated keys) too")  # fmt: skip
+    admin_keys = access_keys(settings, admin_keys)
     # OpenMP/BLAS thread pools spin per call: with small batches one thread per process is fastest
     threadpool_limits(settings.model_threads)
     variants = load_variants(settings)
@@ -165,17 +162,31 @@ def create_app(
         for name, variant in variants.items()
     }
     app.state.batchers = batchers
-    admin = admin_dependency(admin_keys, metrics)
-    guard = [Security(admin)] if settings.protect_metadata else []
-    add_predict_route(app, Predict(app, settings, live, metrics, batchers), contract)
-    add_ops_routes(app, metrics, guard)
-    add_monitoring_routes(app, live, admin, guard)
+    add_routes(app, Predict(app, settings, live, metrics, batchers), contract, admin_keys)
     add_error_handlers(app)
     app.openapi = partial(openapi, app, contract, settings)  # type: ignore[method-assign]
     # an admin key opens /predict too (one key for a client that reads /model and predicts, e.g. the UI)
     add_middlewares(app, settings, live, metrics, settings.predict_api_keys + admin_keys)
     log_loaded(settings, variants, live)
     return app
+
+
+def access_keys(settings: Settings, admin_keys: ApiKeys | None) -> ApiKeys:
+    """The admin keys (ADMIN_API_KEYS unless given); UserError when PROTECT_METADATA has none to ask for."""
+    admin_keys = ApiKeys.from_env() if admin_keys is None else admin_keys
+    if settings.protect_metadata and not admin_keys.digests:  # else /model would answer 503 to everyone
+        raise UserError("PROTECT_METADATA=true puts /model, /experiment and /monitoring/drift behind the admin key: "
+                        "set ADMIN_API_KEYS (comma-separated keys) too")  # fmt: skip
+    return admin_keys
+
+
+def add_routes(app: FastAPI, predict: Predict, contract: Contract, admin_keys: ApiKeys) -> None:
+    """/predict, the ops, monitoring and admin routes; PROTECT_METADATA puts the read routes behind the admin key."""
+    admin = admin_dependency(admin_keys, predict.metrics)
+    guard = [Security(admin)] if predict.settings.protect_metadata else []
+    add_predict_route(app, predict, contract)
+    add_ops_routes(app, predict.metrics, guard)
+    add_monitoring_routes(app, predict.live, admin, guard)
 
 
 def log_loaded(settings: Settings, variants: dict[str, Variant], live: Live) -> None:
