@@ -17,7 +17,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mlops_template.core.client_keys import key_headers
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# a service with PREDICT_API_KEYS wants the key (PREDICT_API_KEY or ADMIN_API_KEY in this environment)
+KEY = [(name.lower().encode(), value.encode()) for name, value in key_headers("/predict").items()]
 
 
 async def call(app: Any, body: bytes) -> None:
@@ -41,7 +45,7 @@ async def call(app: Any, body: bytes) -> None:
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
         "path": "/predict", "raw_path": b"/predict", "query_string": b"", "root_path": "",
         "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode())],
+                    (b"content-length", str(len(body)).encode()), *KEY],
         "client": ("127.0.0.1", 1234), "server": ("127.0.0.1", 8000),
     }  # fmt: skip
     await app(scope, receive, send)

@@ -5,6 +5,10 @@ wrk.method = "POST"
 wrk.body = file:read("*a")
 file:close()
 wrk.headers["Content-Type"] = "application/json"
+-- a service with PREDICT_API_KEYS wants a key (PREDICT_API_KEY, else ADMIN_API_KEY, as core/client_keys.py)
+local key = os.getenv("PREDICT_API_KEY")
+if not key or key == "" then key = os.getenv("ADMIN_API_KEY") end
+if key and key ~= "" then wrk.headers["X-API-Key"] = key end
 
 -- `make bench-soak`: a pause (ms) before each request of a connection paces the load below the maximum
 local pause = tonumber(os.getenv("BENCH_DELAY_MS") or "0")

@@ -37,6 +37,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mlops_template.core.client_keys import key_headers
+
 TOOLS = Path(__file__).resolve().parent
 ROOT = TOOLS.parent
 LUA = TOOLS / "bench_post.lua"
@@ -70,7 +72,8 @@ def pinned(cpu: int | None, argv: list[str]) -> list[str]:
 
 
 def http(method: str, url: str, body: bytes | None = None, timeout: float = 30) -> tuple[int, str]:
-    request = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", **key_headers(url)}  # keys from the environment, if any
+    request = urllib.request.Request(url, data=body, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read().decode()

@@ -120,7 +120,11 @@ def test_probes_resources_and_security() -> None:
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     tmp = next(m for m in container["volumeMounts"] if m["mountPath"] == "/tmp")
     assert "emptyDir" in next(v for v in pod["volumes"] if v["name"] == tmp["name"])
-    assert int(env_of(container)["PORT"]["value"]) == container["ports"][0]["containerPort"]
+    env = env_of(container)
+    assert int(env["PORT"]["value"]) == container["ports"][0]["containerPort"]
+    # /predict keys come from a Secret (optional: the access settings are off unless it exists), never a literal
+    assert env["PREDICT_API_KEYS"]["valueFrom"]["secretKeyRef"]["optional"] is True
+    assert env["PROTECT_METADATA"]["value"] == "false" and env["OUTPUT_PRECISION"]["value"] == ""  # documented, off
 
 
 def test_hpa_scales_on_cpu_between_bounds() -> None:

@@ -6,11 +6,13 @@ import json
 import logging
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from mlops_template.core.bundle import read_metadata_file
+from mlops_template.core.client_keys import key_headers
 from mlops_template.core.errors import UserError
 from mlops_template.core.fsutil import write_text
 
@@ -22,6 +24,9 @@ def _request(url: str, body: Any = None, timeout: float = 10, token: str | None 
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     if token:  # a private Cloud Run service: an identity token for its URL
         headers["Authorization"] = f"Bearer {token}"
+    headers |= key_headers(
+        urllib.parse.urlsplit(url).path
+    )  # PREDICT_API_KEY / ADMIN_API_KEY, when the service wants one
     request = urllib.request.Request(url, data=data, method="GET" if body is None else "POST", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:

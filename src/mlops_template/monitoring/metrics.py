@@ -43,5 +43,6 @@ METRICS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     # security
     ("http_rate_limited_total", "counter", "Requests refused with 429 by the service's rate limiter", ()),
     ("http_admin_auth_failures_total", "counter", "Admin requests refused (401/403)", ("status",)),
+    ("http_predict_auth_failures_total", "counter", "/predict requests refused (401/403)", ("status",)),
 )
 NAMES = frozenset(name for name, *_ in METRICS)

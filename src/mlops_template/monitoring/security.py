@@ -1,4 +1,4 @@
-"""Admin API keys (constant-time check) and a per-client token-bucket rate limiter (bounded memory)."""
+"""API keys (admin and /predict; constant-time check) and a per-client token-bucket rate limiter (bounded memory)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from mlops_template.core.config import RateLimitConfig
 
 API_KEYS_VARIABLE = "ADMIN_API_KEYS"
+PREDICT_KEYS_VARIABLE = "PREDICT_API_KEYS"
 OK, MISSING, INVALID, DISABLED = "ok", "missing", "invalid", "disabled"
 # HTTP status per outcome: 401 asks for credentials, 403 refuses the given ones, 503 = not configured
 STATUS = {OK: 200, MISSING: 401, INVALID: 403, DISABLED: 503}
@@ -25,17 +26,29 @@ def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
+def fingerprint(key: str) -> str:
+    """A short, stable name for a key (its rate-limit bucket): 64 bits of its sha256, never the key itself."""
+    return _digest(key).hex()[:16]
+
+
 @dataclass(frozen=True)
 class ApiKeys:
-    """The admin keys (only their sha256 digests are held: a memory dump or repr shows no key)."""
+    """API keys (only their sha256 digests are held: a memory dump or repr shows no key)."""
 
     digests: tuple[bytes, ...]
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, variable: str = API_KEYS_VARIABLE) -> ApiKeys:
         """Keys from a comma-separated environment variable; blanks ignored; none = admin routes disabled."""
-        raw = (os.environ if environ is None else environ).get(variable, "")
+        return cls.parse((os.environ if environ is None else environ).get(variable, ""))
+
+    @classmethod
+    def parse(cls, raw: str) -> ApiKeys:
+        """Keys from a comma-separated list; blanks ignored."""
         return cls(tuple(_digest(k.strip()) for k in raw.split(",") if k.strip()))
+
+    def __add__(self, other: ApiKeys) -> ApiKeys:
+        return ApiKeys(self.digests + other.digests)
 
     def check(self, presented: str | None) -> str:
         """OK, MISSING (401), INVALID (403) or DISABLED (503, no key configured); constant time per key."""

@@ -25,7 +25,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
@@ -43,6 +43,7 @@ from mlops_template.serving.asgi import (
     DirectRoute,
     DirectRoutes,
     JSONBody,
+    PredictKeys,
     RateLimit,
     RequestContext,
     error_body,
@@ -53,10 +54,11 @@ from mlops_template.serving.live import Collector, Live, check_compatible, load_
 from mlops_template.serving.metrics import ServiceMetrics
 from mlops_template.serving.predict import Observer, Predict, PredictionEvent, Variant, add_predict_route
 from mlops_template.serving.predictor import build_predictor
-from mlops_template.serving.routes import add_monitoring_routes, add_ops_routes
+from mlops_template.serving.routes import API_KEY_HEADER, add_monitoring_routes, add_ops_routes, admin_dependency
 from mlops_template.serving.settings import Settings
 
 log = logging.getLogger("mlops_template.serving")
+PREDICT_PATHS = frozenset({"/predict"})  # what PREDICT_API_KEYS guards
 
 
 def load_variant(name: str, directory: Path, runtime: str = "auto") -> Variant:
@@ -123,6 +125,7 @@ def create_app(
     `admin_keys`: the admin API keys; by default ADMIN_API_KEYS from the environment (none: admin routes 503).
     """
     settings = settings or Settings.from_env()
+    admin_keys = access_keys(settings, admin_keys)
     # OpenMP/BLAS thread pools spin per call: with small batches one thread per process is fastest
     threadpool_limits(settings.model_threads)
     variants = load_variants(settings)
@@ -162,14 +165,31 @@ def create_app(
         for name, variant in variants.items()
     }
     app.state.batchers = batchers
-    add_predict_route(app, Predict(app, settings, live, metrics, batchers), contract)
-    add_ops_routes(app, metrics)
-    add_monitoring_routes(app, live, ApiKeys.from_env() if admin_keys is None else admin_keys, metrics)
+    add_routes(app, Predict(app, settings, live, metrics, batchers), contract, admin_keys)
     add_error_handlers(app)
-    app.openapi = partial(openapi, app, contract)  # type: ignore[method-assign]
-    add_middlewares(app, settings, live, metrics)
+    app.openapi = partial(openapi, app, contract, settings)  # type: ignore[method-assign]
+    # an admin key opens /predict too (one key for a client that reads /model and predicts, e.g. the UI)
+    add_middlewares(app, settings, live, metrics, settings.predict_api_keys + admin_keys)
     log_loaded(settings, variants, live)
     return app
+
+
+def access_keys(settings: Settings, admin_keys: ApiKeys | None) -> ApiKeys:
+    """The admin keys (ADMIN_API_KEYS unless given); UserError when PROTECT_METADATA has none to ask for."""
+    admin_keys = ApiKeys.from_env() if admin_keys is None else admin_keys
+    if settings.protect_metadata and not admin_keys.digests:  # else /model would answer 503 to everyone
+        raise UserError("PROTECT_METADATA=true puts /model, /experiment and /monitoring/drift behind the admin key: "
+                        "set ADMIN_API_KEYS (comma-separated keys) too")  # fmt: skip
+    return admin_keys
+
+
+def add_routes(app: FastAPI, predict: Predict, contract: Contract, admin_keys: ApiKeys) -> None:
+    """/predict, the ops, monitoring and admin routes; PROTECT_METADATA puts the read routes behind the admin key."""
+    admin = admin_dependency(admin_keys, predict.metrics)
+    guard = [Security(admin)] if predict.settings.protect_metadata else []
+    add_predict_route(app, predict, contract)
+    add_ops_routes(app, predict.metrics, guard)
+    add_monitoring_routes(app, predict.live, admin, guard)
 
 
 def log_loaded(settings: Settings, variants: dict[str, Variant], live: Live) -> None:
@@ -185,6 +205,9 @@ def log_loaded(settings: Settings, variants: dict[str, Variant], live: Live) -> 
             "variants": {name: v.version for name, v in variants.items()},
             "experiment_mode": live.experiment.mode,
             "rate_limit": live.limiter is not None,
+            "predict_keys": len(settings.predict_api_keys.digests),  # how many, never which
+            "output_precision": settings.output_precision,
+            "protect_metadata": settings.protect_metadata,
             "shared_state": live.shared.where if live.shared else None,  # Redis host:port, never the password
         },
     )
@@ -215,24 +238,45 @@ def add_error_handlers(app: FastAPI) -> None:
         return error_body(request, 422, "invalid_request", "invalid request", details)
 
 
-def openapi(app: FastAPI, contract: Contract) -> dict[str, Any]:
-    """The OpenAPI document (built once), with the contract's Record that the /predict body refers to."""
+def openapi(app: FastAPI, contract: Contract, settings: Settings | None = None) -> dict[str, Any]:
+    """The OpenAPI document (built once), with the contract's Record that the /predict body refers to, and the
+    PredictKey security scheme on /predict when PREDICT_API_KEYS is set (a DirectRoute declares no dependency)."""
     if app.openapi_schema is None:
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         record = contract.record_model.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(record.pop("$defs", {}))
         components["Record"] = record
+        if settings is not None and settings.predict_api_keys.digests:
+            schemes = schema["components"].setdefault("securitySchemes", {})
+            schemes["PredictKey"] = {"type": "apiKey", "in": "header", "name": API_KEY_HEADER,
+                                     "description": "one of PREDICT_API_KEYS (or ADMIN_API_KEYS)"}  # fmt: skip
+            operation = schema["paths"]["/predict"]["post"]
+            operation["security"] = [{"PredictKey": []}]
+            operation["responses"].update(predict_key_errors())
         app.openapi_schema = schema
     return app.openapi_schema
 
 
-def add_middlewares(app: FastAPI, settings: Settings, live: Live, metrics: ServiceMetrics) -> None:
+def predict_key_errors() -> dict[str, Any]:
+    """The 401/403 of /predict with PREDICT_API_KEYS, in the document's own terms."""
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+    return {
+        "401": {"description": f"no API key: send one of PREDICT_API_KEYS in the {API_KEY_HEADER} header",
+                "content": error},
+        "403": {"description": f"the {API_KEY_HEADER} key is not one of PREDICT_API_KEYS", "content": error},
+    }  # fmt: skip
+
+
+def add_middlewares(app: FastAPI, settings: Settings, live: Live, metrics: ServiceMetrics,
+                    predict_keys: ApiKeys) -> None:  # fmt: skip
     """The pure-ASGI middlewares of asgi.py around FastAPI's, outermost last (Starlette's order)."""
     direct_routes = [route for route in app.router.routes if isinstance(route, DirectRoute)]
     app.add_middleware(DirectRoutes, routes=direct_routes)  # first added: the innermost
     if live.limiter is not None:
         app.add_middleware(RateLimit, limiter=live.limiter, metrics=metrics)
+    if settings.predict_api_keys.digests:  # outside RateLimit: an accepted key picks the caller's bucket
+        app.add_middleware(PredictKeys, keys=predict_keys, paths=PREDICT_PATHS, limiter=live.limiter, metrics=metrics)
     if settings.cors_origins:  # off unless CORS_ORIGINS lists the browser origins allowed to call the API
         app.add_middleware(
             CORSMiddleware,

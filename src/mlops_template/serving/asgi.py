@@ -1,7 +1,8 @@
 """HTTP plumbing of the service: JSON bodies and errors, body limits, and its pure-ASGI middlewares.
 
 Middlewares, outermost first (see `create_app`): RequestContext (request id, metrics, access log), CORS when
-configured, RateLimit when enabled, DirectRoutes (the hot route without the router), then FastAPI's own.
+configured, PredictKeys when PREDICT_API_KEYS is set, RateLimit when enabled, DirectRoutes (the hot route without
+the router), then FastAPI's own.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from fastapi.routing import APIRoute
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 
+from mlops_template.monitoring.security import MISSING, OK, STATUS, ApiKeys, Decision, fingerprint
 from mlops_template.serving.metrics import ServiceMetrics
 
 log = logging.getLogger("mlops_template.serving")
@@ -180,7 +182,8 @@ UNLIMITED = frozenset({"/health", "/ready", "/metrics"})  # probes and scrapes m
 
 class RateLimit:
     """Pure ASGI middleware: a token bucket per client address (the real client's when behind a trusted
-    proxy: uvicorn resolves X-Forwarded-For for FORWARDED_ALLOW_IPS); 429 with Retry-After when empty."""
+    proxy: uvicorn resolves X-Forwarded-For for FORWARDED_ALLOW_IPS), or per API key once `PredictKeys` has
+    accepted one (scope["rate_client"]); 429 with Retry-After when empty."""
 
     def __init__(self, app: Any, limiter: Any, metrics: ServiceMetrics):
         self.app, self.limiter, self.metrics = app, limiter, metrics
@@ -189,27 +192,72 @@ class RateLimit:
         if scope["type"] != "http" or scope["path"] in UNLIMITED:
             await self.app(scope, receive, send)
             return
-        client = scope.get("client")
-        decision = self.limiter.allow(client[0] if client else "unknown")
+        decision = self.limiter.allow(scope.get("rate_client") or client_address(scope))
         if decision.allowed:
             await self.app(scope, receive, send)
             return
-        self.metrics.rate_limited.inc()
-        body = orjson.dumps(
-            {
-                "error": "rate_limited",
-                "message": f"too many requests from this client; retry in {decision.retry_after_header} s",
-                "details": [],
-                "request_id": scope.get("request_id", ""),
-            }
-        )
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"retry-after", decision.retry_after_header.encode()),
-        ]
-        await send({"type": "http.response.start", "status": 429, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await rate_limited(scope, send, decision, self.metrics)
+
+
+def route_path(scope: dict) -> str:
+    """The path the router matches: without the root path (uvicorn --root-path puts it in front of `path`)."""
+    path, root = scope["path"], scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+def client_address(scope: dict) -> str:
+    client = scope.get("client")
+    return client[0] if client else "unknown"
+
+
+async def rate_limited(scope: dict, send: Any, decision: Decision, metrics: ServiceMetrics) -> None:
+    """The 429 answer, counted."""
+    metrics.rate_limited.inc()
+    message = f"too many requests from this client; retry in {decision.retry_after_header} s"
+    await refuse(scope, send, 429, "rate_limited", message, [(b"retry-after", decision.retry_after_header.encode())])
+
+
+async def refuse(scope: dict, send: Any, status: int, code: str, message: str,
+                 headers: Sequence[tuple[bytes, bytes]] = ()) -> None:  # fmt: skip
+    """The JSON error body, answered from a middleware (outside FastAPI's exception handlers)."""
+    body = orjson.dumps({"error": code, "message": message, "details": [], "request_id": scope.get("request_id", "")})
+    start = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]
+    await send({"type": "http.response.start", "status": status, "headers": start})
+    await send({"type": "http.response.body", "body": body})
+
+
+class PredictKeys:
+    """Pure ASGI middleware (outside RateLimit): `paths` need one of `keys` in the X-API-Key header (PREDICT_API_KEYS).
+
+    An accepted key names the caller's rate-limit bucket (its fingerprint, never the key), so each key has its own
+    limit wherever it comes from. A refused request takes a token from its address's bucket first: guessing keys
+    is throttled like any other traffic (429), then answered 401 (no key) or 403 (wrong key) and counted.
+    """
+
+    def __init__(self, app: Any, keys: ApiKeys, paths: frozenset[str], limiter: Any, metrics: ServiceMetrics):
+        self.app, self.keys, self.paths, self.limiter, self.metrics = app, keys, paths, limiter, metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or route_path(scope) not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        presented = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-api-key"), None)
+        outcome = self.keys.check(presented)  # constant time; the key is never logged or stored
+        if outcome == OK:
+            scope["rate_client"] = "key:" + fingerprint(presented or "")
+            await self.app(scope, receive, send)
+            return
+        if self.limiter is not None:
+            decision = self.limiter.allow(client_address(scope))
+            if not decision.allowed:
+                await rate_limited(scope, send, decision, self.metrics)
+                return
+        status = STATUS[outcome]
+        self.metrics.predict_failures.labels(str(status)).inc()
+        if outcome == MISSING:
+            await refuse(scope, send, 401, "unauthorized", "this route needs an API key in the X-API-Key header")
+        else:
+            await refuse(scope, send, 403, "forbidden", "the X-API-Key key is not valid")
 
 
 class DirectRoute(APIRoute):

@@ -54,6 +54,7 @@ class ServiceMetrics:
         self.unknown: Counter = declare("model_unknown_category_total", r)
         self.rate_limited: Counter = declare("http_rate_limited_total", r)
         self.admin_failures: Counter = declare("http_admin_auth_failures_total", r)
+        self.predict_failures: Counter = declare("http_predict_auth_failures_total", r)
         self._request_children: dict[tuple[str, str, int], Counter] = {}
         self._latency_children: dict[str, Histogram] = {}
 

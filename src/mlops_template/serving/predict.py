@@ -156,6 +156,9 @@ class Predict:
         out_of_range, unknown = flags.out_of_range, flags.unknown_categories
         if predictions.probabilities is not None:
             classes = variant.contract.classes
+            probabilities = predictions.probabilities
+            if settings.output_precision is not None:  # only what is returned: monitoring keeps full precision
+                probabilities = probabilities.round(settings.output_precision)
             items = [
                 {
                     "prediction": label,
@@ -164,7 +167,7 @@ class Predict:
                     "unknown_categories": u,
                 }
                 for label, p, o, u in zip(
-                    predictions.labels, predictions.probabilities.tolist(), out_of_range, unknown, strict=True
+                    predictions.labels, probabilities.tolist(), out_of_range, unknown, strict=True
                 )
             ]
         else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request, Security
@@ -93,8 +93,8 @@ async def shared_read(read: Callable[[], Any]) -> Any:
         raise ApiError(503, "state_unavailable", str(exc)) from None
 
 
-def add_ops_routes(app: FastAPI, metrics: ServiceMetrics) -> None:
-    """Register /health, /ready, /model and /metrics on `app` (variants read from `app.state`)."""
+def add_ops_routes(app: FastAPI, metrics: ServiceMetrics, guard: Sequence[Any] = ()) -> None:
+    """Register /health, /ready, /model and /metrics on `app` (variants read from `app.state`; `guard`: on /model)."""
 
     @app.get("/health", response_model=Status, summary="Liveness: the process answers", tags=["ops"])
     async def health() -> Response:
@@ -114,7 +114,8 @@ def add_ops_routes(app: FastAPI, metrics: ServiceMetrics) -> None:
     @app.get(
         "/model",
         response_model=ModelInfo,
-        responses=RATE_LIMITED,
+        responses=_errors(401, 403) if guard else RATE_LIMITED,
+        dependencies=list(guard),
         summary="The model served: version, metrics, features, verdict",
         tags=["model"],
     )
@@ -143,9 +144,8 @@ def add_ops_routes(app: FastAPI, metrics: ServiceMetrics) -> None:
         return Response(await run_in_threadpool(metrics.render), media_type=CONTENT_TYPE)
 
 
-def add_monitoring_routes(app: FastAPI, live: Live, keys: ApiKeys, metrics: ServiceMetrics) -> None:
-    """Register the monitoring (read) and admin (key) routes on `app`."""
-    feedback_request = feedback_model(live.task, live.classes)
+def admin_dependency(keys: ApiKeys, metrics: ServiceMetrics) -> Callable[..., None]:
+    """The dependency of admin routes: one of `keys` in X-API-Key (401 without, 403 wrong, 503 none configured)."""
     header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, scheme_name="AdminKey",
                           description="one of the comma-separated keys of ADMIN_API_KEYS")  # fmt: skip
 
@@ -162,12 +162,22 @@ def add_monitoring_routes(app: FastAPI, live: Live, keys: ApiKeys, metrics: Serv
         }.get(outcome, f"the {API_KEY_HEADER} key is not valid")
         raise ApiError(status, {401: "unauthorized", 403: "forbidden"}.get(status, "admin_disabled"), message)
 
-    @app.get("/monitoring/drift", response_model=dict[str, Any], responses=RATE_LIMITED, tags=["monitoring"],
+    return admin
+
+
+def add_monitoring_routes(app: FastAPI, live: Live, admin: Callable[..., None], guard: Sequence[Any] = ()) -> None:
+    """Register the monitoring (read; `guard` = PROTECT_METADATA's admin key) and admin (key) routes on `app`."""
+    feedback_request = feedback_model(live.task, live.classes)
+    read = _errors(401, 403) if guard else RATE_LIMITED
+
+    @app.get("/monitoring/drift", response_model=dict[str, Any], responses=read, dependencies=list(guard),
+             tags=["monitoring"],
              summary="Live drift of recent requests vs the training profile (cached refresh_seconds)")  # fmt: skip
     async def drift() -> Response:
         return JSONBody(await run_in_threadpool(live.drift))
 
-    @app.get("/experiment", response_model=dict[str, Any], responses=RATE_LIMITED, tags=["monitoring"],
+    @app.get("/experiment", response_model=dict[str, Any], responses=read, dependencies=list(guard),
+             tags=["monitoring"],
              summary="Champion/challenger: per-variant counts and quality, significance test, decision")  # fmt: skip
     async def experiment() -> Response:
         return JSONBody(await shared_read(live.experiment_stats))

@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, Pydanti
 from pydantic_settings.sources.utils import parse_env_vars
 
 from mlops_template.core.errors import UserError
+from mlops_template.monitoring.security import ApiKeys
 
 RUNTIMES = ("auto", "onnx", "sklearn")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -75,6 +76,12 @@ class Settings(BaseSettings):
     model_uri: str | None = env("MODEL_URI", None)  # models:/<name>@champion: downloaded first (serving.model_uri)
     # the commit the deployment was built from (the image's build argument); the bundle records none (reproducible)
     git_commit: str | None = env("GIT_COMMIT", None)
+    # /predict needs one of these keys (or an admin key) in X-API-Key; unset: /predict is open. Read straight into
+    # sha256 digests (security.ApiKeys): no key is held, and `exclude` keeps even those out of public() and dumps
+    predict_api_keys: Annotated[ApiKeys, NoDecode] = env("PREDICT_API_KEYS", ApiKeys(()), exclude=True)
+    # digits the /predict probabilities are rounded to (model-extraction mitigation); unset: full precision
+    output_precision: int | None = env("OUTPUT_PRECISION", None, ge=0, le=15)
+    protect_metadata: bool = env("PROTECT_METADATA", False)  # true: /model, /experiment, drift need an admin key
     # ADMIN_API_KEYS is deliberately not a setting: create_app reads it once into digests (security.ApiKeys)
 
     @classmethod
@@ -95,7 +102,7 @@ class Settings(BaseSettings):
             return value
         return value.upper() if info.field_name == "log_level" else value.lower()
 
-    @field_validator("rate_limit", mode="before")
+    @field_validator("rate_limit", "protect_metadata", mode="before")
     @classmethod
     def _switch(cls, value: Any) -> Any:
         if not isinstance(value, str):
@@ -110,6 +117,11 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("expected redis://[user:password@]host:port[/db], rediss://... (TLS) or unix://path")
         return value
+
+    @field_validator("predict_api_keys", mode="before")
+    @classmethod
+    def _keys(cls, value: Any) -> Any:
+        return ApiKeys.parse(value) if isinstance(value, str) else value
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -155,6 +167,8 @@ def _message(error: Mapping[str, Any], values: Mapping[str, Any]) -> str:
         return f"environment variable {name}={raw!r}: expected an integer"
     if error["type"] == "greater_than_equal":
         return f"environment variable {name}={raw}: must be at least {ctx['ge']}"
+    if error["type"] == "less_than_equal":
+        return f"environment variable {name}={raw}: must be at most {ctx['le']}"
     if error["type"] == "literal_error":
         allowed = LOG_LEVELS if name == "LOG_LEVEL" else RUNTIMES
         return f"environment variable {name}={raw!r}: expected one of {', '.join(allowed)}"

@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 
+from mlops_template.core.client_keys import key_headers
+
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 TIMEOUT_SECONDS = 30.0
 
@@ -61,6 +63,9 @@ def problem(response: httpx.Response) -> ApiProblem:
         except ValueError:
             retry_after = 1.0
         text = f"Too many requests (429): the service's rate limit was reached; retry in {retry_after:g} s"
+    elif status in (401, 403):
+        text = (f"The service refused the API key ({status}): {message}; set PREDICT_API_KEY (or ADMIN_API_KEY) "
+                "for the UI to one of the service's keys")  # fmt: skip
     elif status == 503:
         text = f"The service is not available (503): {message}; it may be starting or overloaded, retry shortly"
     else:
@@ -81,7 +86,7 @@ class Client:
     def request(self, method: str, path: str, body: Any = None) -> Any:
         """JSON of a 2xx answer; ApiProblem (ApiDown when nothing answered) otherwise."""
         try:
-            response = self.http.request(method, path, json=body)
+            response = self.http.request(method, path, json=body, headers=key_headers(path))
         except httpx.TransportError as exc:
             raise ApiDown(
                 f"The prediction service at {self.base_url} is not reachable ({type(exc).__name__}). "

@@ -17,11 +17,15 @@ from tests.serving_helpers import build_bundle
 
 @pytest.fixture(scope="module")
 def exercised(tmp_path_factory: pytest.TempPathFactory) -> TestClient:
-    """An app whose every labelled metric has a sample: a flagged prediction, a refused admin call, a scrape."""
+    """An app whose every labelled metric has a sample: a flagged prediction, refused admin and /predict calls,
+    a scrape."""
     bundle = build_bundle(tmp_path_factory.mktemp("metrics"))
     example = json.loads((bundle / "metadata.json").read_text())["example"]
-    client = TestClient(create_app(Settings(model_dir=bundle), admin_keys=ApiKeys.from_env({"ADMIN_API_KEYS": "k"})))
-    assert client.post("/predict", json=[example, {**example, "applicant_income": 1e12, "gender": "?"}]).is_success
+    settings = Settings(model_dir=bundle, predict_api_keys=ApiKeys.parse("p"))
+    client = TestClient(create_app(settings, admin_keys=ApiKeys.from_env({"ADMIN_API_KEYS": "k"})))
+    flagged = [example, {**example, "applicant_income": 1e12, "gender": "?"}]
+    assert client.post("/predict", json=flagged, headers={"X-API-Key": "p"}).is_success
+    assert client.post("/predict", json=example).status_code == 401
     assert client.post("/feedback", json={"request_id": "x", "actual": "Y"}).status_code == 401
     assert client.get("/metrics").is_success
     return client

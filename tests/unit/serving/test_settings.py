@@ -21,6 +21,10 @@ from mlops_template.serving.settings import Settings
         ("MODEL_RUNTIME", "GPU", "environment variable MODEL_RUNTIME='GPU': expected one of auto, onnx, sklearn"),
         ("LOG_LEVEL", "loud", "environment variable LOG_LEVEL='loud': expected one of DEBUG, INFO, WARNING, ERROR"),
         ("RATE_LIMIT", "maybe", "environment variable RATE_LIMIT='maybe': expected on or off"),
+        ("PROTECT_METADATA", "yes please", "environment variable PROTECT_METADATA='yes please': expected on or off"),
+        ("OUTPUT_PRECISION", "2.5", "environment variable OUTPUT_PRECISION='2.5': expected an integer"),
+        ("OUTPUT_PRECISION", "-1", "environment variable OUTPUT_PRECISION=-1: must be at least 0"),
+        ("OUTPUT_PRECISION", "16", "environment variable OUTPUT_PRECISION=16: must be at most 15"),
     ],
 )
 def test_each_bad_variable_is_one_message_naming_it(variable: str, value: str, message: str) -> None:
@@ -74,3 +78,18 @@ def test_git_commit_is_the_images_build_argument() -> None:
     """The Dockerfile turns the GIT_COMMIT build argument into this variable; unset or blank (a local run): None."""
     assert Settings.from_env({"MODEL_DIR": "m", "GIT_COMMIT": "ab" * 20}).git_commit == "ab" * 20
     assert Settings.from_env({"MODEL_DIR": "m", "GIT_COMMIT": ""}).git_commit is None
+
+
+def test_access_settings_default_off_and_keys_held_as_digests_only() -> None:
+    default = Settings.from_env({"MODEL_DIR": "m"})
+    assert (default.predict_api_keys.digests, default.output_precision, default.protect_metadata) == ((), None, False)
+    secret = "k-0123456789-secret"
+    settings = Settings.from_env({"MODEL_DIR": "m", "PREDICT_API_KEYS": f" {secret} ,, other ", "OUTPUT_PRECISION": "3",
+                                  "PROTECT_METADATA": "true"})  # fmt: skip
+    assert settings.predict_api_keys.check(secret) == "ok" and settings.predict_api_keys.check("other") == "ok"
+    assert len(settings.predict_api_keys.digests) == 2 and settings.predict_api_keys.check("k") == "invalid"
+    assert (settings.output_precision, settings.protect_metadata) == (3, True)
+    # neither the keys nor their digests reach the start-up log line or a dump
+    shown = f"{settings.public()} {settings.model_dump()} {settings!r}"
+    assert secret not in shown and "predict_api_keys" not in str(settings.public())
+    assert settings.predict_api_keys.digests[0].hex() not in shown
