@@ -263,7 +263,9 @@ def test_cd_tags_checks_out_and_deploys_the_commit_ci_checked() -> None:
     commit = (
         f"${{{{ steps.{bundle['id']}.outputs.git_commit }}}}"  # the image reports the commit the smoke test expects
     )
-    assert image["with"]["build-args"] == f"GIT_COMMIT={commit}" and build["outputs"]["git-commit"] == commit
+    version = f"${{{{ steps.{bundle['id']}.outputs.model_version }}}}"  # the image's model_version label
+    assert image["with"]["build-args"].splitlines() == [f"MODEL_VERSION={version}", f"GIT_COMMIT={commit}"]
+    assert build["outputs"]["git-commit"] == commit
     deploy = load(ROOT / ".github" / "workflows" / "deploy.yml")
     deploy_checkout = next(s for s in deploy["jobs"]["deploy"]["steps"] if "actions/checkout@" in s.get("uses", ""))
     assert deploy_checkout["with"]["ref"] == "${{ inputs.ref || github.sha }}"
