@@ -296,11 +296,25 @@ def table(report: dict[str, Any]) -> str:
         f"| in-process predict_proba (sklearn, same rows) | {inproc['rows']} | | | {inproc['rows_per_s']:,.0f} | "
         f"{inproc['median_ms']:.2f} (median call) | | |"
     )
-    lines += ["", "| goal | value | target | met |", "|---|---:|---|---|"]
-    for g in report["goals"]:
+    return "\n".join(lines + goals_table(report["goals"]))
+
+
+def goals_table(goals: list[dict[str, Any]]) -> list[str]:
+    """The goals as Markdown rows (bench-serve and bench-soak)."""
+    lines = ["", "| goal | value | target | met |", "|---|---:|---|---|"]
+    for g in goals:
         value = "n/a" if g["value"] is None else f"{g['value']:g}"
         lines.append(f"| {g['what']} | {value} | {g['target']} | {({True: 'yes', False: 'NO'}).get(g['met'], 'n/a')} |")
-    return "\n".join(lines)
+    return lines
+
+
+def check_tools(args: argparse.Namespace, name: str) -> None:
+    """wrk must exist; without 2 cores and taskset the run is unpinned (and says so)."""
+    if not shutil.which("wrk"):
+        sys.exit(f"{name}: wrk not found: make system-deps (Debian package wrk)")
+    if not shutil.which("taskset") or len(os.sched_getaffinity(0)) < 2:
+        say("fewer than 2 cores or no taskset: running unpinned (numbers are noisier)")
+        args.server_cpu = args.load_cpu = None
 
 
 def parse_args() -> argparse.Namespace:
@@ -317,11 +331,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--skip-redis", action="store_true", help="leave the service-with-Redis scenarios out")
     parser.add_argument("--report", type=Path, default=Path("reports/bench-serve.json"))
     args = parser.parse_args()
-    if not shutil.which("wrk"):
-        sys.exit("bench-serve: wrk not found: apt-get install wrk")
-    if not shutil.which("taskset") or len(os.sched_getaffinity(0)) < 2:
-        say("fewer than 2 cores or no taskset: running unpinned (numbers are noisier)")
-        args.server_cpu = args.load_cpu = None
+    check_tools(args, "bench-serve")
     return args
 
 

@@ -19,7 +19,6 @@ import json
 import math
 import os
 import platform
-import shutil
 import sys
 import tempfile
 import threading
@@ -31,7 +30,16 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_serve import free_port, pinned, redis_server, server, unreachable_limit, wrk  # tools/: no package
+from bench_serve import (  # tools/: no package
+    check_tools,
+    free_port,
+    goals_table,
+    pinned,
+    redis_server,
+    server,
+    unreachable_limit,
+    wrk,
+)
 
 GOALS = {  # the targets, reported (not asserted): met or not
     "errors": ("==", 0, "failed requests during the soak"),
@@ -96,11 +104,7 @@ def table(report: dict[str, Any]) -> str:
                      f"{r['errors']} |")  # fmt: skip
     rss = report["rss"]
     lines += ["", f"RSS over the soak: {rss['start_mb']:.1f} MB -> {rss['end_mb']:.1f} MB (max {rss['max_mb']:.1f} MB)"]
-    lines += ["", "| goal | value | target | met |", "|---|---:|---|---|"]
-    for g in report["goals"]:
-        value = "n/a" if g["value"] is None else f"{g['value']:g}"
-        lines.append(f"| {g['what']} | {value} | {g['target']} | {({True: 'yes', False: 'NO'}).get(g['met'], 'n/a')} |")
-    return "\n".join(lines)
+    return "\n".join(lines + goals_table(report["goals"]))
 
 
 def parse_args() -> argparse.Namespace:
@@ -117,11 +121,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--load-cpu", type=int, default=1, help="core for wrk (taskset)")
     parser.add_argument("--report", type=Path, default=Path("reports/bench-soak.json"))
     args = parser.parse_args()
-    if not shutil.which("wrk"):
-        sys.exit("bench-soak: wrk not found: make system-deps (Debian package wrk)")
-    if not shutil.which("taskset") or len(os.sched_getaffinity(0)) < 2:
-        say("fewer than 2 cores or no taskset: running unpinned (numbers are noisier)")
-        args.server_cpu = args.load_cpu = None
+    check_tools(args, "bench-soak")
     return args
 
 
