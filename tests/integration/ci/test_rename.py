@@ -53,7 +53,21 @@ def test_renamed_copy_passes_its_unit_tests(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(copy / "src"), "CI": os.environ.get("CI", "")}
     env.pop("COV_CORE_SOURCE", None)
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "tests/unit", "-q", "-x", "-p", "no:cacheprovider", "-m", "not fuzz"],
+        # renaming rewrites the sources dvc.lock hashes: the lock is stale until the copy's first `make pipeline`
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "tests/unit",
+            "-q",
+            "-x",
+            "-p",
+            "no:cacheprovider",
+            "-m",
+            "not fuzz",
+            "--deselect",
+            "tests/unit/test_dvc_lock.py::test_every_source_dependency_in_dvc_lock_is_the_committed_file",
+        ],
         cwd=copy,
         env=env,
         capture_output=True,
