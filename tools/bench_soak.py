@@ -1,8 +1,8 @@
 """`make bench-soak`: one service with Redis under steady load at 80 % of its measured maximum.
 
 On loopback, the service (`python -m mlops_template serve`, REDIS_URL on a redis-server of its own, the per-client
-rate limit on with a limit no client reaches, leased from Redis as params.yaml's `shared_lease` says) pinned to one core, wrk
-to the other (Redis unpinned); `make bench-soak SOAK_FLAGS="--duration 10"` for a short run:
+rate limit on with a limit no client reaches, leased from Redis as params.yaml's `shared_lease` says) pinned to
+one core, wrk to the other (Redis unpinned); `make bench-soak SOAK_FLAGS="--duration 10"` for a short run:
   1. unloaded: one connection, back to back: the reference p99;
   2. maximum: `--connections` connections flat out: the max req/s;
   3. soak: `--duration` seconds paced at `--load` x the maximum (wrk's per-connection pause, calibrated on a
