@@ -174,7 +174,7 @@ class Experiment:
         return {v: dict(c) for v, c in self._counts.items()}
 
     def _comparison(self, config: ExperimentConfig) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-        """The decision (one challenger: its test; several: the family's) and each challenger's test (under the lock)."""
+        """The decision (one challenger: its test's; several: the family's) and each challenger's test (locked)."""
         comparisons = {c: test.summary() for c, test in self._tests.items()}
         if len(comparisons) > 1:
             return family(config, comparisons), comparisons

@@ -93,8 +93,10 @@ def load_variants(settings: Settings) -> dict[str, Variant]:
         except ValueError as exc:
             raise UserError(f"CHALLENGER_MODEL_DIR: {directory}: {exc}; name it: <name>={directory}") from None
         if name in variants:
-            raise UserError(f"CHALLENGER_MODEL_DIR: {directory} and {variants[name].bundle.path} are both named "
-                            f"{name!r}: give each its own name, e.g. CHALLENGER_MODEL_DIR=a=<folder>,b=<folder>")  # fmt: skip
+            raise UserError(
+                f"CHALLENGER_MODEL_DIR: {directory} and {variants[name].bundle.path} are both named {name!r}: "
+                "give each its own name, CHALLENGER_MODEL_DIR=a=<folder>,b=<folder>"
+            )
         variants[name] = dataclasses.replace(challenger, name=name)
     return variants
 
