@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -177,8 +177,7 @@ class Predict:
             ]
         shadow = None
         if route.shadow:  # after the answer is sent, in a worker thread: the client never waits for it
-            shadows = [app.state.variants[name] for name in route.shadow]
-            shadow = BackgroundTask(self.predict_shadow, shadows, request_id, batch, columns)
+            shadow = BackgroundTask(self.predict_shadow, route.shadow, request_id, batch, columns)
         return JSONBody(
             {
                 "model_version": variant.version,
@@ -198,8 +197,9 @@ class Predict:
             except Exception:
                 log.exception("observer %r failed", observer, extra={"request_id": event.request_id})
 
-    def predict_shadow(self, variants: list[Variant], request_id: str, batch: bool, columns: Columns) -> None:
-        for variant in variants:
+    def predict_shadow(self, names: Sequence[str], request_id: str, batch: bool, columns: Columns) -> None:
+        for name in names:
+            variant: Variant = self.app.state.variants[name]
             try:
                 predictions = variant.predictor.predict(columns)
                 self.live.record(request_id, batch, columns, predictions, variant.name, served=False)
