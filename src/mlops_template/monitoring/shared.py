@@ -6,7 +6,8 @@ the bandit's posteriors are common, and the per-client rate limit holds across p
 per process (README "Monitoring").
 
 Cost on the hot path: none per /predict for monitoring state (predictions are filed in one pipeline per flush of
-the service's queue), one round trip per rate-limit decision (a Lua token bucket). Faults: a Redis that does not
+the service's queue), one round trip per rate-limit lease (a Lua token bucket that hands a process a share of
+the burst to spend locally; `shared_lease: 0`: one per request). Faults: a Redis that does not
 answer makes every shared call fail fast for `RETRY_SECONDS` (StateUnavailable, counted per operation in
 `model_shared_state_errors_total`): /predict keeps answering (updates are dropped, the rate limit falls back to
 the process's own bucket), reads and admin routes answer 503, and the next call after the pause tries Redis again.
@@ -26,6 +27,7 @@ import logging
 import math
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -46,28 +48,33 @@ TIMEOUT_SECONDS = 0.5  # Redis answers in well under a millisecond on a LAN: lon
 # the rate-limit call runs on the event loop: a Redis that does not answer may hold it this long, once per
 # RETRY_SECONDS; a timeout only means this process's own bucket decides
 RATE_LIMIT_TIMEOUT_SECONDS = 0.1
+LEASE_SECONDS = 1.0  # a rate-limit lease unspent by then goes back to the bucket: held tokens cannot pile up
 RETRY_SECONDS = 1.0  # after a failure no call tries Redis for this long (requests must not wait on a dead host)
 OPERATIONS = ("rate_limit", "record", "feedback", "experiment")
 RECONFIGURABLE = ("mode", "challenger_share", "name")  # what POST /experiment may change (routes.ExperimentChange)
 T = TypeVar("T")
 
 # Lua: one script per decision, atomic in Redis; times are the server's (processes' clocks may differ).
+# ARGV: rate, burst, cost, lease, returned. Takes back `returned` tokens (what is left of this process's expired
+# lease), then grants `lease` tokens (at least `cost`, at most what the bucket holds) when it holds `cost`: the
+# process spends the rest locally (SharedRateLimiter), sparing a round trip per request.
 TOKEN_BUCKET = """
 local rate, burst, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local lease = math.max(cost, tonumber(ARGV[4]))
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local bucket = redis.call('HMGET', KEYS[1], 'tokens', 'at')
 local tokens = tonumber(bucket[1]) or burst
 local at = tonumber(bucket[2]) or now
-tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
-local allowed = 0
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate + tonumber(ARGV[5]))
+local granted = 0
 if tokens >= cost then
-  tokens = tokens - cost
-  allowed = 1
+  granted = math.min(lease, tokens)
+  tokens = tokens - granted
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
 redis.call('PEXPIRE', KEYS[1], math.ceil(1000 * burst / rate) + 1000)  -- full again by then: forget it
-return {allowed, tostring(tokens)}
+return {tostring(granted), tostring(tokens)}
 """
 # KEYS: gone hash, gone order; remembers why an id left, the `capacity` most recent ones.
 _GONE = """
@@ -202,23 +209,46 @@ class Shared:
 
 
 class SharedRateLimiter:
-    """The token bucket of security.RateLimiter in Redis (one Lua call per decision): one limit for all processes.
+    """The token bucket of security.RateLimiter in Redis: one limit for all processes.
 
-    While Redis does not answer, each process limits with its own bucket (counted as a `rate_limit` error).
+    A process takes a lease of `shared_lease` x `burst` tokens in one Lua call and spends it locally for at most
+    LEASE_SECONDS (then it goes back with the next call), so a busy client costs one round trip per lease instead of
+    one per request. Tokens leave the shared bucket before they are spent: the limit is never exceeded by more than
+    the leases processes hold, and a client spread over P processes may be refused up to P leases early.
+    `shared_lease: 0` is exact (a round trip per request). While Redis does not answer, each process limits with
+    its own bucket (counted as a `rate_limit` error).
     """
 
-    def __init__(self, shared: Shared, config: RateLimitConfig) -> None:
+    def __init__(self, shared: Shared, config: RateLimitConfig, clock: Callable[[], float] = time.monotonic) -> None:
         self.shared, self.rate, self.burst = shared, config.requests_per_second, float(config.burst)
+        self.lease, self.max_clients, self.clock = config.shared_lease * config.burst, config.max_clients, clock
         self.local = RateLimiter(config)
+        self._held: OrderedDict[str, tuple[float, float]] = OrderedDict()  # client -> (tokens, expiry)
+        self._lock = threading.Lock()
         self._script = shared.fast.register_script(TOKEN_BUCKET)
 
     def allow(self, client: str, cost: float = 1.0) -> Decision:
-        keys, args = [self.shared.key("rate", client)], [self.rate, self.burst, cost]
+        now = self.clock()
+        with self._lock:
+            tokens, expiry = self._held.pop(client, (0.0, now))
+            if tokens >= cost and now < expiry:
+                self._held[client] = (tokens - cost, expiry)
+                return Decision(True, 0.0)
+        # what is left of an expired or too small lease goes back to the bucket with this call
+        keys, args = [self.shared.key("rate", client)], [self.rate, self.burst, cost, self.lease, tokens]
         try:
-            allowed, tokens = self.shared.call("rate_limit", lambda: self._script(keys=keys, args=args), "fast")
+            granted, left = self.shared.call("rate_limit", lambda: self._script(keys=keys, args=args), "fast")
         except StateUnavailable:
             return self.local.allow(client, cost)
-        return Decision(bool(allowed), 0.0 if allowed else (cost - float(tokens)) / self.rate)
+        granted = float(granted)
+        if granted < cost:
+            return Decision(False, (cost - float(left)) / self.rate)
+        if granted > cost:
+            with self._lock:
+                self._held[client] = (granted - cost, now + LEASE_SECONDS)
+                while len(self._held) > self.max_clients:
+                    self._held.popitem(last=False)
+        return Decision(True, 0.0)
 
 
 def _json(value: Any) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import redis
 
 from mlops_template.core.config import ExperimentConfig, FeedbackConfig, RateLimitConfig
 from mlops_template.monitoring.experiment import CHALLENGER, CHAMPION, NOT_ENOUGH, PROMOTE
@@ -15,6 +16,7 @@ from mlops_template.monitoring.feedback import (
     UnknownRequest,
 )
 from mlops_template.monitoring.shared import (
+    LEASE_SECONDS,
     RETRY_SECONDS,
     Shared,
     SharedExperiment,
@@ -40,6 +42,25 @@ def test_the_rate_limit_holds_across_processes(redis_url: str) -> None:
     assert 0 < decisions[-1].retry_after <= 10 and decisions[-1].retry_after_header == "10"
     assert a.allow("10.0.0.2").allowed and b.allow("10.0.0.2").allowed  # per client
     assert a.shared.errors["rate_limit"] == 0 and len(a.local) == 0  # decided in Redis, not locally
+
+
+def test_a_lease_spares_round_trips_and_never_lets_more_through_than_the_bucket(redis_url: str) -> None:
+    now = [0.0]
+    config = RateLimitConfig(requests_per_second=0.001, burst=100, shared_lease=0.1)  # leases of 10 tokens
+    a, b = (SharedRateLimiter(Shared(redis_url), config, clock=lambda: now[0]) for _ in range(2))
+    round_trips = []
+    for limiter in (a, b):
+        script = limiter._script
+        limiter._script = lambda script=script, **call: round_trips.append(1) or script(**call)
+    decisions = [(a if i % 2 else b).allow("10.0.0.1").allowed for i in range(100)]
+    assert all(decisions) and len(round_trips) == 10  # one Redis call per 10 requests
+    assert not a.allow("10.0.0.1").allowed and not b.allow("10.0.0.1").allowed  # the one bucket is empty
+    assert a.allow("10.0.0.2").allowed and len(a._held) == 1  # a lease of its own for another client
+    round_trips.clear()
+    now[0] += LEASE_SECONDS  # an unspent lease expires: the next request gives it back and takes a new one
+    assert a.allow("10.0.0.2").allowed and round_trips == [1]
+    bucket = redis.Redis.from_url(redis_url).hget("mlops:rate:10.0.0.2", "tokens")
+    assert float(bucket) == pytest.approx(100 - 10 + 9 - 10, abs=0.01)  # the 9 unspent tokens went back
 
 
 def test_a_prediction_recorded_by_one_process_takes_its_feedback_in_another(redis_url: str) -> None:
