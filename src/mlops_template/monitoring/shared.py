@@ -16,7 +16,8 @@ Redis restarted empty: scripts are reloaded by redis-py, predictions recorded be
 Keys (one Redis database per service: pick it with the /N of REDIS_URL): `mlops:rate:<client>`,
 `mlops:fb:<request id>` (hash: created, served variant, one field per variant's prediction),
 `mlops:fb-order` (zset, bounds count and age), `mlops:fb-gone` + `mlops:fb-gone-order` (why an id left, bounded by
-capacity), `mlops:win:<scope>` (list, the live quality window), `mlops:exp:<name>:<design>` (hash, the A/B test),
+capacity), `mlops:win:<scope>` (list, the live quality window), `mlops:exp:<name>:<design>:<arms>` (hash: counts per
+arm, running p-value and decision per challenger; another set of arms is another experiment),
 `mlops:exp-config` (JSON: the last POST /experiment change, applied by every process at its next sync).
 """
 
@@ -144,12 +145,15 @@ redis.call('HINCRBY', KEYS[1], 'trials:' .. ARGV[1], 1)
 redis.call('HINCRBY', KEYS[1], 'successes:' .. ARGV[1], ARGV[2])
 return redis.call('HGETALL', KEYS[1])
 """
-# KEYS: the experiment hash. ARGV: p-value, decision (JSON or ''). The running minimum p-value; the first decision
-# stays (a decision is frozen once made, whichever process made it).
+# KEYS: the experiment hash. ARGV: challenger, p-value, decision (JSON or '') per changed test. Per challenger the
+# running minimum p-value; the first decision stays (a decision is frozen once made, whichever process made it).
 SETTLE = """
-local p = tonumber(redis.call('HGET', KEYS[1], 'p_value') or '1')
-if tonumber(ARGV[1]) < p then redis.call('HSET', KEYS[1], 'p_value', ARGV[1]) end
-if ARGV[2] ~= '' then redis.call('HSETNX', KEYS[1], 'decided', ARGV[2]) end
+for i = 1, #ARGV, 3 do
+  local challenger = ARGV[i]
+  local p = tonumber(redis.call('HGET', KEYS[1], 'p_value:' .. challenger) or '1')
+  if tonumber(ARGV[i + 1]) < p then redis.call('HSET', KEYS[1], 'p_value:' .. challenger, ARGV[i + 1]) end
+  if ARGV[i + 2] ~= '' then redis.call('HSETNX', KEYS[1], 'decided:' .. challenger, ARGV[i + 2]) end
+end
 return redis.call('HGETALL', KEYS[1])
 """
 
@@ -257,9 +261,10 @@ class SharedFeedbackStore(FeedbackStore):
     Its clock is the wall clock: entries are created by one process and expired by another.
     """
 
-    def __init__(self, shared: Shared, task: str, classes: Sequence[str] | None, config: FeedbackConfig) -> None:
+    def __init__(self, shared: Shared, task: str, classes: Sequence[str] | None, config: FeedbackConfig,
+                 arms: Sequence[str] = VARIANTS) -> None:  # fmt: skip
         super().__init__(task, classes, config, clock=time.time)
-        self.shared = shared
+        self.shared, self.arms = shared, tuple(arms)
         self._order, self._gone_keys = shared.key("fb-order"), [shared.key("fb-gone"), shared.key("fb-gone-order")]
         self._record = shared.client.register_script(RECORD)
         self._take_script = shared.client.register_script(TAKE)
@@ -322,7 +327,7 @@ class SharedFeedbackStore(FeedbackStore):
                            np.array(truth, dtype=bool), np.array(error, dtype=float)]  # fmt: skip
 
     def scopes(self) -> list[str]:
-        return sorted(s for s in (SERVED, *VARIANTS) if self._window(s)[0])
+        return sorted(s for s in (SERVED, *self.arms) if self._window(s)[0])
 
 
 class SharedExperiment(Experiment):
@@ -335,10 +340,10 @@ class SharedExperiment(Experiment):
     outlives restarts until the next change (or until Redis is emptied: then each process keeps what it has).
     """
 
-    def __init__(self, shared: Shared, config: ExperimentConfig, has_challenger: bool) -> None:
-        super().__init__(config, has_challenger)
+    def __init__(self, shared: Shared, config: ExperimentConfig, challengers: Sequence[str] = ()) -> None:
+        super().__init__(config, challengers)
         self.shared = shared
-        self._shared_counts = {v: {"requests": 0, "shadow": 0} for v in VARIANTS}
+        self._shared_counts = {v: {"requests": 0, "shadow": 0} for v in self.arms}
         self._observe = shared.client.register_script(OBSERVE)
         self._settle = shared.client.register_script(SETTLE)
 
@@ -369,17 +374,17 @@ class SharedExperiment(Experiment):
 
     def _key(self) -> str:
         c = self.config
-        return self.shared.key("exp", c.name, f"{c.test}-{c.alpha:g}-{c.min_detectable_effect:g}")
+        return self.shared.key("exp", c.name, f"{c.test}-{c.alpha:g}-{c.min_detectable_effect:g}", ",".join(self.arms))
 
     def _load(self, flat: Sequence[str] | dict[str, str]) -> None:
         """This process's copy of the shared state (call under the lock)."""
         fields = flat if isinstance(flat, dict) else dict(zip(flat[::2], flat[1::2], strict=True))
-        test = self._test
-        for v in VARIANTS:
-            test.trials[v], test.successes[v] = int(fields.get(f"trials:{v}", 0)), int(fields.get(f"successes:{v}", 0))
+        for v in self.arms:
+            self.trials[v], self.successes[v] = int(fields.get(f"trials:{v}", 0)), int(fields.get(f"successes:{v}", 0))
             self._shared_counts[v] = {k: int(fields.get(f"{k}:{v}", 0)) for k in ("requests", "shadow")}
-        test.p_value = float(fields.get("p_value", 1.0))
-        test.decided = orjson.loads(fields["decided"]) if "decided" in fields else None
+        for c, test in self._tests.items():
+            test.p_value = float(fields.get(f"p_value:{c}", 1.0))
+            test.decided = orjson.loads(fields[f"decided:{c}"]) if f"decided:{c}" in fields else None
 
     def sync(self) -> None:
         """Send this process's request counts, then read the shared state (one pipeline)."""
@@ -411,19 +416,21 @@ class SharedExperiment(Experiment):
                 self._load(fields)
 
     def observe(self, variant: str, success: bool) -> None:
-        if variant not in VARIANTS:
-            raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
+        self._check(variant)
         key = self._key()
         fields = self.shared.call("experiment", lambda: self._observe(keys=[key], args=[variant, int(success)]))
+        changed: list[str] = []
         with self._lock:
             self._load(fields)
-            before = (self._test.p_value, self._test.decided)
-            if self._test.decided is None:
-                self._test.update()
-            after = (self._test.p_value, self._test.decided)
-        if after != before:
-            decided = _json(after[1]) if after[1] is not None else ""
-            fields = self.shared.call("experiment", lambda: self._settle(keys=[key], args=[repr(after[0]), decided]))
+            for test in self._affected(variant):
+                before = (test.p_value, test.decided)
+                if test.decided is None:
+                    test.update()
+                if (test.p_value, test.decided) != before:
+                    decided = _json(test.decided) if test.decided is not None else ""
+                    changed += [test.challenger, repr(test.p_value), decided]
+        if changed:
+            fields = self.shared.call("experiment", lambda: self._settle(keys=[key], args=changed))
             with self._lock:
                 self._load(fields)
 

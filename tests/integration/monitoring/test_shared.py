@@ -98,8 +98,8 @@ def test_entries_are_bounded_by_capacity_and_ttl(redis_url: str) -> None:
 
 def test_experiment_counts_and_the_frozen_decision_are_shared(redis_url: str) -> None:
     config = ExperimentConfig(mode="ab", test="sequential", min_samples=20, min_detectable_effect=0.3)
-    a = SharedExperiment(Shared(redis_url), config, has_challenger=True)
-    b = SharedExperiment(Shared(redis_url), config, has_challenger=True)
+    a = SharedExperiment(Shared(redis_url), config, challengers=(CHALLENGER,))
+    b = SharedExperiment(Shared(redis_url), config, challengers=(CHALLENGER,))
     for i in range(7):
         (a if i % 2 else b).route(f"client-{i}")
     assert b.stats()["comparison"]["decision"] == NOT_ENOUGH
@@ -118,15 +118,33 @@ def test_experiment_counts_and_the_frozen_decision_are_shared(redis_url: str) ->
     assert b.stats()["comparison"]["decision"] == PROMOTE
     assert b.stats()["comparison"]["decided_at"] == decided["decided_at"]
     # the bandit draws from the shared counts: a process that never saw feedback knows them after a sync
-    c = SharedExperiment(Shared(redis_url), config.model_copy(update={"mode": "bandit"}), has_challenger=True)
+    c = SharedExperiment(Shared(redis_url), config.model_copy(update={"mode": "bandit"}), challengers=(CHALLENGER,))
     c.sync()
-    assert c._test.trials == {CHAMPION: 100, CHALLENGER: 100}
+    assert c.trials == {CHAMPION: 100, CHALLENGER: 100}
+
+
+def test_three_arms_share_their_counts_and_each_challenger_its_own_decision(redis_url: str) -> None:
+    config = ExperimentConfig(mode="bandit", test="sequential", min_samples=20, min_detectable_effect=0.3)
+    a = SharedExperiment(Shared(redis_url), config, challengers=("x", "y"))
+    b = SharedExperiment(Shared(redis_url), config, challengers=("x", "y"))
+    for i in range(40):  # x always right, y like the champion: right one time in four
+        (a if i % 2 else b).observe("x", True)
+        (b if i % 2 else a).observe("y", i % 4 == 0)
+        (a if i % 2 else b).observe(CHAMPION, i % 4 == 0)
+    a_stats, b_stats = a.stats(), b.stats()
+    assert a_stats["variants"] == b_stats["variants"] and a_stats["comparisons"] == b_stats["comparisons"]
+    assert [a_stats["variants"][v]["feedback"] for v in (CHAMPION, "x", "y")] == [40, 40, 40]
+    assert a_stats["comparisons"]["x"]["decision"] == PROMOTE and a_stats["comparisons"]["y"]["decision"] == NOT_ENOUGH
+    assert a_stats["comparisons"]["x"]["alpha"] == pytest.approx(0.025)  # Bonferroni over two challengers
+    assert b.trials == {CHAMPION: 40, "x": 40, "y": 40}  # the bandit's counts, over the three arms
+    other = SharedExperiment(Shared(redis_url), config, challengers=("x",))  # another set of arms: its own counts
+    assert other.stats()["variants"]["x"]["feedback"] == 0
 
 
 def test_an_experiment_change_reaches_every_process_and_a_new_name_its_own_counts(redis_url: str) -> None:
     config = ExperimentConfig(mode="single")
-    a = SharedExperiment(Shared(redis_url), config, has_challenger=True)
-    b = SharedExperiment(Shared(redis_url), config, has_challenger=True)
+    a = SharedExperiment(Shared(redis_url), config, challengers=(CHALLENGER,))
+    b = SharedExperiment(Shared(redis_url), config, challengers=(CHALLENGER,))
     a.observe(CHAMPION, True)
     a.reconfigure(mode="ab", challenger_share=0.5)
     assert (a.mode, a.config.challenger_share) == ("ab", 0.5)
@@ -136,7 +154,7 @@ def test_an_experiment_change_reaches_every_process_and_a_new_name_its_own_count
     b.reconfigure(name="experiment-2")  # a new experiment: the other process reads the new one's counts
     stats = a.stats()
     assert (stats["experiment"], stats["mode"], stats["variants"][CHAMPION]["feedback"]) == ("experiment-2", "ab", 0)
-    c = SharedExperiment(Shared(redis_url), config, has_challenger=True)  # a process started later
+    c = SharedExperiment(Shared(redis_url), config, challengers=(CHALLENGER,))  # a process started later
     assert c.stats()["experiment"] == "experiment-2" and c.mode == "ab"
     with pytest.raises(ValueError, match="challenger_share"):  # validated like params.yaml, and nothing stored
         a.reconfigure(challenger_share=2.0)
