@@ -27,6 +27,7 @@ from tests.act_support import (
     commit,
     fake_github,
     git,
+    nested_ci_env,
     pull_request_event,
     run_act,
     throwaway_repo,
@@ -75,6 +76,14 @@ def write_our_data(repo: Path) -> None:
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
 
 
+def run_and_commit(repo: Path, env: dict[str, str] | None = None) -> None:
+    """README steps 3 and 4: `make run` up to the API it then serves (`make pipeline`: what it records), and the
+    commit of params.yaml with what the pipeline recorded (the second branch's run comes from DVC's run-cache)."""
+    sh(repo, "make", "-o", ".venv/.installed", "pipeline", env=env)
+    readme_step(repo, "git add params.yaml dvc.lock reports/")
+    readme_step(repo, 'git commit -m "our data"')
+
+
 @pytest.fixture(scope="module")
 def fork(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The template as `main`, and a team's branches: `our-data` (`dvc add data`, no remote) and `in-git`
@@ -89,8 +98,7 @@ def fork(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_our_data(repo)
     readme_step(repo, "dvc remove data.dvc   # data/ is no longer tracked by DVC (and no longer git-ignored)")
     readme_step(repo, "git add .gitignore data.dvc data/")
-    readme_step(repo, "git add params.yaml")
-    git(repo, "commit", "-q", "-m", "our small data, kept in git")
+    run_and_commit(repo)
     return repo
 
 
@@ -108,10 +116,26 @@ def with_remote(fork: Path, object_store: ObjectStore) -> str:
     readme_step(fork, "dvc remote add -d storage gs://my-bucket/dvc", own=("gs://my-bucket/dvc", url))
     readme_step(fork, "dvc push", env=object_store.env())
     readme_step(fork, "git add data.dvc .dvc/config")
-    readme_step(fork, "git add params.yaml")  # step 4
-    git(fork, "commit", "-q", "-m", "our data, on a DVC remote")
+    run_and_commit(fork, env=object_store.env())  # `make data` pulls from the remote on this laptop too
     assert any(name.endswith(".dir") for name in object_store.objects("fork-data/")), "README's dvc push sent nothing"
     return url
+
+
+def test_readme_steps_commit_the_dvc_lock_ci_tests_check(fork: Path, with_remote: str):
+    """Step 4 commits what step 3 recorded, so the fork's own check of CI's test job that dvc.lock matches
+    params.yaml and the code passes with either way of keeping the data; committing params.yaml alone (`our-data`,
+    what README's step 4 said before) fails it."""
+
+    def lock_check(branch: str) -> subprocess.CompletedProcess:
+        git(fork, "checkout", "-q", branch)
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/unit/test_dvc_lock.py"]
+        return subprocess.run(command, cwd=fork, env=nested_ci_env(), capture_output=True, text=True, timeout=300)
+
+    for branch in ("in-git", "with-remote"):
+        check = lock_check(branch)
+        assert check.returncode == 0, f"{branch}: {check.stdout[-3000:]}"
+    stale = lock_check("our-data")
+    assert stale.returncode == 1 and "prep: data.path" in stale.stdout, stale.stdout[-3000:]
 
 
 def fresh_clone(fork: Path, branch: str, name: str) -> Path:
