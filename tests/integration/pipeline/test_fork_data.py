@@ -1,4 +1,4 @@
-"""A fork with its own data (not loans, another schema) and no DVC remote, the way README tells it:
+"""A fork with its own data (not loans, another schema), with and without a DVC remote, the way README tells it:
 a fresh clone's `make data` and `make run` stop at one clear error and write nothing under data/; CI (ci.yml
 run for real with act) skips the pipeline with a summary that says why, for the two no-data cases (no remote;
 a remote but a fork's pull request, which has no secrets); README's two ways to give CI the data, followed
