@@ -62,7 +62,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The body, refused with 413 as soon as it exceeds `limit` (declared or streamed/chunked)."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not (declared.isascii() and declared.isdigit()):  # "²".isdigit() is True, but int() refuses it
             raise ApiError(400, "bad_request", "Content-Length header is not a number")
         if int(declared) > limit:
             raise _too_large(int(declared), limit)
