@@ -24,6 +24,7 @@ from tests.serving_helpers import build_bundle
 pytestmark = pytest.mark.fuzz
 
 KEY = "fuzz-admin-key"
+PREDICT_KEY = "fuzz-predict-key"
 MAX_ROWS = 20
 BODY_ROUTES = ["/predict", "/feedback", "/experiment"]
 GET_ROUTES = [
@@ -80,22 +81,38 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    bundle = build_bundle(tmp_path_factory.mktemp("fuzz"))
-    settings = Settings(model_dir=bundle, max_batch_rows=MAX_ROWS, max_body_bytes=64_000, rate_limit=False)
-    app = create_app(settings, admin_keys=ApiKeys.from_env({"ADMIN_API_KEYS": KEY}))
-    example = json.loads((Path(bundle) / "metadata.json").read_text())["example"]
-    server = Served(app, example)
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_bundle(tmp_path_factory.mktemp("fuzz"))
+
+
+def serve(bundle: Path, **settings: Any) -> Served:
+    options = Settings(model_dir=bundle, max_batch_rows=MAX_ROWS, max_body_bytes=64_000, rate_limit=False, **settings)
+    app = create_app(options, admin_keys=ApiKeys.from_env({"ADMIN_API_KEYS": KEY}))
+    return Served(app, json.loads((bundle / "metadata.json").read_text())["example"])
+
+
+@pytest.fixture(scope="module")
+def served(bundle: Path) -> Iterator[Served]:
+    server = serve(bundle)
     yield server
     check_still_serving(server)
     server.runner.close()
 
 
-def check_still_serving(server: Served) -> None:
+@pytest.fixture(scope="module")
+def guarded(bundle: Path) -> Iterator[Served]:
+    """The same model behind PREDICT_API_KEYS (the PredictKeys middleware) and PROTECT_METADATA (read routes)."""
+    server = serve(bundle, predict_api_keys=ApiKeys.parse(PREDICT_KEY), protect_metadata=True)
+    yield server
+    check_still_serving(server, [(b"x-api-key", PREDICT_KEY.encode())])
+    server.runner.close()
+
+
+def check_still_serving(server: Served, key: list[tuple[bytes, bytes]] | None = None) -> None:
     """The process keeps serving: probes and a valid prediction still answer."""
     for path in ("/health", "/ready"):
         assert server.request("GET", path, [], [])[0] == 200
-    status, _, body = server.request("POST", "/predict", [(b"content-type", b"application/json")],
+    status, _, body = server.request("POST", "/predict", [(b"content-type", b"application/json"), *(key or [])],
                                      [orjson.dumps(server.example)])  # fmt: skip
     assert status == 200, body
 
@@ -179,7 +196,12 @@ def headers(draw: st.DrawFn) -> list[tuple[bytes, bytes]]:
     if draw(st.booleans()):
         found.append((b"x-request-id", draw(header_values)))
     if draw(st.booleans()):
-        found.append((b"x-api-key", draw(st.sampled_from([KEY.encode(), KEY.encode() + b" "]) | header_values)))
+        found.append(
+            (
+                b"x-api-key",
+                draw(st.sampled_from([KEY.encode(), KEY.encode() + b" ", PREDICT_KEY.encode()]) | header_values),
+            )
+        )
     if draw(st.integers(0, 4)) == 0:
         found.append((b"content-length", draw(content_lengths)))
     if draw(st.integers(0, 9)) == 0:
@@ -272,7 +294,8 @@ def test_wrong_encodings_and_content_types(served: Served, data: st.DataObject):
 
 
 @given(data=st.data())
-def test_odd_headers_methods_and_paths(served: Served, data: st.DataObject):
+def test_odd_headers_methods_and_paths(served: Served, guarded: Served, data: st.DataObject):
+    served = data.draw(st.sampled_from([served, guarded]), label="app")  # with PREDICT_API_KEYS, PROTECT_METADATA
     method = data.draw(st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "TRACE"]))
     path = data.draw(st.sampled_from([*GET_ROUTES, *BODY_ROUTES, "/", "/predict/", "//predict", "/PREDICT"])
                      | st.text(max_size=40).map(lambda t: "/" + t))  # fmt: skip
