@@ -25,6 +25,7 @@ pytestmark = pytest.mark.fuzz
 
 KEY = "fuzz-admin-key"
 PREDICT_KEY = "fuzz-predict-key"
+ORIGIN = b"https://ui.example"
 MAX_ROWS = 20
 BODY_ROUTES = ["/predict", "/feedback", "/experiment"]
 GET_ROUTES = [
@@ -101,8 +102,10 @@ def served(bundle: Path) -> Iterator[Served]:
 
 @pytest.fixture(scope="module")
 def guarded(bundle: Path) -> Iterator[Served]:
-    """The same model behind PREDICT_API_KEYS (the PredictKeys middleware) and PROTECT_METADATA (read routes)."""
-    server = serve(bundle, predict_api_keys=ApiKeys.parse(PREDICT_KEY), protect_metadata=True)
+    """The same model behind PREDICT_API_KEYS (the PredictKeys middleware), PROTECT_METADATA (read routes) and
+    CORS_ORIGINS (CORS middleware)."""
+    server = serve(bundle, predict_api_keys=ApiKeys.parse(PREDICT_KEY), protect_metadata=True,
+                   cors_origins=(ORIGIN.decode(),))  # fmt: skip
     yield server
     check_still_serving(server, [(b"x-api-key", PREDICT_KEY.encode())])
     server.runner.close()
@@ -206,6 +209,12 @@ def headers(draw: st.DrawFn) -> list[tuple[bytes, bytes]]:
         found.append((b"content-length", draw(content_lengths)))
     if draw(st.integers(0, 9)) == 0:
         found += [(b"x-client-id", draw(header_values)), (b"accept", draw(header_values))]
+    if draw(st.integers(0, 4)) == 0:  # a browser's CORS preflight (with OPTIONS) or request, allowed or not
+        found += [
+            (b"origin", draw(st.sampled_from([ORIGIN, b"https://evil.example"]) | header_values)),
+            (b"access-control-request-method", draw(st.sampled_from([b"POST", b"DELETE"]) | header_values)),
+            (b"access-control-request-headers", draw(st.sampled_from([b"x-api-key", b"x-evil"]) | header_values)),
+        ]
     return found
 
 
@@ -295,7 +304,7 @@ def test_wrong_encodings_and_content_types(served: Served, data: st.DataObject):
 
 @given(data=st.data())
 def test_odd_headers_methods_and_paths(served: Served, guarded: Served, data: st.DataObject):
-    served = data.draw(st.sampled_from([served, guarded]), label="app")  # with PREDICT_API_KEYS, PROTECT_METADATA
+    served = data.draw(st.sampled_from([served, guarded]), label="app")  # guarded: keys, CORS
     method = data.draw(st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "TRACE"]))
     path = data.draw(st.sampled_from([*GET_ROUTES, *BODY_ROUTES, "/", "/predict/", "//predict", "/PREDICT"])
                      | st.text(max_size=40).map(lambda t: "/" + t))  # fmt: skip
