@@ -116,6 +116,17 @@ def test_parser_errors_are_one_line(bundle: Path, tmp_path: Path, command: str):
     assert line.startswith(f"error: {csv}: not a readable CSV (") and "line 6" in line
 
 
+@pytest.mark.parametrize("blank", ["", "\r", " "])
+def test_a_blank_first_line_into_predict(bundle: Path, tmp_path: Path, blank: str):
+    """The header check skipped the blank line, the chunk reader (which keeps blank lines, for the line numbers)
+    did not: an internal error, KeyError 'applicant_income', exit 3 (found by `make fuzz`)."""
+    csv = write_csv(bundle, tmp_path, lambda rows: [blank, *rows])
+    (tmp_path / "out").mkdir()
+    code, lines = cli(*commands(bundle, csv, tmp_path / "out")["predict"])
+    assert (code, lines) == (2, [f"error: {csv}: line 1 is blank; the header line (the column names) must come first"])
+    assert list((tmp_path / "out").iterdir()) == []
+
+
 def reads_params(command: str) -> bool:
     """Whether a CLI command reads --params (its function uses `args.params`)."""
     return "args.params" in inspect.getsource(COMMANDS[command][1])
