@@ -1,13 +1,15 @@
 """Property-based fuzzing of the files people feed the CLI: damaged CSVs into prep, predict and drift, damaged
 params.yaml into every command that reads it. Whatever the file: exit 0 (1 for drift found), or exit 2 with one
-`error:` line naming the file; never a traceback or an internal error, and no output file touched on failure.
+`error:` line that starts with the file (params.yaml adds one indented line per bad key); never a traceback or an
+internal error, and no output file touched on failure (in the output folder, or in the working directory).
 Examples per test: the Hypothesis profile (tests/conftest.py; `make fuzz` runs the long one)."""
 
 from __future__ import annotations
 
 import io
+import re
 import shutil
-from contextlib import redirect_stderr, redirect_stdout
+from contextlib import chdir, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ pytestmark = pytest.mark.fuzz
 # a CLI run loads the model bundle (checksums, ONNX session): slower than an HTTP request, so fewer examples
 CLI_EXAMPLES = max(settings().max_examples // 4, 20)
 SENTINEL = b"left alone"
+FILE_FIRST = re.compile(r"error: \S*[/.]\S*: ")  # `error: <path>: <problem, line, field and fix>`
 
 
 @dataclass
@@ -69,21 +72,30 @@ def fresh(project: Project, params: dict[str, Any] | str) -> tuple[Path, Path]:
 
 
 def run(args: list[str], names: list[str], out: Path, allowed: set[int]) -> int:
-    """Run the CLI in-process and check the outcome; `names`: file names one of which the error must name."""
+    """Run the CLI in-process and check the outcome; `names`: file names one of which the error must name.
+
+    It runs in an empty working directory: a damaged params.yaml's relative or default paths (a mutated
+    prep.output_dir, a deleted gate.bundle_dir) land there, never in the repository the tests run from."""
+    cwd = out.parent / "cwd"
+    shutil.rmtree(cwd, ignore_errors=True)
+    cwd.mkdir()
+    shutil.copyfile(ROOT / "dvc.yaml", cwd / "dvc.yaml")  # `report` reads its plot definitions from the project root
     stderr, stdout = io.StringIO(), io.StringIO()
-    with redirect_stderr(stderr), redirect_stdout(stdout):
+    with redirect_stderr(stderr), redirect_stdout(stdout), chdir(cwd):
         code = main(args)
     text = stderr.getvalue()
     assert "Traceback" not in text, text
     assert code in allowed, (code, text[-3000:])
     if code == 2:
         (error,) = [line for line in text.splitlines() if line.startswith("error: ")]
+        assert FILE_FIRST.match(error), error  # whatever went wrong, the line says in which file
         assert not names or any(name in error for name in names), error
         following = text.split(error, 1)[1].strip("\n").splitlines()  # params.yaml: a line per bad key, if any
         assert all(line.startswith("  - ") for line in following), text
     if code not in (0, 1):
         assert sorted(p.name for p in out.iterdir()) == ["sentinel"], sorted(out.iterdir())  # no partial output
         assert (out / "sentinel").read_bytes() == SENTINEL
+        assert sorted(p.name for p in cwd.iterdir()) == ["dvc.yaml"], sorted(cwd.rglob("*"))
     return code
 
 
@@ -183,6 +195,8 @@ ODD_VALUES = st.one_of(
 )  # fmt: skip
 BOMB = "".join(f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9) if i else 'x, x, x, x, x, x, x, x, x'}]\n"
                for i in range(9))  # fmt: skip
+# what runs here without a DVC remote, MLflow or a server; test_every_command_refuses_a_damaged_params_yaml
+# (test_bad_files.py) gives all commands that read params.yaml (serve, data, bundle-pull, promote...) a damaged one
 COMMANDS = [
     ["sample", "--rows", "20", "--output", "{out}/sample.csv"], ["prep"], ["train"], ["evaluate"], ["gate"],
     ["metrics"], ["bundle-check"], ["report", "--output", "{out}/report.md"],

@@ -29,7 +29,6 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -42,6 +41,7 @@ from mlops_template.monitoring.experiment import CHALLENGER, CHAMPION
 from mlops_template.monitoring.security import ApiKeys
 from mlops_template.serving.asgi import (
     ApiError,
+    Cors,
     DirectRoute,
     DirectRoutes,
     JSONBody,
@@ -297,7 +297,7 @@ def add_middlewares(app: FastAPI, settings: Settings, live: Live, metrics: Servi
         app.add_middleware(PredictKeys, keys=predict_keys, paths=PREDICT_PATHS, limiter=live.limiter, metrics=metrics)
     if settings.cors_origins:  # off unless CORS_ORIGINS lists the browser origins allowed to call the API
         app.add_middleware(
-            CORSMiddleware,
+            Cors,
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST"],
             allow_headers=["Content-Type", "X-API-Key", "X-Client-ID", "X-Request-ID"],

@@ -19,6 +19,8 @@ import orjson
 from fastapi import Request
 from fastapi.exceptions import FastAPIError
 from fastapi.routing import APIRoute
+from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 
@@ -62,7 +64,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The body, refused with 413 as soon as it exceeds `limit` (declared or streamed/chunked)."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not (declared.isascii() and declared.isdigit()):  # "²".isdigit() is True, but int() refuses it
             raise ApiError(400, "bad_request", "Content-Length header is not a number")
         if int(declared) > limit:
             raise _too_large(int(declared), limit)
@@ -224,6 +226,25 @@ async def refuse(scope: dict, send: Any, status: int, code: str, message: str,
     start = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]
     await send({"type": "http.response.start", "status": status, "headers": start})
     await send({"type": "http.response.body", "body": body})
+
+
+class Cors(CORSMiddleware):
+    """Starlette's CORS middleware (CORS_ORIGINS), but a refused preflight (an origin, method or header the policy does
+    not allow) is the JSON error body with the request id, like every other refusal, not a text/plain 400."""
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        headers = Headers(scope=scope) if scope["type"] == "http" else Headers()
+        preflight = scope["type"] == "http" and scope["method"] == "OPTIONS" and "origin" in headers
+        if not (preflight and "access-control-request-method" in headers):  # Starlette's own test for a preflight
+            await super().__call__(scope, receive, send)
+            return
+        response = self.preflight_response(request_headers=headers)
+        if response.status_code != 400:
+            await response(scope, receive, send)
+            return
+        kept = [(k, v) for k, v in response.raw_headers if k not in (b"content-type", b"content-length")]
+        message = f"{response.body.decode()} (the service's CORS_ORIGINS policy)"  # e.g. "Disallowed CORS origin"
+        await refuse(scope, send, 400, "cors_refused", message, kept)
 
 
 class PredictKeys:

@@ -68,6 +68,12 @@ def output_columns(contract: Contract) -> list[str]:
 
 def _header(path: Path, options: dict[str, Any], read: ReadConfig) -> list[str]:
     check_delimiter(path, options)
+    with open(path, encoding=options["encoding"], errors="replace", newline="") as handle:
+        first, more = handle.readline(), handle.read(1)
+    # pandas would take the next line for the header here, but not in the chunk reader (it keeps blank lines, so
+    # that reject line numbers are the file's): the two would disagree on the columns
+    if more and not first.strip():
+        raise UserError(f"{path}: line 1 is blank; the header line (the column names) must come first")
     try:
         with csv_errors(path, read):
             columns = list(pd.read_csv(path, nrows=0, index_col=False, **options).columns)

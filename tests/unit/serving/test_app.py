@@ -243,6 +243,15 @@ def test_admin_routes_disabled_without_keys_and_cors_off_by_default(bundle: Path
     cors = TestClient(create_app(Settings(model_dir=bundle, cors_origins=("https://example.org",))))
     allowed = cors.options("/predict", headers=preflight)
     assert allowed.headers["access-control-allow-origin"] == "https://example.org"
+    # a refused preflight is the JSON error body like every refusal (it was Starlette's text/plain 400)
+    for refused_headers, problem in [
+        ({**preflight, "Origin": "https://evil.example"}, "Disallowed CORS origin"),
+        ({**preflight, "Access-Control-Request-Method": "DELETE"}, "CORS method"),
+    ]:
+        refused = cors.options("/predict", headers=refused_headers)
+        assert (refused.status_code, refused.json()["error"]) == (400, "cors_refused")
+        assert problem in refused.json()["message"] and refused.json()["request_id"] == refused.headers["x-request-id"]
+        assert refused.headers["access-control-allow-methods"] == "GET, POST"  # what the browser may send instead
 
 
 def test_challenger_must_match_the_champion_and_modes_are_checked(bundle: Path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 from fastapi import Depends, FastAPI, Request, Security
@@ -114,6 +116,21 @@ def test_body_limit_declared_streamed_and_malformed(served) -> None:
     assert client.post("/echo", content=b"x" * 10).json()["got"] == "x" * 10  # the limit itself passes
     bad = client.post("/echo", content=b"hi", headers={"content-length": "two"})
     assert (bad.status_code, bad.json()["error"]) == (400, "bad_request")
+
+
+@pytest.mark.parametrize("declared", [b"two", b"-1", b"1e3", b"\xb2", b"\xd9\xa3"])
+def test_a_content_length_that_is_not_a_number_is_a_400(declared: bytes) -> None:
+    """The header as an ASGI server hands it over (raw bytes, which TestClient re-encodes): "²" (latin-1 \xb2) is
+    a digit to str.isdigit() but not to int(), and was a 500."""
+    scope = {"type": "http", "method": "POST", "path": "/", "query_string": b"",
+             "headers": [(b"content-length", declared)]}  # fmt: skip
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"hi", "more_body": False}
+
+    with pytest.raises(ApiError) as refused:
+        asyncio.run(read_body(Request(scope, receive), 10))
+    assert (refused.value.status, refused.value.code) == (400, "bad_request")
 
 
 def test_rate_limit_refuses_with_retry_after_but_never_probes() -> None:

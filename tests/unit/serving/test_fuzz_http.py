@@ -24,9 +24,21 @@ from tests.serving_helpers import build_bundle
 pytestmark = pytest.mark.fuzz
 
 KEY = "fuzz-admin-key"
+PREDICT_KEY = "fuzz-predict-key"
+ORIGIN = b"https://ui.example"
 MAX_ROWS = 20
 BODY_ROUTES = ["/predict", "/feedback", "/experiment"]
-GET_ROUTES = ["/health", "/ready", "/model", "/metrics", "/monitoring/drift", "/experiment", "/openapi.json", "/docs"]
+GET_ROUTES = [
+    "/health",
+    "/ready",
+    "/model",
+    "/metrics",
+    "/monitoring/drift",
+    "/experiment",
+    "/openapi.json",
+    "/docs",
+    "/redoc",
+]
 ERROR_KEYS = {"error", "message", "details", "request_id"}
 
 
@@ -70,22 +82,40 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    bundle = build_bundle(tmp_path_factory.mktemp("fuzz"))
-    settings = Settings(model_dir=bundle, max_batch_rows=MAX_ROWS, max_body_bytes=64_000, rate_limit=False)
-    app = create_app(settings, admin_keys=ApiKeys.from_env({"ADMIN_API_KEYS": KEY}))
-    example = json.loads((Path(bundle) / "metadata.json").read_text())["example"]
-    server = Served(app, example)
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_bundle(tmp_path_factory.mktemp("fuzz"))
+
+
+def serve(bundle: Path, **settings: Any) -> Served:
+    options = Settings(model_dir=bundle, max_batch_rows=MAX_ROWS, max_body_bytes=64_000, rate_limit=False, **settings)
+    app = create_app(options, admin_keys=ApiKeys.from_env({"ADMIN_API_KEYS": KEY}))
+    return Served(app, json.loads((bundle / "metadata.json").read_text())["example"])
+
+
+@pytest.fixture(scope="module")
+def served(bundle: Path) -> Iterator[Served]:
+    server = serve(bundle)
     yield server
     check_still_serving(server)
     server.runner.close()
 
 
-def check_still_serving(server: Served) -> None:
+@pytest.fixture(scope="module")
+def guarded(bundle: Path) -> Iterator[Served]:
+    """The same model behind PREDICT_API_KEYS (the PredictKeys middleware), PROTECT_METADATA (read routes) and
+    CORS_ORIGINS (CORS middleware)."""
+    server = serve(bundle, predict_api_keys=ApiKeys.parse(PREDICT_KEY), protect_metadata=True,
+                   cors_origins=(ORIGIN.decode(),))  # fmt: skip
+    yield server
+    check_still_serving(server, [(b"x-api-key", PREDICT_KEY.encode())])
+    server.runner.close()
+
+
+def check_still_serving(server: Served, key: list[tuple[bytes, bytes]] | None = None) -> None:
     """The process keeps serving: probes and a valid prediction still answer."""
     for path in ("/health", "/ready"):
         assert server.request("GET", path, [], [])[0] == 200
-    status, _, body = server.request("POST", "/predict", [(b"content-type", b"application/json")],
+    status, _, body = server.request("POST", "/predict", [(b"content-type", b"application/json"), *(key or [])],
                                      [orjson.dumps(server.example)])  # fmt: skip
     assert status == 200, body
 
@@ -101,8 +131,10 @@ def check(status: int, headers: dict[bytes, bytes], body: bytes, method: str, pa
         assert isinstance(error["error"], str) and isinstance(error["message"], str) and error["message"]
         assert isinstance(error["details"], list)
         assert error["request_id"] == request_id
-    elif status == 200 and method != "HEAD" and path not in ("/metrics", "/docs"):
-        orjson.loads(body)  # every other answer is JSON (3xx: Starlette's redirect of "/predict/" to "/predict")
+    elif status == 200 and method not in ("HEAD", "OPTIONS") and path not in ("/metrics", "/docs", "/redoc"):
+        # every other answer is JSON (3xx: Starlette's redirect of "/predict/" to "/predict"; OPTIONS: an accepted
+        # CORS preflight is Starlette's plain "OK")
+        orjson.loads(body)
 
 
 # ---- strategies -------------------------------------------------------------------------------------------------
@@ -156,7 +188,9 @@ content_types = st.sampled_from([b"application/json", b"application/json; charse
                                  b"application/x-www-form-urlencoded", b"multipart/form-data; boundary=x",
                                  b"application/xml", b""]) | header_values  # fmt: skip
 content_lengths = st.one_of(
-    st.sampled_from([b"0", b"-1", b"+5", b" 5", b"5 ", b"1e3", b"0x10", b"99999999999999999999999", b"", b"\xd9\xa3"]),
+    st.sampled_from(
+        [b"0", b"-1", b"+5", b" 5", b"5 ", b"1e3", b"0x10", b"99999999999999999999999", b"", b"\xd9\xa3", b"\xb2"]
+    ),  # \xb2: "²" in latin-1, a digit to str.isdigit() but not to int()
     st.integers(min_value=0, max_value=10**7).map(lambda n: str(n).encode()),
 )
 
@@ -167,11 +201,22 @@ def headers(draw: st.DrawFn) -> list[tuple[bytes, bytes]]:
     if draw(st.booleans()):
         found.append((b"x-request-id", draw(header_values)))
     if draw(st.booleans()):
-        found.append((b"x-api-key", draw(st.sampled_from([KEY.encode(), KEY.encode() + b" "]) | header_values)))
+        found.append(
+            (
+                b"x-api-key",
+                draw(st.sampled_from([KEY.encode(), KEY.encode() + b" ", PREDICT_KEY.encode()]) | header_values),
+            )
+        )
     if draw(st.integers(0, 4)) == 0:
         found.append((b"content-length", draw(content_lengths)))
     if draw(st.integers(0, 9)) == 0:
         found += [(b"x-client-id", draw(header_values)), (b"accept", draw(header_values))]
+    if draw(st.integers(0, 4)) == 0:  # a browser's CORS preflight (with OPTIONS) or request, allowed or not
+        found += [
+            (b"origin", draw(st.sampled_from([ORIGIN, b"https://evil.example"]) | header_values)),
+            (b"access-control-request-method", draw(st.sampled_from([b"POST", b"DELETE"]) | header_values)),
+            (b"access-control-request-headers", draw(st.sampled_from([b"x-api-key", b"x-evil"]) | header_values)),
+        ]
     return found
 
 
@@ -260,7 +305,8 @@ def test_wrong_encodings_and_content_types(served: Served, data: st.DataObject):
 
 
 @given(data=st.data())
-def test_odd_headers_methods_and_paths(served: Served, data: st.DataObject):
+def test_odd_headers_methods_and_paths(served: Served, guarded: Served, data: st.DataObject):
+    served = data.draw(st.sampled_from([served, guarded]), label="app")  # guarded: keys, CORS
     method = data.draw(st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "TRACE"]))
     path = data.draw(st.sampled_from([*GET_ROUTES, *BODY_ROUTES, "/", "/predict/", "//predict", "/PREDICT"])
                      | st.text(max_size=40).map(lambda t: "/" + t))  # fmt: skip
