@@ -399,6 +399,7 @@ def _ui_args(parser: argparse.ArgumentParser) -> None:
 def _ui(args: argparse.Namespace) -> None:
     from mlops_template.ui.launch import launch
 
+    os.environ.setdefault("PARAMS_FILE", str(args.params))  # data.read: uploads are read as `make predict` reads
     launch(args.host, args.port)
 
 
