@@ -189,6 +189,9 @@ def model_page() -> None:
         f"**Target**: `{model['target']}`{classes}",
         f"**Estimator**: {model.get('estimator')}",
         f"**Service built from commit**: {model.get('git_commit') or 'not recorded (GIT_COMMIT unset)'}",
+        # bundles are byte-reproducible (metadata format 3): no clock time inside, the version is a content hash
+        "**Trained at**: not recorded in the bundle (a re-run of the pipeline is byte-identical; the model version "
+        "is the hash of its content, `git log dvc.lock` dates it)",
         f"**Runtime in use**: {runtime_sentence(model)}",
     ]
     if model.get("training_data"):

@@ -18,8 +18,9 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
-from tests.conftest import ROOT, free_port, require_tool
+from tests.conftest import ROOT, free_port, require_tool, write_params
 from tests.integration.conftest import LiveServer, running_server
 from tests.serving_helpers import REGRESSION, build_bundle
 
@@ -29,6 +30,7 @@ SCREENSHOTS = Path(os.environ.get("UI_SCREENSHOTS") or tempfile.mkdtemp(prefix="
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--disable-dev-shm-usage", "--window-size=1400,1800"]  # fmt: skip
+ADMIN_KEY = "ui-test-admin-key"  # the test's own key for POST /feedback (the UI itself sends none)
 MULTICLASS = {"target": "property_area", "task": "multiclass", "positive_class": None, "drop": ["loan_id"]}
 BUNDLES = {  # other forks' models: a regression and a multiclass one
     "regression": ("ridge", REGRESSION),
@@ -80,17 +82,22 @@ def streamlit_app(api_url: str, log_dir: Path, timeout: float = 90) -> Iterator[
 
 
 @contextmanager
-def stack(kind: str, bundle: Path, data: Path, directory: Path) -> Iterator[Stack]:
-    with running_server(bundle, directory) as service, streamlit_app(service.url, directory) as ui:
+def stack(kind: str, bundle: Path, data: Path, directory: Path, **env: str) -> Iterator[Stack]:
+    with running_server(bundle, directory, **env) as service, streamlit_app(service.url, directory) as ui:
         model = httpx.get(f"{service.url}/model", timeout=10).json()
         yield Stack(kind, bundle, data, service, ui, model)
 
 
 @pytest.fixture(scope="module")
 def binary_stack(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The sample model as the real pipeline made it (metrics, gate thresholds, feature importance)."""
+    """The sample model as the real pipeline made it (metrics, gate thresholds, feature importance); its service
+    takes feedback (admin key), recomputes live drift every second and reports live quality from 20 answers."""
     directory = tmp_path_factory.mktemp("ui-binary")
-    with stack("binary", trained / "artifacts" / "model", trained / "data" / "loans.csv", directory) as running:
+    monitoring = yaml.safe_load((ROOT / "params.yaml").read_text())["monitoring"]
+    drift, feedback = {**monitoring["drift"], "refresh_seconds": 1}, {**monitoring["feedback"], "min_feedback": 20}
+    params = write_params(directory, monitoring={"drift": drift, "feedback": feedback})
+    with stack("binary", trained / "artifacts" / "model", trained / "data" / "loans.csv", directory,
+               ADMIN_API_KEYS=ADMIN_KEY, PARAMS_FILE=str(params)) as running:  # fmt: skip
         yield running
 
 

@@ -95,6 +95,20 @@ class Ui:
         except StaleElementReferenceException:
             return None
 
+    def choose_new(self, label: str, value: str) -> None:
+        """Type a value that is not among a select box's options and add it (`accept_new_options`)."""
+        path = f'//div[@data-testid="stSelectbox"][.//label[normalize-space(.)="{label}"]]//input'
+        field = self.driver.find_element(By.XPATH, path)
+        field.click()
+        field.send_keys(value)
+        WebDriverWait(self.driver, TIMEOUT).until(lambda d: value in self.text())  # the "add" option is listed
+        field.send_keys(Keys.ENTER)
+
+    def hidden_text(self, css: str) -> str:
+        """The text of elements drawn on a canvas (st.dataframe): their accessible copy in the DOM."""
+        script = "return Array.from(document.querySelectorAll(arguments[0])).map(e => e.textContent).join(' | ')"
+        return self.driver.execute_script(script, css)
+
     def upload(self, path: Path) -> None:
         self.find('[data-testid="stFileUploader"] input[type="file"]').send_keys(str(path))
 
