@@ -14,7 +14,7 @@ def test_streamlit_runs_the_app_headless_without_telemetry():
     argv = streamlit_argv("0.0.0.0", 8600)
     assert argv[1:5] == ["-m", "streamlit", "run", str(APP)] and APP.is_file()
     assert {"--server.headless=true", "--browser.gatherUsageStats=false", "--server.address=0.0.0.0",
-            "--server.port=8600"} <= set(argv)  # fmt: skip
+            "--server.port=8600", "--client.showErrorDetails=type"} <= set(argv)  # fmt: skip
 
 
 def test_make_ui_and_compose_start_it_through_the_cli():
