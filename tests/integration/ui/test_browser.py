@@ -4,7 +4,7 @@ For the sample (binary) model: the form answers what the API answers (with the p
 out-of-range and unknown-category flags and a 422 read as sentences, a CSV scored through the UI downloads the same
 predictions as `python -m mlops_template predict` (what `make predict` runs), the Model page shows the gate table
 and the importance chart, the Monitoring page names the features a drifted batch moved and the live quality from
-feedback, and a stopped service shows one banner. For a
+feedback, the service's rate limit (429) reads as a sentence, and a stopped service shows one banner. For a
 regression and a multiclass model: the same form and batch checks, with no change to the UI's code.
 Screenshots of each page land in $UI_SCREENSHOTS (reports/ui to refresh the committed ones), else a scratch folder.
 """
@@ -24,12 +24,12 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.integration.serving.test_monitoring import records
-from tests.integration.ui.conftest import ADMIN_KEY, Stack
+from tests.integration.ui.conftest import ADMIN_KEY, PREDICT_KEY, Stack
 from tests.integration.ui.driver import Ui
 
 
 def api_prediction(stack: Stack, record: dict[str, Any]) -> dict[str, Any]:
-    response = httpx.post(f"{stack.service.url}/predict", json=record, timeout=10)
+    response = httpx.post(f"{stack.service.url}/predict", json=record, headers=stack.headers, timeout=10)
     assert response.status_code == 200, response.text
     return response.json()["predictions"][0]
 
@@ -176,7 +176,8 @@ def test_monitoring_shows_live_drift_and_experiment(binary_stack: Stack, browser
     ui, service = Ui(browser, binary_stack.ui), binary_stack.service.url
     drifted = records(binary_stack.bundle, 2000, seed=41, drift=1.0)  # on top of the batch above (not drifted)
     for start in range(0, len(drifted), 500):
-        answer = httpx.post(f"{service}/predict", json=drifted[start : start + 500], timeout=60)
+        answer = httpx.post(f"{service}/predict", json=drifted[start : start + 500], headers=binary_stack.headers,
+                            timeout=60)  # fmt: skip
         assert answer.status_code == 200, answer.text
     answered = answer.json()
     for row, item in enumerate(answered["predictions"][:30]):  # ground truth = the answer: live accuracy 1
@@ -200,9 +201,20 @@ def test_monitoring_shows_live_drift_and_experiment(binary_stack: Stack, browser
     ui.screenshot("monitoring")
 
 
-def test_service_down_is_one_banner(binary_stack: Stack, browser: Any):
+def test_rate_limit_then_service_down_are_sentences(binary_stack: Stack, browser: Any):
+    ui, service = Ui(browser, binary_stack.ui), binary_stack.service.url
+    ui.open("", f"Predict {binary_stack.model['target']}")
+    ui.wait_text("Predict")
+    headers = {"X-API-Key": PREDICT_KEY}  # the UI's key: its bucket, emptied here (no refill to speak of)
+    for _ in range(101):
+        if httpx.post(f"{service}/predict", json=binary_stack.model["example"], headers=headers).status_code == 429:
+            break
+    ui.click("Predict")
+    text = ui.wait_text("Too many requests (429)")
+    assert "rate limit was reached; retry in" in text and "Traceback" not in text
+    ui.screenshot("predict-429")
+
     binary_stack.service.stop()
-    ui = Ui(browser, binary_stack.ui)
     for page in ("", "batch", "model", "monitoring"):
         ui.open(page, "Service unavailable")
         text = ui.text()
