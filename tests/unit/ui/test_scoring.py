@@ -87,3 +87,23 @@ def test_other_errors_are_not_retried():
     with pytest.raises(ApiProblem, match="503"):
         score(frame, extra, MODEL, predict)
     assert score(pd.DataFrame(columns=["income", "area"]), [], MODEL, predict).output.empty
+
+
+def test_rows_go_in_chunks_with_progress_and_refused_rows_keep_their_csv_line():
+    sent, done = [], []
+
+    def predict(rows: list[dict]) -> dict:
+        sent.append([r["income"] for r in rows])
+        bad = [i for i, r in enumerate(rows) if r["income"] == "abc"]
+        if bad:  # the service names the row of the request it refuses
+            raise ApiProblem("refused (422)", 422, "invalid_records", [{"row": bad[0], "field": "income",
+                                                                        "message": "not a number"}])  # fmt: skip
+        return {"model_version": "v1", "runtime": "onnx", "predictions": [
+            {"prediction": "no", "probabilities": {"no": 0.9, "yes": 0.1}} for _ in rows]}  # fmt: skip
+
+    frame, extra, _ = read_upload(b"income,area\n1,a\n2,a\n3,a\nabc,a\n5,a\n", MODEL)
+    result = score(frame, extra, MODEL, predict, chunk_rows=2, progress=done.append)
+    assert done == [2, 4, 5]  # the progress bar after each chunk
+    assert sent == [[1, 2], [3, "abc"], [3], [5]]  # the refused row is left out when its chunk is sent again
+    assert result.rejected.to_dict("records") == [{"line": 5, "reason": "income: not a number"}]  # header = line 1
+    assert len(result.output) == 4 and result.runtime == "onnx"
