@@ -22,7 +22,8 @@ from mlops_template.core.bundle import load_bundle
 from mlops_template.core.config import ReadConfig
 from mlops_template.core.errors import UserError
 from mlops_template.core.fsutil import atomic_path
-from mlops_template.core.tabular import csv_errors, open_scoring_csv, prediction_columns
+from mlops_template.core.scoring_csv import open_scoring_csv
+from mlops_template.core.tabular import csv_errors, prediction_columns
 from mlops_template.serving.contract import Contract
 from mlops_template.serving.predictor import build_predictor
 

@@ -14,7 +14,8 @@ import pandas as pd
 
 from mlops_template.core.config import ReadConfig
 from mlops_template.core.errors import UserError
-from mlops_template.core.tabular import open_scoring_csv, prediction_columns
+from mlops_template.core.scoring_csv import open_scoring_csv
+from mlops_template.core.tabular import prediction_columns
 from mlops_template.ui.client import ApiProblem
 
 CHUNK_ROWS = 500

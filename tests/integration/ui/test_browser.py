@@ -233,6 +233,13 @@ def test_other_model_kinds(other_stack: Stack, browser: Any, tmp_path: Path):
     assert all(needle in shown for needle in expected), (expected, shown)
     ui.screenshot(f"predict-{other_stack.kind}")
     check_batch(other_stack, ui, tmp_path, rows=600)
+    ui.open("model", "Model card")  # the other pages too: built from this model's contract, no error on them
+    text = ui.wait_text("Features (the request contract)")
+    assert model["task"] in text and model["model_version"] in text and "The service" not in text
+    assert all(name in text for name in model["metrics"])
+    ui.open("monitoring", "Drift of recent requests vs training")
+    text = ui.wait_text("Live quality")
+    assert "status" in text and "The service" not in text and "Traceback" not in text
 
 
 @pytest.fixture(autouse=True)
