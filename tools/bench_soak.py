@@ -1,8 +1,8 @@
 """`make bench-soak`: one service with Redis under steady load at 80 % of its measured maximum.
 
 On loopback, the service (`python -m mlops_template serve`, REDIS_URL on a redis-server of its own, the per-client
-rate limit on with a limit no client reaches, so every request pays its Redis round trip) pinned to one core, wrk
-to the other (Redis unpinned); `make bench-soak SOAK_FLAGS="--duration 10"` for a short run:
+rate limit on with a limit no client reaches, leased from Redis as params.yaml's `shared_lease` says) pinned to
+one core, wrk to the other (Redis unpinned); `make bench-soak SOAK_FLAGS="--duration 10"` for a short run:
   1. unloaded: one connection, back to back: the reference p99;
   2. maximum: `--connections` connections flat out: the max req/s;
   3. soak: `--duration` seconds paced at `--load` x the maximum (wrk's per-connection pause, calibrated on a
@@ -116,7 +116,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=2, help="warm-up seconds")
     parser.add_argument("--connections", type=int, default=8, help="connections of the maximum-rate run")
     parser.add_argument("--rate-limit", choices=("on", "off"), default="on",
-                        help="on: the Redis token bucket on every request (a limit no client reaches)")  # fmt: skip
+                        help="on: the Redis token bucket, leased (a limit no client reaches)")  # fmt: skip
     parser.add_argument("--server-cpu", type=int, default=0, help="core for the service and Redis (taskset)")
     parser.add_argument("--load-cpu", type=int, default=1, help="core for wrk (taskset)")
     parser.add_argument("--report", type=Path, default=Path("reports/bench-soak.json"))

@@ -214,6 +214,8 @@ class RateLimitConfig(Section):
     requests_per_second: float = Field(50.0, gt=0.0)
     burst: int = Field(100, ge=1)
     max_clients: int = Field(10_000, ge=1)
+    # with REDIS_URL: the share of `burst` a process takes from the shared bucket in one round trip (0 = exact)
+    shared_lease: float = Field(0.1, ge=0.0, le=1.0)
 
 
 class MonitoringConfig(Section):

@@ -10,6 +10,11 @@ inflates false positives far beyond alpha. Two sound designs, chosen by `monitor
   inference: continuous monitoring of A/B tests", 2017) on the difference of success rates with a normal
   mixing distribution of scale `min_detectable_effect`; its always-valid p-value may be read at any time and
   the test stops at the first p < alpha.
+
+With several challengers each one is compared with the champion, at alpha / (number of challengers) (the
+Bonferroni correction: the chance that any of the comparisons declares a difference that is not there stays
+within alpha, whatever their dependence, and it holds for always-valid p-values read at any time too); the fixed
+horizon is computed at that alpha, so every comparison keeps the configured power.
 """
 
 from __future__ import annotations
@@ -58,15 +63,22 @@ def msprt_ratio(champion: tuple[int, int], challenger: tuple[int, int], scale: f
 
 
 class ABTest:
-    """Feedback outcomes per variant and the decision they support, under the configured design."""
+    """One challenger against the champion: their feedback outcomes and the decision they support.
 
-    def __init__(self, config: ExperimentConfig) -> None:
-        self.config = config
+    `comparisons`: how many challengers are compared with the champion (Bonferroni: each at alpha / comparisons).
+    `trials` / `successes`: per variant counts shared with the caller (an Experiment of several challengers keeps
+    one champion count for all its tests); by default the test's own.
+    """
+
+    def __init__(self, config: ExperimentConfig, challenger: str = CHALLENGER, comparisons: int = 1,
+                 trials: dict[str, int] | None = None, successes: dict[str, int] | None = None) -> None:  # fmt: skip
+        self.config, self.challenger, self.comparisons = config, challenger, comparisons
+        self.alpha = config.alpha / comparisons
         self.horizon = max(
-            horizon(config.min_detectable_effect, config.alpha, config.power, config.baseline_rate), config.min_samples
+            horizon(config.min_detectable_effect, self.alpha, config.power, config.baseline_rate), config.min_samples
         )
-        self.trials = {CHAMPION: 0, CHALLENGER: 0}
-        self.successes = {CHAMPION: 0, CHALLENGER: 0}
+        self.trials = {CHAMPION: 0, challenger: 0} if trials is None else trials
+        self.successes = {CHAMPION: 0, challenger: 0} if successes is None else successes
         self.p_value = 1.0  # sequential: the always-valid p-value, a running minimum
         self.decided: dict[str, Any] | None = None  # frozen once made: later reads cannot change it
 
@@ -77,7 +89,7 @@ class ABTest:
             self.update()
 
     def _pairs(self) -> tuple[tuple[int, int], tuple[int, int]]:
-        return tuple((self.successes[v], self.trials[v]) for v in (CHAMPION, CHALLENGER))  # type: ignore[return-value]
+        return tuple((self.successes[v], self.trials[v]) for v in (CHAMPION, self.challenger))  # type: ignore[return-value]
 
     def update(self) -> None:
         """Decide if the outcomes so far support it (sequential: also the running p-value)."""
@@ -88,7 +100,7 @@ class ABTest:
         if self.config.test == "sequential":
             ratio = msprt_ratio(champion, challenger, self.config.min_detectable_effect)
             self.p_value = min(self.p_value, 1 / ratio if ratio > 0 else 1.0)
-            if self.p_value < self.config.alpha:
+            if self.p_value < self.alpha:
                 self.decided = self._decision(difference, self.p_value, None)
         elif min(champion[1], challenger[1]) >= self.horizon:
             z, p_value = z_test(champion, challenger)
@@ -97,16 +109,22 @@ class ABTest:
 
     def _decision(self, difference: float, p_value: float, z: float | None) -> dict[str, Any]:
         champion, challenger = self._pairs()
-        significant = p_value < self.config.alpha
+        significant = p_value < self.alpha
         decision = PROMOTE if significant and difference > 0 else KEEP
         why = ("challenger better" if difference > 0 else "champion better") if significant else "no difference"
         return {
             "decision": decision,
-            "reason": f"{why} (p={p_value:.3g}, alpha {self.config.alpha}) at {champion[1]} / {challenger[1]} feedback",
+            "reason": f"{why} (p={p_value:.3g}, alpha {self._alpha_text()}) at {champion[1]} / {challenger[1]} "
+            "feedback",
             "p_value": p_value,
             "z": z,
-            "decided_at": {CHAMPION: champion[1], CHALLENGER: challenger[1]},
+            "decided_at": {CHAMPION: champion[1], self.challenger: challenger[1]},
         }
+
+    def _alpha_text(self) -> str:
+        if self.comparisons == 1:
+            return f"{self.alpha:g}"
+        return f"{self.alpha:.3g} = {self.config.alpha:g} / {self.comparisons} challengers, Bonferroni"
 
     def summary(self) -> dict[str, Any]:
         """The design, how far it got, and the decision (or why there is none yet)."""
@@ -117,12 +135,13 @@ class ABTest:
             if config.test == "fixed"
             else "sequential (mSPRT, always valid)",
             "test": "two-proportion z-test (pooled, two-sided)" if config.test == "fixed" else "mSPRT",
-            "alpha": config.alpha,
+            "challenger": self.challenger,
+            "alpha": self.alpha,  # per comparison: the configured alpha / comparisons (Bonferroni)
             "min_detectable_effect": config.min_detectable_effect,
             "power": config.power if config.test == "fixed" else None,
             "sample_size_per_variant": self.horizon if config.test == "fixed" else None,
             "min_samples": config.min_samples,
-            "reached": {CHAMPION: champion[1], CHALLENGER: challenger[1]},
+            "reached": {CHAMPION: champion[1], self.challenger: challenger[1]},
             "champion_rate": champion[0] / champion[1] if champion[1] else None,
             "challenger_rate": challenger[0] / challenger[1] if challenger[1] else None,
             "z": None,
@@ -135,5 +154,5 @@ class ABTest:
         elif min(champion[1], challenger[1]) < config.min_samples:
             need = f"needs {config.min_samples} feedback per variant first, has {champion[1]} and {challenger[1]}"
         else:
-            need = f"no significant difference yet (always-valid p={self.p_value:.3g}, alpha {config.alpha})"
+            need = f"no significant difference yet (always-valid p={self.p_value:.3g}, alpha {self._alpha_text()})"
         return result | {"decision": NOT_ENOUGH, "reason": need}

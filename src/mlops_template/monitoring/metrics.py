@@ -37,7 +37,7 @@ METRICS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("model_experiment_requests_total", "counter", "Requests answered per variant", ("variant",)),
     ("model_experiment_feedback_total", "counter", "Feedback received per variant", ("variant",)),
     ("model_experiment_success_rate", "gauge", "Success rate per variant (feedback)", ("variant",)),
-    ("model_experiment_p_value", "gauge", "p-value of the champion/challenger comparison", ()),
+    ("model_experiment_p_value", "gauge", "p-value of a challenger vs the champion", ("variant",)),
     # shared state (monitoring/shared.py; REDIS_URL)
     ("model_shared_state_errors_total", "counter", "Redis operations that failed (updates dropped)", ("operation",)),
     # security

@@ -6,7 +6,8 @@ the bandit's posteriors are common, and the per-client rate limit holds across p
 per process (README "Monitoring").
 
 Cost on the hot path: none per /predict for monitoring state (predictions are filed in one pipeline per flush of
-the service's queue), one round trip per rate-limit decision (a Lua token bucket). Faults: a Redis that does not
+the service's queue), one round trip per rate-limit lease (a Lua token bucket that hands a process a share of
+the burst to spend locally; `shared_lease: 0`: one per request). Faults: a Redis that does not
 answer makes every shared call fail fast for `RETRY_SECONDS` (StateUnavailable, counted per operation in
 `model_shared_state_errors_total`): /predict keeps answering (updates are dropped, the rate limit falls back to
 the process's own bucket), reads and admin routes answer 503, and the next call after the pause tries Redis again.
@@ -15,7 +16,8 @@ Redis restarted empty: scripts are reloaded by redis-py, predictions recorded be
 Keys (one Redis database per service: pick it with the /N of REDIS_URL): `mlops:rate:<client>`,
 `mlops:fb:<request id>` (hash: created, served variant, one field per variant's prediction),
 `mlops:fb-order` (zset, bounds count and age), `mlops:fb-gone` + `mlops:fb-gone-order` (why an id left, bounded by
-capacity), `mlops:win:<scope>` (list, the live quality window), `mlops:exp:<name>:<design>` (hash, the A/B test),
+capacity), `mlops:win:<scope>` (list, the live quality window), `mlops:exp:<name>:<design>:<arms>` (hash: counts per
+arm, running p-value and decision per challenger; another set of arms is another experiment),
 `mlops:exp-config` (JSON: the last POST /experiment change, applied by every process at its next sync).
 """
 
@@ -25,6 +27,7 @@ import logging
 import math
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -45,28 +48,33 @@ TIMEOUT_SECONDS = 0.5  # Redis answers in well under a millisecond on a LAN: lon
 # the rate-limit call runs on the event loop: a Redis that does not answer may hold it this long, once per
 # RETRY_SECONDS; a timeout only means this process's own bucket decides
 RATE_LIMIT_TIMEOUT_SECONDS = 0.1
+LEASE_SECONDS = 1.0  # a rate-limit lease unspent by then goes back to the bucket: held tokens cannot pile up
 RETRY_SECONDS = 1.0  # after a failure no call tries Redis for this long (requests must not wait on a dead host)
 OPERATIONS = ("rate_limit", "record", "feedback", "experiment")
 RECONFIGURABLE = ("mode", "challenger_share", "name")  # what POST /experiment may change (routes.ExperimentChange)
 T = TypeVar("T")
 
 # Lua: one script per decision, atomic in Redis; times are the server's (processes' clocks may differ).
+# ARGV: rate, burst, cost, lease, returned. Takes back `returned` tokens (what is left of this process's expired
+# lease), then grants `lease` tokens (at least `cost`, at most what the bucket holds) when it holds `cost`: the
+# process spends the rest locally (SharedRateLimiter), sparing a round trip per request.
 TOKEN_BUCKET = """
 local rate, burst, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local lease = math.max(cost, tonumber(ARGV[4]))
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local bucket = redis.call('HMGET', KEYS[1], 'tokens', 'at')
 local tokens = tonumber(bucket[1]) or burst
 local at = tonumber(bucket[2]) or now
-tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
-local allowed = 0
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate + tonumber(ARGV[5]))
+local granted = 0
 if tokens >= cost then
-  tokens = tokens - cost
-  allowed = 1
+  granted = math.min(lease, tokens)
+  tokens = tokens - granted
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
 redis.call('PEXPIRE', KEYS[1], math.ceil(1000 * burst / rate) + 1000)  -- full again by then: forget it
-return {allowed, tostring(tokens)}
+return {tostring(granted), tostring(tokens)}
 """
 # KEYS: gone hash, gone order; remembers why an id left, the `capacity` most recent ones.
 _GONE = """
@@ -137,12 +145,15 @@ redis.call('HINCRBY', KEYS[1], 'trials:' .. ARGV[1], 1)
 redis.call('HINCRBY', KEYS[1], 'successes:' .. ARGV[1], ARGV[2])
 return redis.call('HGETALL', KEYS[1])
 """
-# KEYS: the experiment hash. ARGV: p-value, decision (JSON or ''). The running minimum p-value; the first decision
-# stays (a decision is frozen once made, whichever process made it).
+# KEYS: the experiment hash. ARGV: challenger, p-value, decision (JSON or '') per changed test. Per challenger the
+# running minimum p-value; the first decision stays (a decision is frozen once made, whichever process made it).
 SETTLE = """
-local p = tonumber(redis.call('HGET', KEYS[1], 'p_value') or '1')
-if tonumber(ARGV[1]) < p then redis.call('HSET', KEYS[1], 'p_value', ARGV[1]) end
-if ARGV[2] ~= '' then redis.call('HSETNX', KEYS[1], 'decided', ARGV[2]) end
+for i = 1, #ARGV, 3 do
+  local challenger = ARGV[i]
+  local p = tonumber(redis.call('HGET', KEYS[1], 'p_value:' .. challenger) or '1')
+  if tonumber(ARGV[i + 1]) < p then redis.call('HSET', KEYS[1], 'p_value:' .. challenger, ARGV[i + 1]) end
+  if ARGV[i + 2] ~= '' then redis.call('HSETNX', KEYS[1], 'decided:' .. challenger, ARGV[i + 2]) end
+end
 return redis.call('HGETALL', KEYS[1])
 """
 
@@ -198,23 +209,46 @@ class Shared:
 
 
 class SharedRateLimiter:
-    """The token bucket of security.RateLimiter in Redis (one Lua call per decision): one limit for all processes.
+    """The token bucket of security.RateLimiter in Redis: one limit for all processes.
 
-    While Redis does not answer, each process limits with its own bucket (counted as a `rate_limit` error).
+    A process takes a lease of `shared_lease` x `burst` tokens in one Lua call and spends it locally for at most
+    LEASE_SECONDS (then it goes back with the next call), so a busy client costs one round trip per lease instead of
+    one per request. Tokens leave the shared bucket before they are spent: the limit is never exceeded by more than
+    the leases processes hold, and a client spread over P processes may be refused up to P leases early.
+    `shared_lease: 0` is exact (a round trip per request). While Redis does not answer, each process limits with
+    its own bucket (counted as a `rate_limit` error).
     """
 
-    def __init__(self, shared: Shared, config: RateLimitConfig) -> None:
+    def __init__(self, shared: Shared, config: RateLimitConfig, clock: Callable[[], float] = time.monotonic) -> None:
         self.shared, self.rate, self.burst = shared, config.requests_per_second, float(config.burst)
+        self.lease, self.max_clients, self.clock = config.shared_lease * config.burst, config.max_clients, clock
         self.local = RateLimiter(config)
+        self._held: OrderedDict[str, tuple[float, float]] = OrderedDict()  # client -> (tokens, expiry)
+        self._lock = threading.Lock()
         self._script = shared.fast.register_script(TOKEN_BUCKET)
 
     def allow(self, client: str, cost: float = 1.0) -> Decision:
-        keys, args = [self.shared.key("rate", client)], [self.rate, self.burst, cost]
+        now = self.clock()
+        with self._lock:
+            tokens, expiry = self._held.pop(client, (0.0, now))
+            if tokens >= cost and now < expiry:
+                self._held[client] = (tokens - cost, expiry)
+                return Decision(True, 0.0)
+        # what is left of an expired or too small lease goes back to the bucket with this call
+        keys, args = [self.shared.key("rate", client)], [self.rate, self.burst, cost, self.lease, tokens]
         try:
-            allowed, tokens = self.shared.call("rate_limit", lambda: self._script(keys=keys, args=args), "fast")
+            granted, left = self.shared.call("rate_limit", lambda: self._script(keys=keys, args=args), "fast")
         except StateUnavailable:
             return self.local.allow(client, cost)
-        return Decision(bool(allowed), 0.0 if allowed else (cost - float(tokens)) / self.rate)
+        granted = float(granted)
+        if granted < cost:
+            return Decision(False, (cost - float(left)) / self.rate)
+        if granted > cost:
+            with self._lock:
+                self._held[client] = (granted - cost, now + LEASE_SECONDS)
+                while len(self._held) > self.max_clients:
+                    self._held.popitem(last=False)
+        return Decision(True, 0.0)
 
 
 def _json(value: Any) -> str:
@@ -227,9 +261,10 @@ class SharedFeedbackStore(FeedbackStore):
     Its clock is the wall clock: entries are created by one process and expired by another.
     """
 
-    def __init__(self, shared: Shared, task: str, classes: Sequence[str] | None, config: FeedbackConfig) -> None:
+    def __init__(self, shared: Shared, task: str, classes: Sequence[str] | None, config: FeedbackConfig,
+                 arms: Sequence[str] = VARIANTS) -> None:  # fmt: skip
         super().__init__(task, classes, config, clock=time.time)
-        self.shared = shared
+        self.shared, self.arms = shared, tuple(arms)
         self._order, self._gone_keys = shared.key("fb-order"), [shared.key("fb-gone"), shared.key("fb-gone-order")]
         self._record = shared.client.register_script(RECORD)
         self._take_script = shared.client.register_script(TAKE)
@@ -292,7 +327,7 @@ class SharedFeedbackStore(FeedbackStore):
                            np.array(truth, dtype=bool), np.array(error, dtype=float)]  # fmt: skip
 
     def scopes(self) -> list[str]:
-        return sorted(s for s in (SERVED, *VARIANTS) if self._window(s)[0])
+        return sorted(s for s in (SERVED, *self.arms) if self._window(s)[0])
 
 
 class SharedExperiment(Experiment):
@@ -305,10 +340,10 @@ class SharedExperiment(Experiment):
     outlives restarts until the next change (or until Redis is emptied: then each process keeps what it has).
     """
 
-    def __init__(self, shared: Shared, config: ExperimentConfig, has_challenger: bool) -> None:
-        super().__init__(config, has_challenger)
+    def __init__(self, shared: Shared, config: ExperimentConfig, challengers: Sequence[str] = ()) -> None:
+        super().__init__(config, challengers)
         self.shared = shared
-        self._shared_counts = {v: {"requests": 0, "shadow": 0} for v in VARIANTS}
+        self._shared_counts = {v: {"requests": 0, "shadow": 0} for v in self.arms}
         self._observe = shared.client.register_script(OBSERVE)
         self._settle = shared.client.register_script(SETTLE)
 
@@ -339,17 +374,17 @@ class SharedExperiment(Experiment):
 
     def _key(self) -> str:
         c = self.config
-        return self.shared.key("exp", c.name, f"{c.test}-{c.alpha:g}-{c.min_detectable_effect:g}")
+        return self.shared.key("exp", c.name, f"{c.test}-{c.alpha:g}-{c.min_detectable_effect:g}", ",".join(self.arms))
 
     def _load(self, flat: Sequence[str] | dict[str, str]) -> None:
         """This process's copy of the shared state (call under the lock)."""
         fields = flat if isinstance(flat, dict) else dict(zip(flat[::2], flat[1::2], strict=True))
-        test = self._test
-        for v in VARIANTS:
-            test.trials[v], test.successes[v] = int(fields.get(f"trials:{v}", 0)), int(fields.get(f"successes:{v}", 0))
+        for v in self.arms:
+            self.trials[v], self.successes[v] = int(fields.get(f"trials:{v}", 0)), int(fields.get(f"successes:{v}", 0))
             self._shared_counts[v] = {k: int(fields.get(f"{k}:{v}", 0)) for k in ("requests", "shadow")}
-        test.p_value = float(fields.get("p_value", 1.0))
-        test.decided = orjson.loads(fields["decided"]) if "decided" in fields else None
+        for c, test in self._tests.items():
+            test.p_value = float(fields.get(f"p_value:{c}", 1.0))
+            test.decided = orjson.loads(fields[f"decided:{c}"]) if f"decided:{c}" in fields else None
 
     def sync(self) -> None:
         """Send this process's request counts, then read the shared state (one pipeline)."""
@@ -381,19 +416,21 @@ class SharedExperiment(Experiment):
                 self._load(fields)
 
     def observe(self, variant: str, success: bool) -> None:
-        if variant not in VARIANTS:
-            raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
+        self._check(variant)
         key = self._key()
         fields = self.shared.call("experiment", lambda: self._observe(keys=[key], args=[variant, int(success)]))
+        changed: list[str] = []
         with self._lock:
             self._load(fields)
-            before = (self._test.p_value, self._test.decided)
-            if self._test.decided is None:
-                self._test.update()
-            after = (self._test.p_value, self._test.decided)
-        if after != before:
-            decided = _json(after[1]) if after[1] is not None else ""
-            fields = self.shared.call("experiment", lambda: self._settle(keys=[key], args=[repr(after[0]), decided]))
+            for test in self._affected(variant):
+                before = (test.p_value, test.decided)
+                if test.decided is None:
+                    test.update()
+                if (test.p_value, test.decided) != before:
+                    decided = _json(test.decided) if test.decided is not None else ""
+                    changed += [test.challenger, repr(test.p_value), decided]
+        if changed:
+            fields = self.shared.call("experiment", lambda: self._settle(keys=[key], args=changed))
             with self._lock:
                 self._load(fields)
 

@@ -6,7 +6,8 @@ bad checksum, not VALIDATED, incompatible library versions, unusable ONNX) is a 
 process never listens with a broken model (an orchestrator restarts it and alerts, a deploy fails).
 
 Extension points (challenger models, monitoring, your own observers):
-- `app.state.variants` maps a variant name (`champion`, `challenger`) to a loaded `Variant`;
+- `app.state.variants` maps a variant name (`champion`, then each challenger's, see `load_variants`) to a loaded
+  `Variant`;
   `app.state.batchers` the same names to their `MicroBatcher` (shared model calls, batching.py).
 - `app.state.observers` is a list of callables receiving a `PredictionEvent` after each prediction.
 - `app.state.metrics.registry` is the Prometheus registry /metrics exposes.
@@ -17,6 +18,7 @@ schemas.py (the documented models), asgi.py (middlewares), live.py (monitoring s
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -55,7 +57,7 @@ from mlops_template.serving.metrics import ServiceMetrics
 from mlops_template.serving.predict import Observer, Predict, PredictionEvent, Variant, add_predict_route
 from mlops_template.serving.predictor import build_predictor
 from mlops_template.serving.routes import API_KEY_HEADER, add_monitoring_routes, add_ops_routes, admin_dependency
-from mlops_template.serving.settings import Settings
+from mlops_template.serving.settings import Settings, check_arm_name
 
 log = logging.getLogger("mlops_template.serving")
 PREDICT_PATHS = frozenset({"/predict"})  # what PREDICT_API_KEYS guards
@@ -74,14 +76,28 @@ def load_variant(name: str, directory: Path, runtime: str = "auto") -> Variant:
 
 
 def load_variants(settings: Settings) -> dict[str, Variant]:
-    """The champion (MODEL_DIR) and, with CHALLENGER_MODEL_DIR, a challenger that must fit the same requests."""
+    """The champion (MODEL_DIR) and the challengers of CHALLENGER_MODEL_DIR, which must fit the same requests.
+
+    A challenger's arm name: the one configured (`name=path`), else `challenger` when it is the only one (the name
+    one challenger always had), else its bundle's model_version.
+    """
     champion = load_variant(CHAMPION, settings.model_dir, settings.model_runtime)
     metadata = champion.bundle.metadata
     variants = {CHAMPION: champion}
-    if settings.challenger_dir is not None:
-        challenger = load_variant(CHALLENGER, settings.challenger_dir, settings.model_runtime)
-        check_compatible(metadata, challenger.bundle.metadata, settings.challenger_dir)
-        variants[CHALLENGER] = challenger
+    for configured, directory in settings.challengers:
+        challenger = load_variant(configured or CHALLENGER, directory, settings.model_runtime)
+        check_compatible(metadata, challenger.bundle.metadata, directory)
+        name = configured or (CHALLENGER if len(settings.challengers) == 1 else challenger.version)
+        try:
+            check_arm_name(name)
+        except ValueError as exc:
+            raise UserError(f"CHALLENGER_MODEL_DIR: {directory}: {exc}; name it: <name>={directory}") from None
+        if name in variants:
+            raise UserError(
+                f"CHALLENGER_MODEL_DIR: {directory} and {variants[name].bundle.path} are both named {name!r}: "
+                "give each its own name, CHALLENGER_MODEL_DIR=a=<folder>,b=<folder>"
+            )
+        variants[name] = dataclasses.replace(challenger, name=name)
     return variants
 
 
@@ -98,15 +114,17 @@ def service_metrics(variants: dict[str, Variant], live: Live) -> ServiceMetrics:
 def build_live(settings: Settings, variants: dict[str, Variant]) -> Live:
     """The monitoring state: PARAMS_FILE's `monitoring` with the environment's overrides (mode, limit, Redis)."""
     champion = variants[CHAMPION]
-    return Live(
+    live = Live(
         load_monitoring(settings.params_file),
         champion.bundle.path,
         champion.bundle.metadata,
-        has_challenger=CHALLENGER in variants,
+        challengers=[name for name in variants if name != CHAMPION],
         experiment_mode=settings.experiment_mode,
         rate_limit=settings.rate_limit,
         redis_url=settings.redis_url,
     )
+    live.versions = {name: variant.version for name, variant in variants.items()}
+    return live
 
 
 @asynccontextmanager

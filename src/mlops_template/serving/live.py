@@ -31,7 +31,7 @@ from mlops_template.core.bundle import ModelRecord
 from mlops_template.core.config import ExperimentConfig, MonitoringConfig, load_params
 from mlops_template.core.errors import UserError
 from mlops_template.monitoring.drift import prometheus_samples
-from mlops_template.monitoring.experiment import CHALLENGER, VARIANTS, Experiment
+from mlops_template.monitoring.experiment import CHALLENGER, CHAMPION, Experiment
 from mlops_template.monitoring.feedback import FeedbackStore, StateUnavailable
 from mlops_template.monitoring.metrics import METRICS
 from mlops_template.monitoring.profile import load_profile, output_frame
@@ -101,7 +101,7 @@ class Live:
         config: MonitoringConfig,
         champion_dir: Path,
         metadata: ModelRecord,
-        has_challenger: bool,
+        challengers: Sequence[str] = (),
         experiment_mode: str | None = None,
         rate_limit: bool | None = None,
         redis_url: str | None = None,
@@ -111,8 +111,10 @@ class Live:
         self.task, self.classes = metadata.task, metadata.classes
         self.features = metadata.feature_names
         self.window = DriftWindow(load_profile(champion_dir), config.drift.window_size)
+        arms = (CHAMPION, *challengers)
         if self.shared:
-            self.feedback: FeedbackStore = SharedFeedbackStore(self.shared, self.task, self.classes, config.feedback)
+            self.feedback: FeedbackStore = SharedFeedbackStore(self.shared, self.task, self.classes, config.feedback,
+                                                               arms)  # fmt: skip
         else:
             self.feedback = FeedbackStore(self.task, self.classes, config.feedback)
         experiment = config.experiment
@@ -123,12 +125,13 @@ class Live:
                 modes = ", ".join(ExperimentConfig.model_fields["mode"].annotation.__args__)
                 problem = f"environment variable EXPERIMENT_MODE={experiment_mode!r}: expected one of {modes}"
                 raise UserError(problem) from None
-        if experiment.mode != "single" and not has_challenger:
+        if experiment.mode != "single" and not challengers:
             log.warning("experiment mode %s needs CHALLENGER_MODEL_DIR; serving the champion only", experiment.mode)
         if self.shared:
-            self.experiment: Experiment = SharedExperiment(self.shared, experiment, has_challenger)
+            self.experiment: Experiment = SharedExperiment(self.shared, experiment, challengers)
         else:
-            self.experiment = Experiment(experiment, has_challenger)
+            self.experiment = Experiment(experiment, challengers)
+        self.versions: dict[str, str] = {}  # arm -> model_version, for /experiment (set by the app)
         enabled = config.rate_limit.enabled if rate_limit is None else rate_limit
         limiter = SharedRateLimiter(self.shared, config.rate_limit) if self.shared else RateLimiter(config.rate_limit)
         self.limiter = limiter if enabled else None
@@ -201,7 +204,11 @@ class Live:
         self.flush()
         outcome = self.feedback.feedback(request_id, actual)
         for variant, success in outcome.success.items():
-            self.experiment.observe(variant, success)
+            if variant in self.experiment.arms:
+                self.experiment.observe(variant, success)
+            else:  # with REDIS_URL, predicted by a process serving other challengers (a rollout): not this experiment
+                log.warning("feedback %s: variant %r is not an arm of this experiment %s", request_id, variant,
+                            self.experiment.arms)  # fmt: skip
         return outcome
 
     # ---- read side -------------------------------------------------------------------------------------------
@@ -214,7 +221,9 @@ class Live:
     def experiment_stats(self) -> dict[str, Any]:
         self.flush()
         stats = self.experiment.stats()
-        stats["live_quality"] = {scope: self.feedback.metrics(scope) for scope in ("served", *VARIANTS)}
+        for arm, counts in stats["variants"].items():
+            counts["model_version"] = self.versions.get(arm)
+        stats["live_quality"] = {scope: self.feedback.metrics(scope) for scope in ("served", *self.experiment.arms)}
         return stats
 
 
@@ -284,7 +293,8 @@ class Collector:
             feedback.add_metric([variant], counts["feedback"])
             rate.add_metric([variant], _nan(counts["success_rate"]))
         p_value = self._family("model_experiment_p_value")
-        p_value.add_metric([], _nan(stats["comparison"]["p_value"]))
+        for challenger, comparison in stats["comparisons"].items():
+            p_value.add_metric([challenger], _nan(comparison["p_value"]))
         yield from (requests, feedback, rate, p_value)
 
 
@@ -307,4 +317,4 @@ def check_compatible(champion: ModelRecord, challenger: ModelRecord, directory: 
         )
 
 
-__all__ = ["CHALLENGER", "Collector", "Live", "check_compatible", "feedback_ids", "load_monitoring"]
+__all__ = ["CHALLENGER", "CHAMPION", "Collector", "Live", "check_compatible", "feedback_ids", "load_monitoring"]

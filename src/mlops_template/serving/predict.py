@@ -2,15 +2,15 @@
 
 The hot path of the service (README "Benchmarks > Serving"): `Predict.predict` runs on a `DirectRoute`, so
 FastAPI's per-request machinery is skipped and the endpoint reads its own body. Monitoring is queued, not done
-here (observers get a `PredictionEvent`; the drift/feedback one is a list append, see live.py); a shadow
-prediction runs after the answer is sent.
+here (observers get a `PredictionEvent`; the drift/feedback one is a list append, see live.py); the shadow
+predictions (every challenger in `shadow` mode) run after the answer is sent.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -177,7 +177,7 @@ class Predict:
             ]
         shadow = None
         if route.shadow:  # after the answer is sent, in a worker thread: the client never waits for it
-            shadow = BackgroundTask(self.predict_shadow, app.state.variants[route.shadow], request_id, batch, columns)
+            shadow = BackgroundTask(self.predict_shadow, route.shadow, request_id, batch, columns)
         return JSONBody(
             {
                 "model_version": variant.version,
@@ -197,11 +197,14 @@ class Predict:
             except Exception:
                 log.exception("observer %r failed", observer, extra={"request_id": event.request_id})
 
-    def predict_shadow(self, variant: Variant, request_id: str, batch: bool, columns: Columns) -> None:
-        try:
-            self.live.record(request_id, batch, columns, variant.predictor.predict(columns), variant.name, served=False)
-        except Exception:  # a failing challenger must never fail the champion's answers
-            log.exception("shadow prediction of %s failed", variant.name, extra={"request_id": request_id})
+    def predict_shadow(self, names: Sequence[str], request_id: str, batch: bool, columns: Columns) -> None:
+        for name in names:
+            variant: Variant = self.app.state.variants[name]
+            try:
+                predictions = variant.predictor.predict(columns)
+                self.live.record(request_id, batch, columns, predictions, variant.name, served=False)
+            except Exception:  # a failing challenger must never fail the champion's answers, nor the other shadows
+                log.exception("shadow prediction of %s failed", variant.name, extra={"request_id": request_id})
 
 
 def add_predict_route(app: FastAPI, endpoint: Predict, contract: Contract) -> None:

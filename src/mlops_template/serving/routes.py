@@ -51,7 +51,7 @@ class FeedbackResponse(BaseModel):
 class ExperimentChange(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)  # JSON false is not a share
     mode: Literal["single", "ab", "shadow", "bandit"] | None = None
-    challenger_share: float | None = Field(None, ge=0.0, le=1.0)
+    challenger_share: float | None = Field(None, ge=0.0, le=1.0, description="ab: clients sent to the challengers")
     name: str | None = Field(None, min_length=1, max_length=200, description="a new name reshuffles A/B clients")
 
 
@@ -178,7 +178,7 @@ def add_monitoring_routes(app: FastAPI, live: Live, admin: Callable[..., None], 
 
     @app.get("/experiment", response_model=dict[str, Any], responses=read, dependencies=list(guard),
              tags=["monitoring"],
-             summary="Champion/challenger: per-variant counts and quality, significance test, decision")  # fmt: skip
+             summary="Champion/challengers: per-variant counts, quality and decision, the tests' design")  # fmt: skip
     async def experiment() -> Response:
         return JSONBody(await shared_read(live.experiment_stats))
 

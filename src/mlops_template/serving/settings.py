@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
@@ -17,6 +18,38 @@ from mlops_template.monitoring.security import ApiKeys
 RUNTIMES = ("auto", "onnx", "sklearn")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 SWITCHES = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
+# an arm's name: a Prometheus label value, a Redis key part and a JSON key; `champion` and `served` are taken
+ARM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+RESERVED_ARMS = ("champion", "served")
+
+
+class ChallengerDir(NamedTuple):
+    """One challenger bundle of CHALLENGER_MODEL_DIR: its folder and the arm name given to it (None: derived)."""
+
+    name: str | None
+    path: Path
+
+
+def check_arm_name(name: str) -> str:
+    """`name` when it can name an arm; ValueError saying what a name may be."""
+    if not ARM_NAME.fullmatch(name) or name in RESERVED_ARMS:
+        raise ValueError(f"arm name {name!r}: expected 1-63 letters, digits, '.', '_' or '-' (starting with a letter "
+                         f"or digit), not {' or '.join(RESERVED_ARMS)}")  # fmt: skip
+    return name
+
+
+def parse_challengers(value: str) -> tuple[ChallengerDir, ...]:
+    """CHALLENGER_MODEL_DIR: comma-separated bundle folders, each `path` or `name=path` (a name holds no `/`)."""
+    found = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        name, sep, path = item.partition("=")
+        if sep and "/" not in name:
+            found.append(ChallengerDir(check_arm_name(name.strip()), Path(path.strip())))
+        else:
+            found.append(ChallengerDir(None, Path(item)))
+    return tuple(found)
 
 
 def default_model_dir(params_file: str | Path = "params.yaml") -> Path:
@@ -67,7 +100,8 @@ class Settings(BaseSettings):
     workers: int = env("WEB_CONCURRENCY", 1, ge=1)
     graceful_timeout: int = env("GRACEFUL_TIMEOUT", 25, ge=0)  # seconds after SIGTERM (Heroku/k8s kill at 30)
     params_file: Path = env("PARAMS_FILE", Path("params.yaml"))  # `monitoring` drives drift, feedback, A/B, limits
-    challenger_dir: Path | None = env("CHALLENGER_MODEL_DIR", None)  # a second VALIDATED bundle for ab/shadow/bandit
+    # challenger bundles (VALIDATED, same requests) for ab/shadow/bandit: `path` or `name=path`, comma-separated
+    challengers: Annotated[tuple[ChallengerDir, ...], NoDecode] = env("CHALLENGER_MODEL_DIR", ())
     experiment_mode: str | None = env("EXPERIMENT_MODE", None)  # overrides monitoring.experiment.mode
     rate_limit: bool | None = env("RATE_LIMIT", None)  # overrides monitoring.rate_limit.enabled (off: benchmarks)
     # monitoring state shared by all processes (monitoring/shared.py); unset: per process, no Redis needed
@@ -123,6 +157,11 @@ class Settings(BaseSettings):
     def _keys(cls, value: Any) -> Any:
         return ApiKeys.parse(value) if isinstance(value, str) else value
 
+    @field_validator("challengers", mode="before")
+    @classmethod
+    def _challengers(cls, value: Any) -> Any:
+        return parse_challengers(value) if isinstance(value, str) else value
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _origins(cls, value: Any) -> Any:
@@ -142,6 +181,7 @@ class Settings(BaseSettings):
     def public(self) -> dict[str, object]:
         """For the start-up log line: no secrets live here, and none may be added to this output."""
         values = {name: str(value) if isinstance(value, Path) else value for name, value in self.model_dump().items()}
+        values["challengers"] = [f"{c.name}={c.path}" if c.name else str(c.path) for c in self.challengers]
         if self.redis_url:  # redis://user:password@host: the password stays out of logs
             values["redis_url"] = redact_url(self.redis_url)
         return values

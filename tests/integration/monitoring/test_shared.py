@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import redis
 
 from mlops_template.core.config import ExperimentConfig, FeedbackConfig, RateLimitConfig
 from mlops_template.monitoring.experiment import CHALLENGER, CHAMPION, NOT_ENOUGH, PROMOTE
@@ -15,6 +16,7 @@ from mlops_template.monitoring.feedback import (
     UnknownRequest,
 )
 from mlops_template.monitoring.shared import (
+    LEASE_SECONDS,
     RETRY_SECONDS,
     Shared,
     SharedExperiment,
@@ -40,6 +42,25 @@ def test_the_rate_limit_holds_across_processes(redis_url: str) -> None:
     assert 0 < decisions[-1].retry_after <= 10 and decisions[-1].retry_after_header == "10"
     assert a.allow("10.0.0.2").allowed and b.allow("10.0.0.2").allowed  # per client
     assert a.shared.errors["rate_limit"] == 0 and len(a.local) == 0  # decided in Redis, not locally
+
+
+def test_a_lease_spares_round_trips_and_never_lets_more_through_than_the_bucket(redis_url: str) -> None:
+    now = [0.0]
+    config = RateLimitConfig(requests_per_second=0.001, burst=100, shared_lease=0.1)  # leases of 10 tokens
+    a, b = (SharedRateLimiter(Shared(redis_url), config, clock=lambda: now[0]) for _ in range(2))
+    round_trips = []
+    for limiter in (a, b):
+        script = limiter._script
+        limiter._script = lambda script=script, **call: round_trips.append(1) or script(**call)
+    decisions = [(a if i % 2 else b).allow("10.0.0.1").allowed for i in range(100)]
+    assert all(decisions) and len(round_trips) == 10  # one Redis call per 10 requests
+    assert not a.allow("10.0.0.1").allowed and not b.allow("10.0.0.1").allowed  # the one bucket is empty
+    assert a.allow("10.0.0.2").allowed and len(a._held) == 1  # a lease of its own for another client
+    round_trips.clear()
+    now[0] += LEASE_SECONDS  # an unspent lease expires: the next request gives it back and takes a new one
+    assert a.allow("10.0.0.2").allowed and round_trips == [1]
+    bucket = redis.Redis.from_url(redis_url).hget("mlops:rate:10.0.0.2", "tokens")
+    assert float(bucket) == pytest.approx(100 - 10 + 9 - 10, abs=0.01)  # the 9 unspent tokens went back
 
 
 def test_a_prediction_recorded_by_one_process_takes_its_feedback_in_another(redis_url: str) -> None:
@@ -77,8 +98,8 @@ def test_entries_are_bounded_by_capacity_and_ttl(redis_url: str) -> None:
 
 def test_experiment_counts_and_the_frozen_decision_are_shared(redis_url: str) -> None:
     config = ExperimentConfig(mode="ab", test="sequential", min_samples=20, min_detectable_effect=0.3)
-    a = SharedExperiment(Shared(redis_url), config, has_challenger=True)
-    b = SharedExperiment(Shared(redis_url), config, has_challenger=True)
+    a = SharedExperiment(Shared(redis_url), config, challengers=(CHALLENGER,))
+    b = SharedExperiment(Shared(redis_url), config, challengers=(CHALLENGER,))
     for i in range(7):
         (a if i % 2 else b).route(f"client-{i}")
     assert b.stats()["comparison"]["decision"] == NOT_ENOUGH
@@ -97,15 +118,33 @@ def test_experiment_counts_and_the_frozen_decision_are_shared(redis_url: str) ->
     assert b.stats()["comparison"]["decision"] == PROMOTE
     assert b.stats()["comparison"]["decided_at"] == decided["decided_at"]
     # the bandit draws from the shared counts: a process that never saw feedback knows them after a sync
-    c = SharedExperiment(Shared(redis_url), config.model_copy(update={"mode": "bandit"}), has_challenger=True)
+    c = SharedExperiment(Shared(redis_url), config.model_copy(update={"mode": "bandit"}), challengers=(CHALLENGER,))
     c.sync()
-    assert c._test.trials == {CHAMPION: 100, CHALLENGER: 100}
+    assert c.trials == {CHAMPION: 100, CHALLENGER: 100}
+
+
+def test_three_arms_share_their_counts_and_each_challenger_its_own_decision(redis_url: str) -> None:
+    config = ExperimentConfig(mode="bandit", test="sequential", min_samples=20, min_detectable_effect=0.3)
+    a = SharedExperiment(Shared(redis_url), config, challengers=("x", "y"))
+    b = SharedExperiment(Shared(redis_url), config, challengers=("x", "y"))
+    for i in range(40):  # x always right, y like the champion: right one time in four
+        (a if i % 2 else b).observe("x", True)
+        (b if i % 2 else a).observe("y", i % 4 == 0)
+        (a if i % 2 else b).observe(CHAMPION, i % 4 == 0)
+    a_stats, b_stats = a.stats(), b.stats()
+    assert a_stats["variants"] == b_stats["variants"] and a_stats["comparisons"] == b_stats["comparisons"]
+    assert [a_stats["variants"][v]["feedback"] for v in (CHAMPION, "x", "y")] == [40, 40, 40]
+    assert a_stats["comparisons"]["x"]["decision"] == PROMOTE and a_stats["comparisons"]["y"]["decision"] == NOT_ENOUGH
+    assert a_stats["comparisons"]["x"]["alpha"] == pytest.approx(0.025)  # Bonferroni over two challengers
+    assert b.trials == {CHAMPION: 40, "x": 40, "y": 40}  # the bandit's counts, over the three arms
+    other = SharedExperiment(Shared(redis_url), config, challengers=("x",))  # another set of arms: its own counts
+    assert other.stats()["variants"]["x"]["feedback"] == 0
 
 
 def test_an_experiment_change_reaches_every_process_and_a_new_name_its_own_counts(redis_url: str) -> None:
     config = ExperimentConfig(mode="single")
-    a = SharedExperiment(Shared(redis_url), config, has_challenger=True)
-    b = SharedExperiment(Shared(redis_url), config, has_challenger=True)
+    a = SharedExperiment(Shared(redis_url), config, challengers=(CHALLENGER,))
+    b = SharedExperiment(Shared(redis_url), config, challengers=(CHALLENGER,))
     a.observe(CHAMPION, True)
     a.reconfigure(mode="ab", challenger_share=0.5)
     assert (a.mode, a.config.challenger_share) == ("ab", 0.5)
@@ -115,7 +154,7 @@ def test_an_experiment_change_reaches_every_process_and_a_new_name_its_own_count
     b.reconfigure(name="experiment-2")  # a new experiment: the other process reads the new one's counts
     stats = a.stats()
     assert (stats["experiment"], stats["mode"], stats["variants"][CHAMPION]["feedback"]) == ("experiment-2", "ab", 0)
-    c = SharedExperiment(Shared(redis_url), config, has_challenger=True)  # a process started later
+    c = SharedExperiment(Shared(redis_url), config, challengers=(CHALLENGER,))  # a process started later
     assert c.stats()["experiment"] == "experiment-2" and c.mode == "ab"
     with pytest.raises(ValueError, match="challenger_share"):  # validated like params.yaml, and nothing stored
         a.reconfigure(challenger_share=2.0)

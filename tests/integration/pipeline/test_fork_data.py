@@ -1,8 +1,10 @@
-"""A fork with its own data (not loans, another schema) and no DVC remote, the way README tells it:
+"""A fork with its own data (not loans, another schema), with and without a DVC remote, the way README tells it:
 a fresh clone's `make data` and `make run` stop at one clear error and write nothing under data/; CI (ci.yml
 run for real with act) skips the pipeline with a summary that says why, for the two no-data cases (no remote;
-a remote but a fork's pull request, which has no secrets); README's "keep small data in git" gives green CI; CD
-and CT (act too) skip what needs the data with the same notice instead of failing red.
+a remote but a fork's pull request, which has no secrets); README's two ways to give CI the data, followed
+literally, give green CI: "keep small data in git" (no remote) and "on a DVC remote" (the GCS emulator, with the
+DVC_REMOTE_CREDENTIALS secret); CD and CT (act too) skip what needs the data with the same notice instead of
+failing red.
 
 `make -o .venv/.installed` skips only the virtualenv set-up in the clones (the test's own environment runs the
 commands); everything after it is what a user's `make data` / `make run` does.
@@ -19,8 +21,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.act_support import REPOSITORY, ActRun, commit, git, pull_request_event, run_act, throwaway_repo
+from tests.act_support import (
+    REPOSITORY,
+    ActRun,
+    commit,
+    fake_github,
+    git,
+    nested_ci_env,
+    pull_request_event,
+    run_act,
+    throwaway_repo,
+)
 from tests.conftest import ROOT
+from tests.object_store import GOOD_KEY, ObjectStore
 
 CSV = "data/diagnosis.csv"
 DATA_STEP = "Can this run get the data?"
@@ -30,8 +43,8 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 ADAPT = README[README.index("## Adapt it to your data") : README.index("### params.yaml reference")]
 
 
-def sh(cwd: Path, *command: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+def sh(cwd: Path, *command: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **(env or {})}
     env.pop("VIRTUAL_ENV", None)
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
     if check and result.returncode != 0:
@@ -39,10 +52,12 @@ def sh(cwd: Path, *command: str, check: bool = True) -> subprocess.CompletedProc
     return result
 
 
-def readme_step(repo: Path, line: str) -> None:
-    """Run a command of README's "Adapt it to your data" exactly as written there."""
+def readme_step(repo: Path, line: str, env: dict[str, str] | None = None, own: tuple[str, str] = ("", "")) -> None:
+    """Run a command of README's "Adapt it to your data" exactly as written there; `own`: (README's placeholder,
+    the user's value), e.g. the bucket's URL."""
     assert line in ADAPT, f"README 'Adapt it to your data' no longer says `{line}`"
-    sh(repo, "bash", "-c", line)
+    line = line.replace(*own) if own[0] else line
+    sh(repo, "bash", "-c", line, env=env)
 
 
 def write_our_data(repo: Path) -> None:
@@ -61,25 +76,66 @@ def write_our_data(repo: Path) -> None:
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
 
 
+def run_and_commit(repo: Path, env: dict[str, str] | None = None) -> None:
+    """README steps 3 and 4: `make run` up to the API it then serves (`make pipeline`: what it records), and the
+    commit of params.yaml with what the pipeline recorded (the second branch's run comes from DVC's run-cache)."""
+    sh(repo, "make", "-o", ".venv/.installed", "pipeline", env=env)
+    readme_step(repo, "git add params.yaml dvc.lock reports/")
+    readme_step(repo, 'git commit -m "our data"')
+
+
 @pytest.fixture(scope="module")
 def fork(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The template as `main`, and a team's branches: `our-data` (`dvc add data`, no remote), `with-remote`
-    (a remote this machine cannot read) and `in-git` (README: small data kept in git)."""
+    """The template as `main`, and a team's branches: `our-data` (`dvc add data`, no remote) and `in-git`
+    (README: small data kept in git); `with_remote` adds the third."""
     base = tmp_path_factory.mktemp("fork-data")
     repo = throwaway_repo(base / "repo")
     git(repo, "checkout", "-q", "-b", "our-data")
     write_our_data(repo)
     readme_step(repo, "dvc add data")
     commit(repo, "our data, tracked by DVC", {}, branch="our-data")
-    sh(repo, "dvc", "remote", "add", "-d", "storage", "s3://our-bucket/dvc")
-    commit(repo, "a DVC remote", {}, branch="with-remote", start="our-data")
     git(repo, "checkout", "-q", "-b", "in-git", "main")
     write_our_data(repo)
     readme_step(repo, "dvc remove data.dvc   # data/ is no longer tracked by DVC (and no longer git-ignored)")
     readme_step(repo, "git add .gitignore data.dvc data/")
-    readme_step(repo, "git add params.yaml")
-    git(repo, "commit", "-q", "-m", "our small data, kept in git")
+    run_and_commit(repo)
     return repo
+
+
+@pytest.fixture(scope="module")
+def with_remote(fork: Path, object_store: ObjectStore) -> str:
+    """Branch `with-remote`: README's "on a DVC remote" steps, literally, with the bucket on the GCS emulator; the
+    laptop's `dvc push` authenticates with the service-account key (as `gcloud auth application-default login`
+    would). Returns the remote's URL."""
+    url = object_store.url("fork-data")
+    # a remote another test configured in this repository's .dvc/config.local (git-ignored) must not take the push
+    (fork / ".dvc" / "config.local").unlink(missing_ok=True)
+    git(fork, "checkout", "-q", "-b", "with-remote", "main")
+    write_our_data(fork)  # step 1: the CSV in data/ (step 2, params.yaml, is written with it)
+    readme_step(fork, "dvc add data")
+    readme_step(fork, "dvc remote add -d storage gs://my-bucket/dvc", own=("gs://my-bucket/dvc", url))
+    readme_step(fork, "dvc push", env=object_store.env())
+    readme_step(fork, "git add data.dvc .dvc/config")
+    run_and_commit(fork, env=object_store.env())  # `make data` pulls from the remote on this laptop too
+    assert any(name.endswith(".dir") for name in object_store.objects("fork-data/")), "README's dvc push sent nothing"
+    return url
+
+
+def test_readme_steps_commit_the_dvc_lock_ci_tests_check(fork: Path, with_remote: str):
+    """Step 4 commits what step 3 recorded, so the fork's own check of CI's test job that dvc.lock matches
+    params.yaml and the code passes with either way of keeping the data; committing params.yaml alone (`our-data`,
+    what README's step 4 said before) fails it."""
+
+    def lock_check(branch: str) -> subprocess.CompletedProcess:
+        git(fork, "checkout", "-q", branch)
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/unit/test_dvc_lock.py"]
+        return subprocess.run(command, cwd=fork, env=nested_ci_env(), capture_output=True, text=True, timeout=300)
+
+    for branch in ("in-git", "with-remote"):
+        check = lock_check(branch)
+        assert check.returncode == 0, f"{branch}: {check.stdout[-3000:]}"
+    stale = lock_check("our-data")
+    assert stale.returncode == 1 and "prep: data.path" in stale.stdout, stale.stdout[-3000:]
 
 
 def fresh_clone(fork: Path, branch: str, name: str) -> Path:
@@ -177,11 +233,46 @@ def test_ci_without_a_remote_skips_the_pipeline_and_says_why(fork: Path, act_sta
 
 
 @pytest.mark.workflows
-def test_ci_of_a_fork_pull_request_without_secrets_skips_the_pipeline(fork: Path, act_state: Path):
+def test_ci_of_a_fork_pull_request_without_secrets_skips_the_pipeline(fork: Path, with_remote: str, act_state: Path):
     run = ci_run(fork, act_state, "with-remote", 22, head_repo="someone/fork")
     assert_skipped_with_reason(
-        run, "on the DVC remote 'storage' (s3://our-bucket/dvc), which needs credentials: GitHub gives pull requests"
+        run, f"on the DVC remote 'storage' ({with_remote}), which needs credentials: GitHub gives pull requests"
     )
+
+
+@pytest.mark.workflows
+def test_readme_data_on_a_remote_gives_green_ci_on_our_data(
+    fork: Path, with_remote: str, object_store: ObjectStore, act_state: Path
+):
+    """README "Adapt it to your data" followed literally with a DVC remote (the GCS emulator) and README "A DVC
+    remote"'s secret DVC_REMOTE_CREDENTIALS: a pull request from a branch of the fork pulls the fork's data from
+    the remote, and the pipeline and the gate run on it: green, neither skipped nor on the sample."""
+    git(fork, "checkout", "-q", "with-remote")
+    exchanged = len(object_store.token_requests)
+    # only what this machine lacks goes in by environment: Google's endpoints; the key arrives as the secret, and
+    # google-github-actions/auth (.github/actions/dvc-remote) makes it the job's GOOGLE_APPLICATION_CREDENTIALS
+    store = {k: v for k, v in object_store.env().items() if k != "GOOGLE_APPLICATION_CREDENTIALS"}
+    with fake_github() as (api, url):
+        run = run_act(fork, "pull_request", "ci.yml", act_state, job="pipeline",
+                      payload=pull_request_event(fork, 24, "with-remote"),
+                      secrets={"DVC_REMOTE_CREDENTIALS": object_store.credentials.read_text(encoding="utf-8"),
+                               "GITHUB_TOKEN": "test-token"},
+                      env={"GITHUB_API_URL": url, **store})  # fmt: skip
+    assert run.returncode == 0, run.tail()
+    assert run.step(DATA_STEP) == "success"
+    assert f"data: available to this run: `dvc pull data.dvc` from the DVC remote 'storage' ({with_remote})" in run.log
+    assert run.step(PIPELINE_STEP) == "success" and run.step(GATE_STEP) == "success"
+    assert "Data not available" not in run.summary and "embedded sample" not in run.summary
+    # the remote was read with the secret's key: a token exchange signed by it during this run
+    kids = {request["kid"] for request in object_store.token_requests[exchanged:]}
+    assert kids == {GOOD_KEY}, kids
+    # the gate judged a model of the fork's data: its classes, its parameters against the template's main
+    summary = run.summary
+    assert "Metric gate: **VALIDATED**" in summary and "✅ pass" in summary and "❌" not in summary
+    assert "| **malignant** |" in summary and "| **benign** |" in summary  # the confusion matrix's rows
+    assert "data/diagnosis.csv" in summary  # data.path, among the parameters changed against main
+    posted = api.sent("POST", "/issues/24/comments")
+    assert len(posted) == 1 and "Metric gate: **VALIDATED**" in posted[0]["body"]
 
 
 @pytest.mark.workflows

@@ -260,7 +260,7 @@ def test_challenger_must_match_the_champion_and_modes_are_checked(bundle: Path):
 def test_monitoring_settings_from_env():
     settings = Settings.from_env({"MODEL_DIR": "m", "CHALLENGER_MODEL_DIR": "c", "EXPERIMENT_MODE": "AB",
                                   "RATE_LIMIT": "off", "CORS_ORIGINS": "https://a, https://b"})  # fmt: skip
-    assert settings.challenger_dir == Path("c") and settings.experiment_mode == "ab"
+    assert settings.challengers == ((None, Path("c")),) and settings.experiment_mode == "ab"
     assert settings.rate_limit is False and settings.cors_origins == ("https://a", "https://b")
     assert Settings.from_env({"MODEL_DIR": "m"}).rate_limit is None  # params.yaml decides
     with pytest.raises(UserError, match="RATE_LIMIT"):

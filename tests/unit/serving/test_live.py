@@ -20,7 +20,7 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def live(bundle: Path) -> Live:
-    return Live(MonitoringConfig(), bundle, read_metadata(bundle), has_challenger=False, rate_limit=False)
+    return Live(MonitoringConfig(), bundle, read_metadata(bundle), challengers=(), rate_limit=False)
 
 
 def predict(bundle: Path, rows: int = 1):
@@ -71,3 +71,5 @@ def test_shadow_predictions_join_the_served_ones(live: Live, bundle: Path):
     assert outcome.served == "champion"
     assert outcome.success == {"champion": True, "challenger": True}
     assert live.drift()["rows_seen"] == 1  # only served predictions reach the drift window
+    # this service has no arm `challenger` (with REDIS_URL another process may): its outcome is not counted, not a 500
+    assert [v["feedback"] for v in live.experiment_stats()["variants"].values()] == [1]

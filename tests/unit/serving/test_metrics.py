@@ -17,11 +17,11 @@ from tests.serving_helpers import build_bundle
 
 @pytest.fixture(scope="module")
 def exercised(tmp_path_factory: pytest.TempPathFactory) -> TestClient:
-    """An app whose every labelled metric has a sample: a flagged prediction, refused admin and /predict calls,
-    a scrape."""
+    """An app whose every labelled metric has a sample: a challenger (its comparison's p-value), a flagged
+    prediction, refused admin and /predict calls, a scrape."""
     bundle = build_bundle(tmp_path_factory.mktemp("metrics"))
     example = json.loads((bundle / "metadata.json").read_text())["example"]
-    settings = Settings(model_dir=bundle, predict_api_keys=ApiKeys.parse("p"))
+    settings = Settings(model_dir=bundle, predict_api_keys=ApiKeys.parse("p"), challengers=str(bundle))
     client = TestClient(create_app(settings, admin_keys=ApiKeys.from_env({"ADMIN_API_KEYS": "k"})))
     flagged = [example, {**example, "applicant_income": 1e12, "gender": "?"}]
     assert client.post("/predict", json=flagged, headers={"X-API-Key": "p"}).is_success
