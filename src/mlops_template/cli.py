@@ -399,6 +399,8 @@ def _ui_args(parser: argparse.ArgumentParser) -> None:
 def _ui(args: argparse.Namespace) -> None:
     from mlops_template.ui.launch import launch
 
+    load_params(args.params)  # a damaged params.yaml is one error line here, not a page that fails on upload
+    os.environ.setdefault("PARAMS_FILE", str(args.params))  # data.read: uploads are read as `make predict` reads
     launch(args.host, args.port)
 
 

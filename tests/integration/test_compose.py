@@ -1,10 +1,12 @@
 """docker-compose.yml started for real (CONTAINER_ENGINE compose): the service built from the Dockerfile, Redis,
-nginx, Prometheus, Alertmanager and the alert relay, in a copy of the project (a clone after `make pipeline`).
+nginx, Prometheus, Alertmanager, the alert relay and the web UI (target `ui`), in a copy of the project (a clone
+after `make pipeline`).
 
 One `compose up` for the session; one test asserts along the way: through nginx on its published port /ready, a
 prediction and its feedback (admin key); Prometheus scrapes the service; a drifted batch makes `FeatureDrift` fire
 and reach the relay, which posts the dispatch to a stand-in GitHub API (a compose service of the test's override
-file); `compose down` leaves no container behind. The waits of the shipped configuration (rule `for:`, intervals,
+file); the web UI answers on its published port and reads /model from the service by its compose name;
+`compose down` leaves no container behind. The waits of the shipped configuration (rule `for:`, intervals,
 Alertmanager's group_wait) are cut to seconds in the copy only; the expressions, routes and receivers are the
 shipped ones. Grafana (no stand-in image here) is not started: the services are named.
 """
@@ -30,8 +32,10 @@ from tests.integration.serving.test_monitoring import records
 from tests.integration.test_runtime import bundle_dir, project_copy
 
 pytestmark = pytest.mark.integration
-SERVICES = ("service", "redis", "nginx", "prometheus", "alertmanager", "alert-relay", "github")
-IMAGE = "mlops-template:compose-test"
+SERVICES = ("service", "redis", "nginx", "prometheus", "alertmanager", "alert-relay", "github", "ui")
+IMAGE, UI_IMAGE = "mlops-template:compose-test", "mlops-template-ui:compose-test"
+# inside the ui container: the model version the web UI reads from the service at its API_URL (service DNS)
+UI_READS_MODEL = "from mlops_template.ui.client import Client; print('model', Client().model()['model_version'])"
 ADMIN_KEY, RELAY_TOKEN, GITHUB_TOKEN, REPOSITORY = "compose-admin-key", "compose-relay-token", "gh-token", "o/r"
 # The GitHub API stand-in: prints each request as one JSON line (read back with `compose logs github`).
 FAKE_GITHUB = """
@@ -81,7 +85,7 @@ class Stack:
 
     def __init__(self, engine: list[str], context: Path, name: str) -> None:
         self.engine, self.context, self.name = engine, context, name
-        self.ports = {key: free_port() for key in ("NGINX_PORT", "PROMETHEUS_PORT", "ALERTMANAGER_PORT")}
+        self.ports = {key: free_port() for key in ("NGINX_PORT", "PROMETHEUS_PORT", "ALERTMANAGER_PORT", "UI_PORT")}
         self.env = {**os.environ, **{k: str(v) for k, v in self.ports.items()}, "ADMIN_API_KEYS": ADMIN_KEY,
                     "RELAY_TOKEN": RELAY_TOKEN, "GITHUB_TOKEN": GITHUB_TOKEN, "GITHUB_REPOSITORY": REPOSITORY,
                     "GITHUB_API_URL": "http://github:8000"}  # fmt: skip
@@ -138,7 +142,7 @@ def compose_stack(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     # the test's own image tag (a developer's mlops-template:local stays as it is); layers are cached across runs
     # RELAY_MIN_INTERVAL 0: FeatureDrift and PredictionDrift are separate Alertmanager groups, and with the shipped
     # one-retraining-an-hour limit whichever fires first would be the only dispatch (flaky: either can be first)
-    override = {"services": {"service": {"image": IMAGE},
+    override = {"services": {"service": {"image": IMAGE}, "ui": {"image": UI_IMAGE},
                              "alert-relay": {"image": IMAGE, "environment": {"RELAY_MIN_INTERVAL": "0"}},
                              "github": {"image": IMAGE, "command": ["python", "-c", FAKE_GITHUB],
                                         "depends_on": ["service"], "expose": ["8000"]}}}  # fmt: skip
@@ -210,6 +214,13 @@ def test_compose_stack_serves_scrapes_alerts_and_stops(compose_stack: Stack, tra
     assert sent[0]["authorization"] == f"Bearer {GITHUB_TOKEN}"
     assert sent[0]["body"]["event_type"] == "retrain"
     assert "loan_amount" in sent[0]["body"]["client_payload"]["features"]
+
+    # the web UI (Dockerfile target `ui`) on its published port, reading the service's /model over the network
+    ui = stack.url("UI_PORT")
+    until(lambda: httpx.get(f"{ui}/_stcore/health", timeout=5).status_code == 200, "the ui service's health")
+    version = json.loads((bundle_dir(trained) / "metadata.json").read_text())["model_version"]
+    assert f"model {version}" in stack.compose("exec", "ui", "python", "-c", UI_READS_MODEL, timeout=120).stdout
+    assert "Traceback" not in stack.logs("ui")
 
     service_log = stack.logs("service")
     assert "Traceback" not in service_log

@@ -22,13 +22,8 @@ from mlops_template.core.bundle import load_bundle
 from mlops_template.core.config import ReadConfig
 from mlops_template.core.errors import UserError
 from mlops_template.core.fsutil import atomic_path
-from mlops_template.core.tabular import (
-    check_delimiter,
-    csv_errors,
-    csv_options,
-    prediction_columns,
-    scoring_csv_options,
-)
+from mlops_template.core.scoring_csv import open_scoring_csv
+from mlops_template.core.tabular import csv_errors, prediction_columns
 from mlops_template.serving.contract import Contract
 from mlops_template.serving.predictor import build_predictor
 
@@ -66,44 +61,6 @@ def output_columns(contract: Contract) -> list[str]:
     return prediction_columns(contract.task, contract.classes)
 
 
-def _header(path: Path, options: dict[str, Any], read: ReadConfig) -> list[str]:
-    check_delimiter(path, options)
-    with open(path, encoding=options["encoding"], errors="replace", newline="") as handle:
-        first, more = handle.readline(), handle.read(1)
-    # pandas would take the next line for the header here, but not in the chunk reader (it keeps blank lines, so
-    # that reject line numbers are the file's): the two would disagree on the columns
-    if more and not first.strip():
-        raise UserError(f"{path}: line 1 is blank; the header line (the column names) must come first")
-    try:
-        with csv_errors(path, read):
-            columns = list(pd.read_csv(path, nrows=0, index_col=False, **options).columns)
-    except pd.errors.EmptyDataError:
-        raise UserError(f"{path}: the file is empty; it needs a header line with the feature names") from None
-    return columns
-
-
-def _extra_columns(path: Path, contract: Contract, options: dict[str, Any], read: ReadConfig) -> list[str]:
-    """The input's columns that are not features (copied to the output); UserError if a feature is missing."""
-    header = _header(path, options, read)
-    missing = contract.missing_columns(header)
-    if missing:
-        raise UserError(f"{path}: column(s) {missing} missing; the model needs {[f.name for f in contract.features]}")
-    extra = [c for c in header if c not in contract.by_name]
-    clash = sorted(set(extra) & set(output_columns(contract)))
-    if clash:
-        raise UserError(f"{path}: column(s) {clash} would be overwritten by the predictions; rename them")
-    return extra
-
-
-def _open_input(path: Path, contract: Contract, read: ReadConfig, chunk_rows: int) -> tuple[Any, list[str], dict]:
-    """The input's chunk reader, its pass-through columns, and the CSV format to write the output in (data.read)."""
-    options = csv_options(path, read)
-    extra = _extra_columns(path, contract, options, read)
-    typed = scoring_csv_options(list(contract.by_name), contract.categorical, extra, read.na_values)
-    reader = pd.read_csv(path, chunksize=chunk_rows, index_col=False, **typed, **options)
-    return reader, extra, {"sep": options["sep"], "decimal": read.decimal}
-
-
 def predict_file(
     input_path: Path,
     output_path: Path,
@@ -125,7 +82,8 @@ def predict_file(
     bundle = load_bundle(model_dir)  # sha256 verified before unpickling; VALIDATED bundles only
     contract = Contract(bundle.metadata)
     predictor = build_predictor(bundle, runtime)
-    reader, extra, written = _open_input(input_path, contract, read, chunk_rows)
+    reader, extra, written = open_scoring_csv(input_path, list(contract.by_name), contract.categorical,
+                                              output_columns(contract), read, chunk_rows)  # fmt: skip
     summary = Summary(runtime=predictor.runtime, model_version=bundle.version, output=str(output_path),
                       rejects=str(rejects_path) if rejects_path else None)  # fmt: skip
     shown: list[str] = []

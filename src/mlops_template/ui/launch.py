@@ -13,9 +13,10 @@ APP = Path(__file__).with_name("app.py")
 
 
 def streamlit_argv(host: str, port: int) -> list[str]:
-    """`python -m streamlit run` on the app: headless, no usage statistics sent anywhere, no developer menu."""
+    """`python -m streamlit run` on the app: headless, no usage statistics sent anywhere, no developer menu, and an
+    unforeseen exception shown by its type only (the traceback goes to the server's log, never to the page)."""
     return [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless=true",
-            "--browser.gatherUsageStats=false", "--client.toolbarMode=viewer",
+            "--browser.gatherUsageStats=false", "--client.toolbarMode=viewer", "--client.showErrorDetails=type",
             f"--server.address={host}", f"--server.port={port}"]  # fmt: skip
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from mlops_template.core.config import DEFAULT_PARAMS, ReadConfig, load_params
 from mlops_template.core.errors import UserError
 from mlops_template.ui.client import ApiDown, ApiProblem, Client, api_url
 from mlops_template.ui.form import EXAMPLE, TYPICAL, flag_sentences, inputs, probability_rows
@@ -118,6 +119,12 @@ def chunk_rows() -> int:
     return max(1, int(os.environ.get("UI_CHUNK_ROWS") or CHUNK_ROWS))
 
 
+def read_options() -> ReadConfig:
+    """data.read of PARAMS_FILE (default params.yaml), as `make predict` reads its input; defaults without one."""
+    path = Path(os.environ.get("PARAMS_FILE") or DEFAULT_PARAMS)
+    return load_params(path).data.read if path.is_file() else ReadConfig()
+
+
 def batch_page() -> None:
     model = current_model()
     st.title("Batch scoring")
@@ -129,7 +136,7 @@ def batch_page() -> None:
                 "`make predict` reads it; rows the model refuses are listed with their line number.")  # fmt: skip
         return
     try:
-        frame, extra = read_upload(upload.getvalue(), model, upload.name)
+        frame, extra, written = read_upload(upload.getvalue(), model, upload.name, read_options())
     except UserError as exc:
         st.error(str(exc), icon="⚠️")
         return
@@ -153,8 +160,9 @@ def batch_page() -> None:
         st.success(f"{len(result.output)} rows scored, {len(result.rejected)} refused "
                    f"(model {result.model_version}, runtime {result.runtime}).")  # fmt: skip
         st.dataframe(result.output.head(100), hide_index=True)
-        st.download_button("Download the predictions (CSV)", to_csv(result.output), file_name=f"{stem}-predictions.csv",
-                           mime="text/csv", on_click="ignore", type="primary")  # fmt: skip
+        st.download_button("Download the predictions (CSV)", to_csv(result.output, written),
+                           file_name=f"{stem}-predictions.csv", mime="text/csv", on_click="ignore",
+                           type="primary")  # fmt: skip
         if len(result.rejected):
             shown = result.rejected.head(REFUSED_SHOWN)
             lines = [f"- line {r.line}: {r.reason}" for r in shown.itertuples()]
@@ -162,7 +170,7 @@ def batch_page() -> None:
                 lines.append(f"- … and {len(result.rejected) - len(shown)} more in the file below")
             header = f"{len(result.rejected)} row(s) refused by the service (CSV line numbers, header = line 1):"
             st.warning(header + "\n\n" + "\n".join(lines))
-            st.download_button("Download the refused rows (CSV)", to_csv(result.rejected),
+            st.download_button("Download the refused rows (CSV)", to_csv(result.rejected, written),
                                file_name=f"{stem}-rejects.csv", mime="text/csv", on_click="ignore")  # fmt: skip
 
 
@@ -181,6 +189,9 @@ def model_page() -> None:
         f"**Target**: `{model['target']}`{classes}",
         f"**Estimator**: {model.get('estimator')}",
         f"**Service built from commit**: {model.get('git_commit') or 'not recorded (GIT_COMMIT unset)'}",
+        # bundles are byte-reproducible (metadata format 3): no clock time inside, the version is a content hash
+        "**Trained at**: not recorded in the bundle (a re-run of the pipeline is byte-identical; the model version "
+        "is the hash of its content, `git log dvc.lock` dates it)",
         f"**Runtime in use**: {runtime_sentence(model)}",
     ]
     if model.get("training_data"):

@@ -3,16 +3,19 @@ sent in chunks, rows the service refuses (422) set aside with their CSV line and
 
 from __future__ import annotations
 
-import io
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from mlops_template.core.config import ReadConfig
 from mlops_template.core.errors import UserError
-from mlops_template.core.tabular import prediction_columns, scoring_csv_options
+from mlops_template.core.scoring_csv import open_scoring_csv
+from mlops_template.core.tabular import prediction_columns
 from mlops_template.ui.client import ApiProblem
 
 CHUNK_ROWS = 500
@@ -30,28 +33,20 @@ class Scored:
     runtime: str = ""
 
 
-def read_upload(data: bytes, model: dict[str, Any], name: str = "the upload") -> tuple[pd.DataFrame, list[str]]:
-    """The uploaded CSV read as `make predict` reads it, and its pass-through (non-feature) columns."""
-    try:
-        header = list(pd.read_csv(io.BytesIO(data), nrows=0).columns)
-    except pd.errors.EmptyDataError:
-        raise UserError(f"{name}: the file is empty; it needs a header line with the feature names") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise UserError(f"{name}: not a readable CSV ({exc}); save it as UTF-8 comma-separated") from None
+def read_upload(data: bytes, model: dict[str, Any], name: str = "the upload",
+                read: ReadConfig | None = None) -> tuple[pd.DataFrame, list[str], dict[str, str]]:  # fmt: skip
+    """The uploaded CSV read as `make predict` reads it (data.read: delimiter, decimal, encoding, missing
+    spellings), its pass-through (non-feature) columns, and the CSV format `make predict` writes its result in."""
     features = [f["name"] for f in model["features"]]
-    missing = [f for f in features if f not in header]
-    if missing:
-        raise UserError(f"{name}: column(s) {missing} missing; the model needs {features}")
-    extra = [c for c in header if c not in features]
-    clash = sorted(set(extra) & set(prediction_columns(model["task"], model.get("classes"))))
-    if clash:
-        raise UserError(f"{name}: column(s) {clash} would be overwritten by the predictions; rename them")
     categorical = [f["name"] for f in model["features"] if f.get("type") != "numeric"]
-    try:
-        frame = pd.read_csv(io.BytesIO(data), **scoring_csv_options(features, categorical, extra))
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise UserError(f"{name}: not a readable CSV ({exc}); fix that line and upload again") from None
-    return frame, extra
+    added = prediction_columns(model["task"], model.get("classes"))
+    with tempfile.TemporaryDirectory(prefix="ui-upload-") as directory:
+        path = Path(directory) / (Path(name).name or "upload.csv")
+        path.write_bytes(data)
+        try:
+            return open_scoring_csv(path, features, categorical, added, read or ReadConfig())
+        except UserError as exc:  # the messages name the file: the person's file, not this temporary copy
+            raise UserError(str(exc).replace(str(path), name)) from None
 
 
 def column_values(column: pd.Series, numeric: bool) -> list[Any]:
@@ -133,6 +128,6 @@ def score(frame: pd.DataFrame, extra: list[str], model: dict[str, Any], predict:
     return Scored(output, pd.DataFrame(rejected, columns=["line", "reason"]), version, runtime)
 
 
-def to_csv(frame: pd.DataFrame) -> bytes:
-    """A frame as the CSV bytes `make predict` writes (same writer, no index)."""
-    return frame.to_csv(index=False).encode("utf-8")
+def to_csv(frame: pd.DataFrame, written: dict[str, str] | None = None) -> bytes:
+    """A frame as the CSV bytes `make predict` writes (same writer, delimiter and decimal, no index)."""
+    return frame.to_csv(index=False, **(written or {})).encode("utf-8")

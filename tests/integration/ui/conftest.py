@@ -18,8 +18,9 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
-from tests.conftest import ROOT, free_port, require_tool
+from tests.conftest import ROOT, free_port, require_tool, write_params
 from tests.integration.conftest import LiveServer, running_server
 from tests.serving_helpers import REGRESSION, build_bundle
 
@@ -29,6 +30,8 @@ SCREENSHOTS = Path(os.environ.get("UI_SCREENSHOTS") or tempfile.mkdtemp(prefix="
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--disable-dev-shm-usage", "--window-size=1400,1800"]  # fmt: skip
+ADMIN_KEY = "ui-test-admin-key"  # the test's own key for POST /feedback and /predict (the UI sends none)
+PREDICT_KEY = "ui-test-predict-key"  # the UI's key (PREDICT_API_KEY): its own rate-limit bucket on /predict
 MULTICLASS = {"target": "property_area", "task": "multiclass", "positive_class": None, "drop": ["loan_id"]}
 BUNDLES = {  # other forks' models: a regression and a multiclass one
     "regression": ("ridge", REGRESSION),
@@ -44,13 +47,15 @@ class Stack:
     service: LiveServer
     ui: str
     model: dict[str, Any]
+    headers: dict[str, str]  # what the test sends with its own /predict calls (a key when the service wants one)
 
 
 @contextmanager
-def streamlit_app(api_url: str, log_dir: Path, timeout: float = 90) -> Iterator[str]:
+def streamlit_app(api_url: str, log_dir: Path, timeout: float = 90, **extra: str) -> Iterator[str]:
     """`python -m mlops_template ui` (what `make ui` runs) on a free port, no file watcher; yields its URL."""
     port = free_port()
-    env = {**os.environ, "API_URL": api_url, "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "API_URL": api_url, "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none", "PYTHONUNBUFFERED": "1",
+           **extra}  # fmt: skip
     log = log_dir / f"streamlit-{port}.log"
     with open(log, "w", encoding="utf-8") as handle:
         process = subprocess.Popen([sys.executable, "-m", "mlops_template", "ui", "--port", str(port)], cwd=ROOT,
@@ -80,17 +85,29 @@ def streamlit_app(api_url: str, log_dir: Path, timeout: float = 90) -> Iterator[
 
 
 @contextmanager
-def stack(kind: str, bundle: Path, data: Path, directory: Path) -> Iterator[Stack]:
-    with running_server(bundle, directory) as service, streamlit_app(service.url, directory) as ui:
+def stack(kind: str, bundle: Path, data: Path, directory: Path, ui_env: dict[str, str] | None = None,
+          headers: dict[str, str] | None = None, **env: str) -> Iterator[Stack]:  # fmt: skip
+    with running_server(bundle, directory, **env) as service, \
+            streamlit_app(service.url, directory, **(ui_env or {})) as ui:  # fmt: skip
         model = httpx.get(f"{service.url}/model", timeout=10).json()
-        yield Stack(kind, bundle, data, service, ui, model)
+        yield Stack(kind, bundle, data, service, ui, model, headers or {})
 
 
 @pytest.fixture(scope="module")
 def binary_stack(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The sample model as the real pipeline made it (metrics, gate thresholds, feature importance)."""
+    """The sample model as the real pipeline made it (metrics, gate thresholds, feature importance); its service
+    takes feedback (admin key), recomputes live drift every second, reports live quality from 20 answers, and wants
+    a key on /predict, each key (and address) with a bucket of 100 requests and next to no refill (a 429 the test
+    can cause at will)."""
     directory = tmp_path_factory.mktemp("ui-binary")
-    with stack("binary", trained / "artifacts" / "model", trained / "data" / "loans.csv", directory) as running:
+    monitoring = yaml.safe_load((ROOT / "params.yaml").read_text())["monitoring"]
+    drift, feedback = {**monitoring["drift"], "refresh_seconds": 1}, {**monitoring["feedback"], "min_feedback": 20}
+    # next to no refill (one token per 1000 s): the bucket the test empties stays empty for the UI's next click
+    limit = {**monitoring["rate_limit"], "requests_per_second": 0.001, "burst": 100}
+    params = write_params(directory, monitoring={"drift": drift, "feedback": feedback, "rate_limit": limit})
+    with stack("binary", trained / "artifacts" / "model", trained / "data" / "loans.csv", directory,
+               ui_env={"PREDICT_API_KEY": PREDICT_KEY}, headers={"X-API-Key": ADMIN_KEY}, ADMIN_API_KEYS=ADMIN_KEY,
+               PREDICT_API_KEYS=PREDICT_KEY, PARAMS_FILE=str(params)) as running:  # fmt: skip
         yield running
 
 

@@ -80,7 +80,10 @@ class Ui:
         raise AssertionError(f"{label}: the input does not keep {expected!r}")
 
     def click(self, text: str) -> None:
-        self.driver.find_element(By.XPATH, f"//button[normalize-space(.)='{text}']").click()
+        """Click the button `text`, once drawn (the page may still be drawing after the script's run ended)."""
+        path = f"//button[normalize-space(.)='{text}']"
+        WebDriverWait(self.driver, TIMEOUT, poll_frequency=0.25).until(lambda d: d.find_elements(By.XPATH, path))
+        self.driver.find_element(By.XPATH, path).click()
 
     def click_label(self, text: str, then: Callable[[Any], bool] | None = None) -> None:
         """Click a toggle's or checkbox's label; wait for `then(driver)` (the rerun's visible effect), so that
@@ -94,6 +97,28 @@ class Ui:
             return self.find(f'input[aria-label="{label}"]').get_attribute(name)
         except StaleElementReferenceException:
             return None
+
+    def choose_new(self, label: str, value: str) -> None:
+        """Type a value that is not among a select box's options and add it (`accept_new_options`)."""
+        path = f'//div[@data-testid="stSelectbox"][.//label[normalize-space(.)="{label}"]]//input'
+        WebDriverWait(self.driver, TIMEOUT, poll_frequency=0.25).until(lambda d: d.find_elements(By.XPATH, path))
+        field = self.driver.find_element(By.XPATH, path)
+        field.click()
+        field.send_keys(value)
+        WebDriverWait(self.driver, TIMEOUT).until(lambda d: value in self.text())  # the "add" option is listed
+        field.send_keys(Keys.ENTER)
+
+    def hidden_text(self, css: str, *needles: str) -> str:
+        """The text of elements drawn on a canvas (st.dataframe): their accessible copy in the DOM, once it holds
+        every needle (the grids fill it after the script's run has ended)."""
+        script = "return Array.from(document.querySelectorAll(arguments[0])).map(e => e.textContent).join(' | ')"
+        try:
+            WebDriverWait(self.driver, TIMEOUT, poll_frequency=0.25).until(
+                lambda d: all(n in d.execute_script(script, css) for n in needles)
+            )
+        except TimeoutException:
+            raise AssertionError(f"{needles} not in {css}: {self.driver.execute_script(script, css)}") from None
+        return self.driver.execute_script(script, css)
 
     def upload(self, path: Path) -> None:
         self.find('[data-testid="stFileUploader"] input[type="file"]').send_keys(str(path))

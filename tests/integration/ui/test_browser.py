@@ -1,8 +1,10 @@
 """The web UI in a real headless Chromium, against the real Streamlit server and the real service.
 
-For the sample (binary) model: the form answers what the API answers, flags and a 422 read as sentences, a CSV
-scored through the UI downloads the same predictions as `python -m mlops_template predict` (what `make predict`
-runs), the Model and Monitoring pages show the service's data, and a stopped service shows one banner. For a
+For the sample (binary) model: the form answers what the API answers (with the probabilities' chart), the
+out-of-range and unknown-category flags and a 422 read as sentences, a CSV scored through the UI downloads the same
+predictions as `python -m mlops_template predict` (what `make predict` runs), the Model page shows the gate table
+and the importance chart, the Monitoring page names the features a drifted batch moved and the live quality from
+feedback, the service's rate limit (429) reads as a sentence, and a stopped service shows one banner. For a
 regression and a multiclass model: the same form and batch checks, with no change to the UI's code.
 Screenshots of each page land in $UI_SCREENSHOTS (reports/ui to refresh the committed ones), else a scratch folder.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +23,13 @@ import pandas as pd
 import pytest
 
 from tests.conftest import ROOT
-from tests.integration.ui.conftest import Stack
+from tests.integration.serving.test_monitoring import records
+from tests.integration.ui.conftest import ADMIN_KEY, PREDICT_KEY, Stack
 from tests.integration.ui.driver import Ui
 
 
 def api_prediction(stack: Stack, record: dict[str, Any]) -> dict[str, Any]:
-    response = httpx.post(f"{stack.service.url}/predict", json=record, timeout=10)
+    response = httpx.post(f"{stack.service.url}/predict", json=record, headers=stack.headers, timeout=10)
     assert response.status_code == 200, response.text
     return response.json()["predictions"][0]
 
@@ -118,6 +122,8 @@ def test_predict_form_answers_what_the_api_answers(binary_stack: Stack, browser:
     ui.wait_text(*expected)
     shown = ui.element_text(".st-key-prediction")
     assert all(needle in shown for needle in expected), (expected, shown)
+    ui.find('.st-key-prediction [data-testid="stVegaLiteChart"]')  # the probabilities' bar chart
+    assert "Every value lies within the training range and categories." in shown
     ui.screenshot("predict")
 
 
@@ -129,8 +135,11 @@ def test_flags_and_a_422_read_as_sentences(binary_stack: Stack, browser: Any):
     ui.click_label("Keep numbers within the training range",  # now unbounded: values the model never saw
                    then=lambda _: ui.number_attribute(feature["name"], "max") != bound)  # fmt: skip
     ui.type_number(feature["name"], typed(feature, feature["max"] * 10 + 1))
+    category = next(f for f in model["features"] if f["type"] != "numeric")
+    ui.choose_new(category["name"], "a-category-never-seen")
     ui.click("Predict")
-    ui.wait_text(f"{feature['name']} is outside the range seen in training")
+    ui.wait_text(f"{feature['name']} is outside the range seen in training",
+                 f"{category['name']} has a category never seen in training")  # fmt: skip
     ui.type_number(feature["name"], None)  # required: the service refuses a null
     ui.click("Predict")
     text = ui.wait_text("The service refused the input (422)")
@@ -150,26 +159,61 @@ def test_model_card_shows_the_bundle(binary_stack: Stack, browser: Any):
     assert model["model_version"] in text and model["gate"]["verdict"] in text and model["estimator"] in text
     assert ("ONNX Runtime" if model["runtime"] == "onnx" else "scikit-learn") in text
     assert "records no feature importance" not in text  # the pipeline recorded it: the chart is drawn
+    ui.find('[data-testid="stVegaLiteChart"]')
     for name in [*model["metrics"], *(t["metric"] for t in model["gate"].get("thresholds", []))]:
         assert name in text
+    gate = ui.element_text('[data-testid="stTable"]')  # the first table: metrics with the gate's rules
+    for threshold in model["gate"]["thresholds"]:
+        rule = f"≥ {threshold['min']:g}" if threshold.get("min") is not None else f"≤ {threshold['max']:g}"
+        assert rule in gate, gate
+    assert "yes" in gate and "NO" not in gate  # a VALIDATED bundle passed every threshold
     for feature in model["features"]:
         assert feature["name"] in text
     ui.screenshot("model")
 
 
 def test_monitoring_shows_live_drift_and_experiment(binary_stack: Stack, browser: Any):
-    ui = Ui(browser, binary_stack.ui)
-    report = httpx.get(f"{binary_stack.service.url}/monitoring/drift", timeout=10).json()
+    ui, service = Ui(browser, binary_stack.ui), binary_stack.service.url
+    drifted = records(binary_stack.bundle, 2000, seed=41, drift=1.0)  # on top of the batch above (not drifted)
+    for start in range(0, len(drifted), 500):
+        answer = httpx.post(f"{service}/predict", json=drifted[start : start + 500], headers=binary_stack.headers,
+                            timeout=60)  # fmt: skip
+        assert answer.status_code == 200, answer.text
+    answered = answer.json()
+    for row, item in enumerate(answered["predictions"][:30]):  # ground truth = the answer: live accuracy 1
+        body = {"request_id": answered["feedback_key"].format(row=row), "actual": item["prediction"]}
+        response = httpx.post(f"{service}/feedback", json=body, headers={"X-API-Key": ADMIN_KEY}, timeout=10)
+        assert response.status_code == 200, response.text
+    time.sleep(1.2)  # the service's drift report is recomputed at most every second (the stack's params)
+    report = httpx.get(f"{service}/monitoring/drift", timeout=30).json()
+    names = [i["name"] for i in report["features"] + report["outputs"] if i["drifted"]]
+    assert report["drifted"] and names
     ui.open("monitoring", "Drift of recent requests vs training")
     text = ui.wait_text("Live quality")
-    assert f"status {report['status']}" in text  # the batch above filled the window
+    assert f"Drift detected in {', '.join(names)}: status {report['status']}" in text
     assert "decision:" in text and "mode single" in text
+    # the tables (drift, experiment, live quality) as the grid renders them: the rows in view (here every feature)
+    features = [i["name"] for i in report["features"] if i["drifted"]]
+    ui.hidden_text('[data-testid="stDataFrame"]', *features, "accuracy")
+    experiment = httpx.get(f"{service}/experiment", timeout=10).json()
+    assert experiment["live_quality"]["served"]["accuracy"] == 1.0
     ui.screenshot("monitoring")
 
 
-def test_service_down_is_one_banner(binary_stack: Stack, browser: Any):
+def test_rate_limit_then_service_down_are_sentences(binary_stack: Stack, browser: Any):
+    ui, service = Ui(browser, binary_stack.ui), binary_stack.service.url
+    ui.open("", f"Predict {binary_stack.model['target']}")
+    ui.wait_text("Predict")
+    headers = {"X-API-Key": PREDICT_KEY}  # the UI's key: its bucket, emptied here (no refill to speak of)
+    for _ in range(101):
+        if httpx.post(f"{service}/predict", json=binary_stack.model["example"], headers=headers).status_code == 429:
+            break
+    ui.click("Predict")
+    text = ui.wait_text("Too many requests (429)")
+    assert "rate limit was reached; retry in" in text and "Traceback" not in text
+    ui.screenshot("predict-429")
+
     binary_stack.service.stop()
-    ui = Ui(browser, binary_stack.ui)
     for page in ("", "batch", "model", "monitoring"):
         ui.open(page, "Service unavailable")
         text = ui.text()
@@ -188,6 +232,13 @@ def test_other_model_kinds(other_stack: Stack, browser: Any, tmp_path: Path):
     assert all(needle in shown for needle in expected), (expected, shown)
     ui.screenshot(f"predict-{other_stack.kind}")
     check_batch(other_stack, ui, tmp_path, rows=600)
+    ui.open("model", "Model card")  # the other pages too: built from this model's contract, no error on them
+    text = ui.wait_text("Features (the request contract)")
+    assert model["task"] in text and model["model_version"] in text and "The service" not in text
+    assert all(name in text for name in model["metrics"])
+    ui.open("monitoring", "Drift of recent requests vs training")
+    text = ui.wait_text("Live quality")
+    assert "status" in text and "The service" not in text and "Traceback" not in text
 
 
 @pytest.fixture(autouse=True)
