@@ -104,6 +104,18 @@ def failure(action: str, remote: Remote, output: str) -> UserError:
     return UserError(f"`dvc {action}` with {where} failed: {one_line(errors[-1])}")
 
 
+def fetch_outputs(remote: Remote) -> None:
+    """`dvc fetch --run-cache` into the DVC cache: the outputs dvc.lock names and the run-cache, as far as the remote
+    has them, so `dvc repro` checks out what someone pushed for this lock instead of training it again. Outputs
+    never pushed are no error (a warning): `dvc repro` makes them. (`dvc repro --pull` fails on those instead.)"""
+    result = dvc("fetch", "--run-cache")
+    if result.returncode == 0:
+        log.info("dvc fetch --run-cache (%s): pipeline outputs and run-cache fetched", remote.url)
+        return
+    reason = failure("fetch", remote, result.stdout + result.stderr)
+    log.warning("%s; the pipeline makes what the remote lacks (push it with `make push`)", reason)
+
+
 def transfer(action: str, *targets: str, run_cache: bool = False, remote: Remote | None = None) -> Remote:
     """`dvc pull|push [targets]` with the default remote; DVC's report on success, one line on failure."""
     remote = remote or default_remote()

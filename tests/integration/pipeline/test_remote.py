@@ -47,7 +47,7 @@ def test_make_data_in_a_fresh_clone_pulls_byte_identical_data(pushed, object_sto
     assert any(name.startswith("data-test/files/md5/") for name in stored)
     assert any(name.startswith("data-test/runs/") for name in stored)  # `make push` sends the run-cache too
     clone = fresh_clone(origin, tmp_path / "clone")
-    pulled = sh(clone, *MAKE, "data", env=env)
+    pulled = sh(clone, *MAKE, "data", "PULL=1", env=env)  # as CI with the remote: also the pushed outputs
     csv = Path("data/loans.csv")
     assert (clone / csv).read_bytes() == (origin / csv).read_bytes()
     assert "error" not in pulled.stderr.lower()
@@ -55,6 +55,13 @@ def test_make_data_in_a_fresh_clone_pulls_byte_identical_data(pushed, object_sto
     # the URL went to the clone's own config, not to the committed .dvc/config
     assert "data-test" in (clone / ".dvc" / "config.local").read_text()
     assert not sh(clone, "git", "status", "--porcelain").stdout.strip()
+    # issue 11.2: PULL=1 fetched the outputs and run-cache the origin pushed for this dvc.lock: `dvc repro` checks
+    # them out instead of training, and CI's check finds the lock it reproduced to be the committed one
+    rerun = sh(clone, "dvc", "repro", env=env)
+    assert "Running stage" not in rerun.stdout and "is cached - skipping run" in rerun.stdout, rerun.stdout
+    bundle = Path("artifacts/model/metadata.json")
+    assert (clone / bundle).read_bytes() == (origin / bundle).read_bytes()
+    assert "what this run produced" in sh(clone, *MAKE, "lock-check", env=env).stdout
     # gcsfs authenticated like against Google: google-auth exchanged a signed JWT of the service-account key
     assert any(
         r["kid"] == "test-key-good" and r["claims"]["iss"].startswith("dvc@") for r in object_store.token_requests
