@@ -372,5 +372,11 @@ def test_ci_checks_that_dvc_lock_is_what_it_reproduced_before_pushing_it() -> No
     for name in ("pipeline", "image"):
         assert ci["jobs"][name]["env"]["PULL"] == "${{ needs.data.outputs.remote == 'true' && '1' || '' }}"
     assert "$(CLI) data $(if $(SAMPLE),--sample) $(if $(PULL),--outputs)" in (ROOT / "Makefile").read_text("utf-8")
-    # CT commits the lock it produced itself: it must not check it against main's
-    assert "make lock-check" not in [s.get("run") for s in steps_of(ROOT / ".github" / "workflows" / "ct.yml")]
+    # CT commits the lock it produced itself: it must not check it against main's; with the remote it pushes the
+    # outputs it judged (after the gate passed, before the pull request) so CI on that pull request fetches them
+    retrain = load(ROOT / ".github" / "workflows" / "ct.yml")["jobs"]["retrain"]
+    ct_runs = [s.get("run") for s in retrain["steps"]]
+    assert "make lock-check" not in ct_runs
+    assert ct_runs.index("make gate-production") < ct_runs.index("make push")
+    assert ct_runs.index("make push") < [s.get("id") for s in retrain["steps"]].index("pr")
+    assert step_running(retrain, "make push")["if"] == "${{ needs.data.outputs.remote == 'true' }}"

@@ -15,7 +15,7 @@ import yaml
 
 from mlops_template.core.config import DataConfig, Params
 from mlops_template.core.errors import UserError
-from mlops_template.pipeline.remote import fetch_outputs, Remote, default_remote, transfer
+from mlops_template.pipeline.remote import Remote, default_remote, fetch_outputs, transfer
 from mlops_template.pipeline.sample import make_chunk, write_sample
 
 log = logging.getLogger(__name__)

@@ -137,9 +137,7 @@ def run_link(settings: TrackingSettings, experiment_id: str, run_id: str) -> str
     return f"{public_uri(settings.uri).rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
-def on_gate(
-    settings: TrackingSettings, params: Params, verdict: str, rows: list[dict[str, Any]], report: Path
-) -> None:
+def on_gate(settings: TrackingSettings, params: Params, verdict: str, rows: list[dict[str, Any]], report: Path) -> None:
     from mlflow.entities import RunTag
 
     from mlops_template.tracking import model, registry
