@@ -180,8 +180,10 @@ def test_push_to_main_gates_against_the_previous_commit_and_pushes_to_the_remote
     git(repo, "merge", "-q", "--no-ff", "-m", "Merge tune", "tune")
     url, store = object_store.url("ci-push"), object_store.env()
     sh(repo, sys.executable, "-m", "mlops_template", "sample", "--if-missing")  # the data a developer pushed
+    sh(repo, "dvc", "commit", "-q", "-f", "data.dvc")  # into the DVC cache: `dvc push` sends what the cache holds
     sh(repo, "dvc", "remote", "add", "--local", "-d", "storage", url)
     sh(repo, "dvc", "push", "-q", "data.dvc", env=store)
+    assert sum(name.endswith(".dir") for name in object_store.objects("ci-push/")) == 1  # data/ only, as yet
     (repo / ".dvc" / "config.local").unlink()  # git-ignored anyway: the job gets the remote from the variable
     run = pipeline_run(ci, "push", "push", push_event(repo), env=store, variables={"DVC_REMOTE_URL": url})
     assert run.returncode == 0, run.tail()
