@@ -34,8 +34,8 @@ $(STAMP): requirements.txt requirements-ui.txt requirements-dev.txt pyproject.to
 
 setup: $(STAMP) ## create .venv and install the pinned dependencies (every other target does this first)
 
-data: $(STAMP) ## get the raw data: `dvc pull` with a DVC remote; no remote: the sample only for its own path (SAMPLE=1: anyway)
-	@$(CLI) data $(if $(SAMPLE),--sample)
+data: $(STAMP) ## get the raw data: `dvc pull` with a DVC remote; no remote: the sample only for its own path (SAMPLE=1: anyway; PULL=1: also the pipeline outputs it has)
+	@$(CLI) data $(if $(SAMPLE),--sample) $(if $(PULL),--outputs)
 
 push: $(STAMP) ## `dvc push` data and pipeline outputs (+ run-cache) to the DVC remote (.dvc/config or DVC_REMOTE_URL)
 	@$(CLI) push
@@ -43,7 +43,7 @@ push: $(STAMP) ## `dvc push` data and pipeline outputs (+ run-cache) to the DVC 
 bundle-pull: $(STAMP) ## CD: the gated bundle dvc.lock records, pulled from the DVC remote (CI on main pushed it); no training
 	@$(CLI) bundle-pull
 
-pipeline: data ## run the DVC pipeline (prep -> train -> evaluate -> gate); a no-op when nothing changed
+pipeline: data ## run the DVC pipeline (prep -> train -> evaluate -> gate); a no-op when nothing changed (PULL=1: outputs pushed for this lock are checked out, not retrained)
 	dvc repro
 
 run: pipeline ## the main job: set up, data, pipeline, metrics, then serve the API on $PORT (Ctrl-C stops)
@@ -54,7 +54,7 @@ run: pipeline ## the main job: set up, data, pipeline, metrics, then serve the A
 metrics: $(STAMP) ## print the latest metrics table
 	@$(CLI) metrics
 
-gate: $(STAMP) ## re-judge the metrics; BASELINE=main (git ref) or BASELINE=path/to/metrics.json
+gate: $(STAMP) ## re-judge the metrics; BASELINE=main (git ref) or path/to/metrics.json: verdict to reports/gate-baseline.md only
 	$(CLI) gate $(if $(BASELINE),--baseline $(BASELINE))
 
 plots: $(STAMP) ## render the DVC plots to reports/plots-html/index.html (REV=main compares)
@@ -129,7 +129,8 @@ bench-soak: pipeline ## 60 s at 80% of the max /predict rate, one service with R
 
 clean: ## remove pipeline outputs and caches (keeps .venv and data/)
 	rm -rf artifacts reports/junit.xml reports/coverage.xml .pytest_cache .ruff_cache .hypothesis .coverage .coverage.* \
-		reports/report.md reports/test-summary.md reports/production-metrics.json reports/data-refresh.json .deploy
+		reports/report.md reports/test-summary.md reports/production-metrics.json reports/data-refresh.json .deploy \
+		reports/gate-baseline.md reports/gate-baseline.json
 
 # --- CI/CD/CT: what the workflows (.github/workflows, .gitlab-ci.yml, Jenkinsfile, Cloud Build) run ---------------
 # Workflows call only these targets; `make ci` runs the CI jobs' steps here, in the same order.
@@ -189,6 +190,10 @@ report: $(STAMP) ## model report vs BASELINE (default main): gate, params diff, 
 .PHONY: data-access
 data-access: $(STAMP) ## CI: can this run get the data? available=true|false to GITHUB_OUTPUT, else why (DATA_SECRETS=absent: fork PR)
 	$(CLI) data-access --secrets $(or $(DATA_SECRETS),present)
+
+.PHONY: lock-check
+lock-check: $(STAMP) ## CI after the pipeline: fail unless dvc.lock (and tracked outputs) are what this run reproduced
+	$(CLI) lock-check
 
 pr-comment: $(STAMP) ## create or update the report comment on pull request PR=<number> (needs GITHUB_TOKEN)
 	@test -n "$(PR)" || { echo "error: PR=<pull request number> is required" >&2; exit 2; }

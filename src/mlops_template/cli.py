@@ -55,13 +55,19 @@ def _data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sample", action="store_true", help="write the embedded loan sample at data.path even if it is not its own"
     )
+    parser.add_argument(
+        "--outputs",
+        action="store_true",
+        help="with a remote, also fetch the pipeline outputs dvc.lock names and the run-cache (as far as the remote "
+        "has them): `dvc repro` then checks them out instead of training",
+    )
 
 
 @command("data", "get data.path: `dvc pull` with a remote, else keep it, else the sample where it belongs", _data_args)
 def _data(args: argparse.Namespace) -> None:
     from mlops_template.pipeline.rawdata import ensure
 
-    ensure(load_params(args.params), sample=args.sample)
+    ensure(load_params(args.params), sample=args.sample, outputs=args.outputs)
 
 
 def _data_refresh_args(parser: argparse.ArgumentParser) -> None:
@@ -109,6 +115,13 @@ def _data_access(args: argparse.Namespace) -> None:
     print(report(access(load_params(args.params), secrets=args.secrets == "present")))
 
 
+@command("lock-check", "CI after `dvc repro`: dvc.lock and the tracked outputs are the committed ones; else exit 2")
+def _lock_check(args: argparse.Namespace) -> None:
+    from mlops_template.ci.lock_check import check
+
+    print(check())
+
+
 @command("prep", "stage prep: validate, clean and split the raw CSV")
 def _prep(args: argparse.Namespace) -> None:
     from mlops_template.pipeline import prep
@@ -134,15 +147,20 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _gate_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--baseline", help="a metrics JSON file or a git ref (e.g. main) to compare against")
+    parser.add_argument(
+        "--baseline",
+        help="a metrics JSON file or a git ref (e.g. main) to compare against: the verdict then goes to "
+        "reports (<gate report>-baseline.md/.json), never into the DVC-tracked bundle",
+    )
 
 
-@command("gate", "judge the metrics (thresholds, baseline); write the verdict; exit 1 if REJECTED", _gate_args)
+@command("gate", "judge the metrics (thresholds; --baseline: also a baseline); exit 1 if REJECTED", _gate_args)
 def _gate(args: argparse.Namespace) -> None:
     from mlops_template.pipeline import gate
     from mlops_template.pipeline.models import load_training_params
 
-    gate.run(load_training_params(args.params), baseline=args.baseline or os.environ.get("GATE_BASELINE") or None)
+    # no environment fallback: the DVC stage must judge by thresholds alone, whatever the shell exports
+    gate.run(load_training_params(args.params), baseline=args.baseline or None)
 
 
 def _gate_production_args(parser: argparse.ArgumentParser) -> None:

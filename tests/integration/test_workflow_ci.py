@@ -37,6 +37,7 @@ GATE = "Gate against the baseline's metrics"
 REPORT = "Report in the job summary"
 COMMENT = "Report as a pull request comment (same-repository pull requests)"
 PUSH = "Push the data and the judged pipeline outputs to the DVC remote (main)"
+LOCK_CHECK = "dvc.lock is what this run produced"
 TOKEN = "test-token"
 # Thresholds still pass (roc_auc ~0.82 >= 0.80, log_loss ~0.46 <= 0.50) but roc_auc drops ~0.03 below main's,
 # more than the 0.01 tolerance: rejected by the comparison with main only.
@@ -93,7 +94,9 @@ def same_repo_pr(ci: dict, mlflow_server: str) -> ActRun:
     params = edited_params(repo, "evaluate", "importance_rows", 1500)
     commit(repo, "evaluate: fewer importance rows", {"params.yaml": params}, branch="tune")
     variables = {"MLFLOW_TRACKING_URI": mlflow_server}
-    run = pipeline_run(ci, "same", "pull_request", pull_request_event(repo, 7, "tune"), variables)
+    # what the pipeline left in the workspace: the lock and the outputs git tracks (the push to main commits them)
+    keep = ("dvc.lock", *git(repo, "ls-files", "reports/metrics.json", "reports/gate.md", "reports/plots").split())
+    run = pipeline_run(ci, "same", "pull_request", pull_request_event(repo, 7, "tune"), variables, keep=keep)
     ci["comments_after_same_repo"] = list(ci["api"].requests)
     return run
 
@@ -108,8 +111,13 @@ def fork_pr_worse(ci: dict, same_repo_pr: ActRun) -> ActRun:
 
 
 def test_same_repository_pull_request_reports_and_comments(ci: dict, same_repo_pr: ActRun) -> None:
+    """The pull request changed a parameter but did not commit the refreshed dvc.lock: the gate, the report and the
+    comment go through; then the run fails on that lock alone, with the fix (issue 11.2: CD pulls by the lock)."""
     run = same_repo_pr
-    assert run.returncode == 0, run.tail()
+    assert run.returncode != 0, run.tail()
+    assert run.step(LOCK_CHECK) == "failure"
+    assert "dvc.lock is not what this run produced (stages evaluate" in run.log
+    assert "run `make pipeline` and commit dvc.lock" in run.log
     assert run.step("Get the data and run the pipeline (dvc repro)") == "success"
     assert run.step(GATE) == "success"
     summary = run.summary
@@ -160,17 +168,22 @@ def test_fork_pull_request_with_a_worse_model_is_rejected_without_a_comment(ci: 
 
 
 def test_push_to_main_gates_against_the_previous_commit_and_pushes_to_the_remote(
-    ci: dict, fork_pr_worse: ActRun, object_store: ObjectStore
+    ci: dict, same_repo_pr: ActRun, fork_pr_worse: ActRun, object_store: ObjectStore
 ) -> None:
     """With vars.DVC_REMOTE_URL on the GCS emulator: the data comes from the remote, and after the gate CI pushes
-    the outputs it judged (what CD's `make bundle-pull` ships)."""
+    the outputs it judged (what CD's `make bundle-pull` ships). The pull request's author followed the lock
+    check's fix (committed the dvc.lock and outputs the pipeline made), so main's run reproduces that lock."""
     repo = ci["repo"]
+    assert "dvc.lock" in same_repo_pr.workspace_files
+    commit(repo, "dvc.lock: make pipeline", same_repo_pr.workspace_files, branch="tune")
     git(repo, "checkout", "-q", "main")
     git(repo, "merge", "-q", "--no-ff", "-m", "Merge tune", "tune")
     url, store = object_store.url("ci-push"), object_store.env()
     sh(repo, sys.executable, "-m", "mlops_template", "sample", "--if-missing")  # the data a developer pushed
+    sh(repo, "dvc", "commit", "-q", "-f", "data.dvc")  # into the DVC cache: `dvc push` sends what the cache holds
     sh(repo, "dvc", "remote", "add", "--local", "-d", "storage", url)
     sh(repo, "dvc", "push", "-q", "data.dvc", env=store)
+    assert sum(name.endswith(".dir") for name in object_store.objects("ci-push/")) == 1  # data/ only, as yet
     (repo / ".dvc" / "config.local").unlink()  # git-ignored anyway: the job gets the remote from the variable
     run = pipeline_run(ci, "push", "push", push_event(repo), env=store, variables={"DVC_REMOTE_URL": url})
     assert run.returncode == 0, run.tail()
@@ -179,6 +192,7 @@ def test_push_to_main_gates_against_the_previous_commit_and_pushes_to_the_remote
     assert "Metric gate: **VALIDATED**" in run.summary
     assert "Parameters changed vs `HEAD~1`" in run.summary
     assert run.step(COMMENT) is None
+    assert run.step(LOCK_CHECK) == "success"  # this run reproduced the committed lock: the one CD pulls by
     assert run.step(PUSH) == "success"
     stored = object_store.objects("ci-push/")
     # before the run the remote held data/ only (its .dir and one CSV); now also the stages' directories

@@ -352,3 +352,31 @@ def test_gitlab_jobs_have_python_311_and_the_engine_their_targets_need() -> None
             assert merged["variables"]["DOCKER_HOST"].startswith("tcp://docker:")
             assert "docker.io" in merged["variables"]["EXTRA_APT_PACKAGES"]
             assert "make system-deps" in job["script"]
+
+
+def test_ci_checks_that_dvc_lock_is_what_it_reproduced_before_pushing_it() -> None:
+    """Issue 11.2: CD ships the bundle the committed dvc.lock names, so CI fails when its `dvc repro` produced another
+    lock (a pull request without the refreshed lock, a runner training other bytes), before main pushes anything;
+    after the report (the pull request still gets it); never on the embedded sample (a fork without credentials)."""
+    ci = load(ROOT / ".github" / "workflows" / "ci.yml")
+    job = ci["jobs"]["pipeline"]
+    runs = [s.get("run") for s in job["steps"]]
+    check = step_running(job, "make lock-check")
+    assert runs.index("make pipeline") < runs.index("make pr-comment") < runs.index("make lock-check")
+    assert runs.index("make lock-check") < runs.index("make push")
+    assert "steps.pipeline.outcome == 'success'" in check["if"] and "!cancelled()" in check["if"]
+    assert "needs.data.outputs.sample != 'true'" in check["if"]
+    push = step_running(job, "make push")
+    assert "always()" not in push["if"] and "!cancelled()" not in push["if"]  # a failed check skips the push
+    # with the remote (and its credentials) `make pipeline` pulls the outputs pushed for this lock: no retraining
+    for name in ("pipeline", "image"):
+        assert ci["jobs"][name]["env"]["PULL"] == "${{ needs.data.outputs.remote == 'true' && '1' || '' }}"
+    assert "$(CLI) data $(if $(SAMPLE),--sample) $(if $(PULL),--outputs)" in (ROOT / "Makefile").read_text("utf-8")
+    # CT commits the lock it produced itself: it must not check it against main's; with the remote it pushes the
+    # outputs it judged (after the gate passed, before the pull request) so CI on that pull request fetches them
+    retrain = load(ROOT / ".github" / "workflows" / "ct.yml")["jobs"]["retrain"]
+    ct_runs = [s.get("run") for s in retrain["steps"]]
+    assert "make lock-check" not in ct_runs
+    assert ct_runs.index("make gate-production") < ct_runs.index("make push")
+    assert ct_runs.index("make push") < [s.get("id") for s in retrain["steps"]].index("pr")
+    assert step_running(retrain, "make push")["if"] == "${{ needs.data.outputs.remote == 'true' }}"

@@ -54,10 +54,10 @@ def sample_markdown(access: Access) -> str:
     )
 
 
-def annotation(title: str, message: str) -> str:
-    """A `::notice` workflow command (GitHub's escaping of %, CR and LF)."""
+def annotation(title: str, message: str, kind: str = "notice") -> str:
+    """A `::notice` (or `::error`, `::warning`) workflow command (GitHub's escaping of %, CR and LF)."""
     escaped = message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-    return f"::notice title={title}::{escaped}"
+    return f"::{kind} title={title}::{escaped}"
 
 
 def _append(variable: str, text: str) -> None:

@@ -22,6 +22,7 @@ from mlops_template.core.bundle import METADATA
 from mlops_template.core.config import Params
 from mlops_template.core.errors import UserError
 from mlops_template.core.fsutil import sha256_file, write_text
+from mlops_template.pipeline.gate import current_report
 from mlops_template.pipeline.rawdata import tracking
 from mlops_template.pipeline.refresh import RECORD, read_record
 
@@ -169,7 +170,7 @@ def data_refresh(params: Params, record: Path = RECORD) -> str | None:
 
 
 def build(params: Params, baseline: str | None, run_url: str | None = None, title: str = "Model report") -> str:
-    gate_path = params.gate.report_path
+    gate_path = current_report(params)  # this run's comparison against the baseline, else the stage's verdict
     if not gate_path.is_file():
         raise UserError(f"{gate_path}: not found; run `make pipeline` (and `make gate BASELINE=...`) first")
     parts = [MARKER, f"## {title}", "", gate_path.read_text(encoding="utf-8").strip(), ""]

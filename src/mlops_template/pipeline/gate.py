@@ -1,6 +1,9 @@
 """The metric gate: thresholds from params.yaml and an optional baseline decide VALIDATED/REJECTED.
 
-The verdict is written into the judged bundle's metadata; loaders refuse anything not VALIDATED.
+The DVC `gate` stage (no baseline) writes its verdict into the judged bundle's metadata, the serving contract;
+loaders refuse anything not VALIDATED. A comparison against a baseline (CI against main, CT against
+production) writes its verdict to reports only (`<report>-baseline.md` and `.json`): the stage's outputs stay
+byte for byte what dvc.lock records, so `dvc status` stays clean and CD ships the bundle dvc.lock names.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from mlops_template.core.bundle import (
 )
 from mlops_template.core.config import Params, Threshold
 from mlops_template.core.errors import GateRejected, UserError
-from mlops_template.core.fsutil import atomic_dir, write_text
+from mlops_template.core.fsutil import atomic_dir, sha256_file, write_text
 from mlops_template.pipeline.evaluate import read_metrics
 
 log = logging.getLogger(__name__)
@@ -156,8 +159,43 @@ def record_for_ci(verdict: str) -> None:
             handle.write(f"verdict={verdict}\n")
 
 
+def comparison_paths(params: Params) -> tuple[Path, Path]:
+    """Where a comparison against a baseline writes its verdict: beside the stage's report, outside DVC's outputs."""
+    report = params.gate.report_path
+    stem = report.with_name(f"{report.stem}-baseline")
+    return stem.with_suffix(".md"), stem.with_suffix(".json")
+
+
+def record_comparison(params: Params, report: str, verdict: str, label: str | None, rows: list[Row]) -> Path:
+    """Write a comparison's markdown and record; the record names the metrics it judged (their sha256)."""
+    text_path, record_path = comparison_paths(params)
+    record = {
+        "verdict": verdict,
+        "baseline": label,
+        "metrics_sha256": sha256_file(params.evaluate.metrics_path),
+        "rows": [asdict(r) for r in rows],
+    }
+    write_text(text_path, report)
+    write_text(record_path, json.dumps(record, indent=2) + "\n")
+    return text_path
+
+
+def current_report(params: Params) -> Path:
+    """The gate report of the current metrics: a comparison against a baseline when one judged them, else the
+    stage's own (a comparison left over from earlier metrics is ignored)."""
+    text_path, record_path = comparison_paths(params)
+    metrics = params.evaluate.metrics_path
+    if text_path.is_file() and record_path.is_file() and metrics.is_file():
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        if record.get("metrics_sha256") == sha256_file(metrics):
+            return text_path
+    return params.gate.report_path
+
+
 def run(params: Params, baseline: str | None = None, label: str | None = None) -> str:
-    """Judge the metrics against the thresholds and `baseline`; `label` says what the baseline is (the report)."""
+    """Judge the metrics against the thresholds and `baseline`; `label` says what the baseline is (the report).
+
+    Without a baseline (the DVC stage) the verdict goes into the bundle; with one, into reports only."""
     metrics = read_metrics(params.evaluate.metrics_path)
     base, found = baseline_metrics(baseline, params.evaluate.metrics_path) if baseline else (None, None)
     label = label or found
@@ -165,14 +203,19 @@ def run(params: Params, baseline: str | None = None, label: str | None = None) -
     failed = [r.metric for r in rows if r.passed is False]
     verdict = REJECTED if failed else VALIDATED
     report = markdown(rows, verdict, label)
-    write_text(params.gate.report_path, report)
+    if baseline:
+        written = record_comparison(params, report, verdict, label, rows)
+    else:
+        written = params.gate.report_path
+        write_text(written, report)
+        gate = GateRecord(verdict=verdict, baseline=label, failed=failed, thresholds=params.gate.thresholds)
+        importance = read_importance(params.evaluate.plots_dir)
+        record_verdict(params.train.output_dir, params.gate.bundle_dir, metrics, gate, importance)
     record_for_ci(verdict)
-    gate = GateRecord(verdict=verdict, baseline=label, failed=failed, thresholds=params.gate.thresholds)
-    importance = read_importance(params.evaluate.plots_dir)
-    record_verdict(params.train.output_dir, params.gate.bundle_dir, metrics, gate, importance)
-    tracking.gate_done(params, verdict, [asdict(r) for r in rows])  # MLflow (if configured): only VALIDATED registers
+    # MLflow (if configured): only VALIDATED registers
+    tracking.gate_done(params, verdict, [asdict(r) for r in rows], written)
     print(report)
     if failed:
-        raise GateRejected(f"gate: REJECTED ({', '.join(failed)}); see {params.gate.report_path}")
-    log.info("gate: VALIDATED -> %s", params.gate.bundle_dir)
+        raise GateRejected(f"gate: REJECTED ({', '.join(failed)}); see {written}")
+    log.info("gate: VALIDATED -> %s", written if baseline else params.gate.bundle_dir)
     return verdict

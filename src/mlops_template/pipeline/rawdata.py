@@ -15,7 +15,7 @@ import yaml
 
 from mlops_template.core.config import DataConfig, Params
 from mlops_template.core.errors import UserError
-from mlops_template.pipeline.remote import Remote, default_remote, transfer
+from mlops_template.pipeline.remote import Remote, default_remote, fetch_outputs, transfer
 from mlops_template.pipeline.sample import make_chunk, write_sample
 
 log = logging.getLogger(__name__)
@@ -94,13 +94,16 @@ def pull(track: Tracking, remote: Remote) -> None:
     transfer("pull", str(track.dvc_file), remote=remote)
 
 
-def ensure(params: Params, sample: bool = False) -> Path:
-    """Make data.path exist: `dvc pull` when a remote is set, else keep it, else the sample where it belongs."""
+def ensure(params: Params, sample: bool = False, outputs: bool = False) -> Path:
+    """Make data.path exist: `dvc pull` when a remote is set, else keep it, else the sample where it belongs.
+    `outputs`: with a remote, also fetch the pipeline outputs and run-cache it has (see remote.fetch_outputs)."""
     path = params.data.path
     track = tracking(path)
     remote = default_remote() if track is not None and not sample else None
     if remote is not None:
         pull(track, remote)
+        if outputs:
+            fetch_outputs(remote)
     if path.is_file():
         log.info("data: %s present", path)
         return path

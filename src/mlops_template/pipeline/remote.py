@@ -104,6 +104,25 @@ def failure(action: str, remote: Remote, output: str) -> UserError:
     return UserError(f"`dvc {action}` with {where} failed: {one_line(errors[-1])}")
 
 
+def fetch_outputs(remote: Remote) -> None:
+    """`dvc fetch --run-cache` into the DVC cache: the outputs dvc.lock names and the run-cache, as far as the remote
+    has them, so `dvc repro` checks out what someone pushed for this lock instead of training it again. What nobody
+    pushed is a warning, never an error: `dvc repro` makes it."""
+    result = dvc("fetch", "--run-cache")
+    output = result.stdout + result.stderr
+    if result.returncode != 0:
+        log.warning("%s; the pipeline makes what it could not fetch", failure("fetch", remote, output))
+    elif "Missing cache files" in output:  # DVC's warning: neither in the local cache nor on the remote
+        log.warning(
+            "dvc fetch: outputs dvc.lock names are not on the DVC remote '%s' (%s), nobody pushed them: the pipeline "
+            "makes them (push yours with `make push` so CI fetches them)",
+            remote.name,
+            remote.url,
+        )
+    else:
+        log.info("dvc fetch --run-cache (%s): the pipeline outputs and run-cache of this lock", remote.url)
+
+
 def transfer(action: str, *targets: str, run_cache: bool = False, remote: Remote | None = None) -> Remote:
     """`dvc pull|push [targets]` with the default remote; DVC's report on success, one line on failure."""
     remote = remote or default_remote()

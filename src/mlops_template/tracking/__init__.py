@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from mlops_template.core.config import Params
@@ -50,12 +51,13 @@ def evaluate_done(params: Params, metrics: dict[str, float]) -> None:
     _hook(params, "evaluate", action)
 
 
-def gate_done(params: Params, verdict: str, rows: list[dict[str, Any]]) -> None:
-    """Stage gate: verdict, table, dvc.lock hashes, the bundle as an MLflow model; VALIDATED -> registry."""
+def gate_done(params: Params, verdict: str, rows: list[dict[str, Any]], report: Path | None = None) -> None:
+    """Stage gate: verdict, table, dvc.lock hashes, the bundle as an MLflow model; VALIDATED -> registry.
+    `report`: the markdown written (default: the stage's, params gate.report_path)."""
 
     def action(settings: TrackingSettings) -> None:
         from mlops_template.tracking import runs
 
-        runs.on_gate(settings, params, verdict, rows)
+        runs.on_gate(settings, params, verdict, rows, report or params.gate.report_path)
 
     _hook(params, "gate", action)

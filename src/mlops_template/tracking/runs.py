@@ -137,7 +137,7 @@ def run_link(settings: TrackingSettings, experiment_id: str, run_id: str) -> str
     return f"{public_uri(settings.uri).rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
-def on_gate(settings: TrackingSettings, params: Params, verdict: str, rows: list[dict[str, Any]]) -> None:
+def on_gate(settings: TrackingSettings, params: Params, verdict: str, rows: list[dict[str, Any]], report: Path) -> None:
     from mlflow.entities import RunTag
 
     from mlops_template.tracking import model, registry
@@ -147,7 +147,7 @@ def on_gate(settings: TrackingSettings, params: Params, verdict: str, rows: list
     tags = {"gate.verdict": verdict, "gate.failed": ",".join(r["metric"] for r in rows if r["passed"] is False)}
     client.log_batch(run_id, tags=[RunTag(name, value) for name, value in (tags | lock_tags()).items()])
     client.log_dict(run_id, rows, "gate/table.json")
-    client.log_artifact(run_id, str(params.gate.report_path), "gate")
+    client.log_artifact(run_id, str(report), "gate")
     info = model.log(Path(params.gate.bundle_dir), run_id)
     version = registry.register(client, settings, info.model_uri, run_id) if verdict == VALIDATED else None
     run = client.get_run(run_id)

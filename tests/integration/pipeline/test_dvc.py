@@ -67,6 +67,26 @@ def test_fresh_clone_reproduces_every_output_and_leaves_the_lock_clean(repo: Pat
     assert [name for name in ours if ours[name] != theirs[name]] == []
 
 
+def test_a_gate_against_a_baseline_leaves_the_dvc_outputs_as_dvc_lock_records_them(repo: Path, tmp_path: Path):
+    """CI's `make gate BASELINE=...` (and CT's gate against production) writes its verdict to reports only: the
+    bundle keeps the DVC gate stage's verdict (the serving contract), byte for byte, and `dvc status` stays clean,
+    so what CI on main pushes is what dvc.lock names (defect: the comparison re-wrote artifacts/model)."""
+    sh(repo, "dvc", "repro")  # a no-op after the tests above
+    before = pipeline_outputs(repo)
+    baseline = tmp_path / "baseline-metrics.json"
+    baseline.write_bytes((repo / "reports" / "metrics.json").read_bytes())
+    gated = sh(repo, sys.executable, "-m", "mlops_template", "gate", "--baseline", str(baseline))
+    assert "Metric gate: **VALIDATED**" in gated.stdout and f"Baseline: {baseline}" in gated.stdout
+    assert pipeline_outputs(repo) == before  # the bundle, metrics, plots and reports/gate.md
+    assert "Data and pipelines are up to date." in sh(repo, "dvc", "status").stdout
+    comparison = (repo / "reports" / "gate-baseline.md").read_text()
+    assert f"Baseline: {baseline}" in comparison and "| roc_auc |" in comparison
+    assert json.loads((repo / "reports" / "gate-baseline.json").read_text())["verdict"] == "VALIDATED"
+    assert "gate-baseline" not in sh(repo, "git", "status", "--porcelain").stdout  # git-ignored
+    sh(repo, sys.executable, "-m", "mlops_template", "report", "--output", str(tmp_path / "report.md"))
+    assert f"Baseline: {baseline}" in (tmp_path / "report.md").read_text()  # the report shows the comparison
+
+
 def test_experiment_with_set_param(repo: Path):
     sh(repo, "dvc", "repro")
     sh(repo, "git", "add", "-A")

@@ -20,6 +20,7 @@ from mlops_template.ci import challenge
 from mlops_template.cli import main
 from mlops_template.core.config import load_params
 from mlops_template.pipeline.challenger import Scored, production
+from mlops_template.pipeline.gate import comparison_paths
 from mlops_template.pipeline.sample import write_sample
 from tests.conftest import FakeHandler, dvc_project_copy, loopback_server, sh, write_params
 
@@ -162,7 +163,7 @@ def test_challenger_scores_main_s_bundle_on_this_run_s_holdout(project: Path, mo
             self.reply(200, served)
 
     output = project / "reports" / "production-metrics.json"
-    gate_md = project / params.gate.report_path
+    gate_md = project / comparison_paths(params)[0]  # a gate against a baseline writes there, not reports/gate.md
     with loopback_server(Service) as url:
         assert challenge.run(params, "main", url, output) == "VALIDATED"
         assert f"Baseline: {scored.label}" in gate_md.read_text()

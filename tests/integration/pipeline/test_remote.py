@@ -7,7 +7,9 @@ repository variable gives it.
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -47,7 +49,7 @@ def test_make_data_in_a_fresh_clone_pulls_byte_identical_data(pushed, object_sto
     assert any(name.startswith("data-test/files/md5/") for name in stored)
     assert any(name.startswith("data-test/runs/") for name in stored)  # `make push` sends the run-cache too
     clone = fresh_clone(origin, tmp_path / "clone")
-    pulled = sh(clone, *MAKE, "data", env=env)
+    pulled = sh(clone, *MAKE, "data", "PULL=1", env=env)  # as CI with the remote: also the pushed outputs
     csv = Path("data/loans.csv")
     assert (clone / csv).read_bytes() == (origin / csv).read_bytes()
     assert "error" not in pulled.stderr.lower()
@@ -55,6 +57,17 @@ def test_make_data_in_a_fresh_clone_pulls_byte_identical_data(pushed, object_sto
     # the URL went to the clone's own config, not to the committed .dvc/config
     assert "data-test" in (clone / ".dvc" / "config.local").read_text()
     assert not sh(clone, "git", "status", "--porcelain").stdout.strip()
+    # issue 11.2: PULL=1 fetched the outputs and run-cache the origin pushed for this dvc.lock: `dvc repro` checks
+    # them out instead of training, and CI's check finds the lock it reproduced to be the committed one. (The gate
+    # stage runs again: DVC never restores a stage with a `cache: false` output, reports/gate.md, from the
+    # run-cache; it copies the fetched candidate and writes its verdict, the same bytes.)
+    rerun = sh(clone, "dvc", "repro", env=env)
+    for stage in ("prep", "train"):
+        assert f"Stage '{stage}' is cached - skipping run" in rerun.stdout, rerun.stdout
+    assert "Running stage 'prep'" not in rerun.stdout and "Running stage 'train'" not in rerun.stdout
+    bundle = Path("artifacts/model/metadata.json")
+    assert (clone / bundle).read_bytes() == (origin / bundle).read_bytes()
+    assert "what this run produced" in sh(clone, *MAKE, "lock-check", env=env).stdout
     # gcsfs authenticated like against Google: google-auth exchanged a signed JWT of the service-account key
     assert any(
         r["kid"] == "test-key-good" and r["claims"]["iss"].startswith("dvc@") for r in object_store.token_requests
@@ -128,3 +141,25 @@ def test_wrong_credentials_and_unreachable_remote_are_one_clear_line(pushed, obj
     assert "Cannot connect to host 127.0.0.1" in error and "DVC_REMOTE_URL or .dvc/config" in error
     for clone in clones.values():
         assert not (clone / "data").exists()
+
+
+def test_fetching_outputs_the_remote_lacks_is_a_warning_and_the_pipeline_makes_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    """`make data PULL=1` on a lock whose outputs nobody pushed (a remote configured today, a pull request whose
+    author did not push): one warning, no failure, so `dvc repro` then trains them."""
+    from mlops_template.pipeline.remote import Remote, fetch_outputs
+
+    monkeypatch.chdir(tmp_path)
+    sh(tmp_path, "dvc", "init", "-q", "--no-scm")
+    (tmp_path / "out.txt").write_text("made by a stage nobody pushed\n")
+    sh(tmp_path, "dvc", "add", "-q", "out.txt")
+    shutil.rmtree(tmp_path / ".dvc" / "cache")
+    (tmp_path / "empty-remote").mkdir()
+    sh(tmp_path, "dvc", "remote", "add", "-q", "-d", "storage", str(tmp_path / "empty-remote"))
+    with caplog.at_level(logging.WARNING):
+        fetch_outputs(Remote("storage", str(tmp_path / "empty-remote")))
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1, warned
+    assert "are not on the DVC remote 'storage'" in warned[0]
+    assert "nobody pushed them: the pipeline makes them" in warned[0]

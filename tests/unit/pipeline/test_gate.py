@@ -76,3 +76,27 @@ def test_the_verdict_is_a_step_output_in_github_actions(tmp_path, monkeypatch):
     monkeypatch.delenv("GITHUB_OUTPUT")
     record_for_ci("VALIDATED")  # outside Actions: nothing to write, no error
     assert output.read_text().endswith("verdict=REJECTED\n")
+
+
+def test_the_report_shows_a_comparison_only_while_it_judged_the_current_metrics(tmp_path, monkeypatch):
+    """`make gate BASELINE=...` writes its verdict beside the stage's report; `make report` shows it, unless the
+    metrics changed since (a later `dvc repro`): then the stage's own verdict."""
+    from mlops_template.core.config import load_params
+    from mlops_template.pipeline.gate import comparison_paths, current_report, record_comparison
+    from tests.conftest import write_params
+
+    monkeypatch.chdir(tmp_path)
+    write_params(tmp_path)
+    params = load_params()
+    metrics = params.evaluate.metrics_path
+    metrics.parent.mkdir(parents=True)
+    metrics.write_text(json.dumps({"roc_auc": 0.85, "log_loss": 0.4}))
+    assert current_report(params) == params.gate.report_path  # no comparison yet
+    rows = judge({"roc_auc": 0.85, "log_loss": 0.4}, THRESHOLDS, {"roc_auc": 0.9}, {"default": 0.01})
+    written = record_comparison(params, markdown(rows, "REJECTED", "main (abc)"), "REJECTED", "main (abc)", rows)
+    text_path, record_path = comparison_paths(params)
+    assert written == text_path == params.gate.report_path.with_name("gate-baseline.md")
+    assert json.loads(record_path.read_text())["verdict"] == "REJECTED"
+    assert current_report(params) == text_path
+    metrics.write_text(json.dumps({"roc_auc": 0.95, "log_loss": 0.3}))
+    assert current_report(params) == params.gate.report_path
