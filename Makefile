@@ -190,9 +190,9 @@ report: $(STAMP) ## model report vs BASELINE (default main): gate, params diff, 
 data-access: $(STAMP) ## CI: can this run get the data? available=true|false to GITHUB_OUTPUT, else why (DATA_SECRETS=absent: fork PR)
 	$(CLI) data-access --secrets $(or $(DATA_SECRETS),present)
 
-pr-comment: $(STAMP) ## create or update the report comment on pull request PR=<number> (needs GITHUB_TOKEN)
+pr-comment: $(STAMP) ## create or update the report comment on pull request PR=<number> (needs GITHUB_TOKEN); NOTE=<text>: that instead
 	@test -n "$(PR)" || { echo "error: PR=<pull request number> is required" >&2; exit 2; }
-	$(CLI) github-comment --pr $(PR)
+	$(CLI) github-comment --pr $(PR) $(if $(NOTE),--note "$(NOTE)")
 
 data-refresh: $(STAMP) ## CT: newest data from params data.source (else `make data`), validated, `dvc add` (+ `dvc push`)
 	$(CLI) data-refresh

@@ -243,6 +243,12 @@ def test_the_pr_report_never_shows_a_verdict_this_run_did_not_produce() -> None:
     assert "steps.pipeline.outcome == 'success' || steps.pipeline.outputs.verdict != ''" in report["if"]
     comment = step_running(job, "make pr-comment")
     assert f"steps.{report['id']}.outcome == 'success'" in comment["if"]
+    # no report this run: the one comment says so instead of keeping an earlier push's verdict (same-repo only)
+    (none,) = [s for s in job["steps"] if s.get("run") == "make pr-comment" and s is not comment]
+    assert none["if"].startswith("${{ failure()") and f"steps.{report['id']}.outcome == 'skipped'" in none["if"]
+    assert "github.event.pull_request.head.repo.full_name == github.repository" in none["if"]
+    assert "No verdict for ${{ github.event.pull_request.head.sha }}" in none["env"]["NOTE"]
+    assert '$(if $(NOTE),--note "$(NOTE)")' in (ROOT / "Makefile").read_text(encoding="utf-8")
 
 
 def test_cd_tags_checks_out_and_deploys_the_commit_ci_checked() -> None:
