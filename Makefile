@@ -195,9 +195,9 @@ data-access: $(STAMP) ## CI: can this run get the data? available=true|false to 
 lock-check: $(STAMP) ## CI after the pipeline: fail unless dvc.lock (and tracked outputs) are what this run reproduced
 	$(CLI) lock-check
 
-pr-comment: $(STAMP) ## create or update the report comment on pull request PR=<number> (needs GITHUB_TOKEN)
+pr-comment: $(STAMP) ## create or update the report comment on pull request PR=<number> (needs GITHUB_TOKEN); NOTE=<text>: that instead
 	@test -n "$(PR)" || { echo "error: PR=<pull request number> is required" >&2; exit 2; }
-	$(CLI) github-comment --pr $(PR)
+	$(CLI) github-comment --pr $(PR) $(if $(NOTE),--note "$(NOTE)")
 
 data-refresh: $(STAMP) ## CT: newest data from params data.source (else `make data`), validated, `dvc add` (+ `dvc push`)
 	$(CLI) data-refresh
@@ -218,9 +218,11 @@ image-ci: ## CI image job: `make image-test` with a BuildKit layer cache in BUIL
 	$(MAKE) image-test IMAGE_BUILD_FLAGS="--load --cache-from type=local,src=$(BUILDX_CACHE) --cache-to type=local,dest=$(BUILDX_CACHE)-new,mode=max"
 	rm -rf $(BUILDX_CACHE) && mv $(BUILDX_CACHE)-new $(BUILDX_CACHE)
 
+# lowercased: image references must be (github.repository keeps the owner's capitals; CD's build lowercases too)
 image-release: ## tag REGISTRY_IMAGE:sha-COMMIT (built by CD after CI passed on main) as REGISTRY_IMAGE:VERSION
 	@test -n "$(REGISTRY_IMAGE)" -a -n "$(VERSION)" -a -n "$(COMMIT)" || { echo "usage: make image-release REGISTRY_IMAGE=ghcr.io/o/r VERSION=v1.2.3 COMMIT=<sha>" >&2; exit 2; }
-	$(CONTAINER_ENGINE) buildx imagetools create --tag "$(REGISTRY_IMAGE):$(VERSION:v%=%)" "$(REGISTRY_IMAGE):sha-$(COMMIT)"
+	image="$$(printf '%s' "$(REGISTRY_IMAGE)" | tr '[:upper:]' '[:lower:]')" && \
+		$(CONTAINER_ENGINE) buildx imagetools create --tag "$$image:$(VERSION:v%=%)" "$$image:sha-$(COMMIT)"
 
 bundle-check: $(STAMP) ## verify the gated bundle (checksums, VALIDATED); in Actions: model_version, git_commit outputs
 	$(CLI) bundle-check

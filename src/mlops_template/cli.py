@@ -221,6 +221,7 @@ def _ci_summary(args: argparse.Namespace) -> None:
 def _comment_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pr", type=int, required=True, help="pull request number")
     parser.add_argument("--body-file", type=Path, default=Path("reports/report.md"))
+    parser.add_argument("--note", help="replace the report with this line (and the run's link): a run without one")
 
 
 @command("github-comment", "create or update this tool's one comment on a pull request", _comment_args)
@@ -228,8 +229,14 @@ def _github_comment(args: argparse.Namespace) -> None:
     from mlops_template.ci import github
     from mlops_template.ci.report import MARKER
 
-    text = _read_body(args.body_file)
+    # a run that produced no report must not leave an older run's verdict on the pull request
+    text = _with_run_link(args.note) if args.note else _read_body(args.body_file)
     print(github.upsert_comment(github.GitHub.from_env(), args.pr, text, MARKER))
+
+
+def _with_run_link(note: str) -> str:
+    run = os.environ.get("REPORT_RUN_URL")
+    return f"{note}\n\nRun: {run}" if run else note
 
 
 def _issue_args(parser: argparse.ArgumentParser) -> None:
@@ -244,13 +251,8 @@ def _github_issue(args: argparse.Namespace) -> None:
     from mlops_template.ci import github
 
     if args.note:  # the cause comes first; the report may be missing when the run failed before it
-        run = os.environ.get("REPORT_RUN_URL")
-        parts = [
-            args.note,
-            f"Run: {run}" if run else "",
-            args.body_file.read_text(encoding="utf-8") if args.body_file.is_file() else "",
-        ]
-        text = "\n\n".join(p for p in parts if p)
+        report = args.body_file.read_text(encoding="utf-8") if args.body_file.is_file() else ""
+        text = "\n\n".join(p for p in (_with_run_link(args.note), report) if p)
     else:
         text = _read_body(args.body_file)
     print(github.upsert_issue(github.GitHub.from_env(), args.title, text, args.label))

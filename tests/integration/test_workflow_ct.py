@@ -63,7 +63,7 @@ def ct(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         pinned_ref("ct.yml", "actions/create-github-app-token"): standin_action(
             base / "create-github-app-token",
             "create-github-app-token",
-            ["app-id", "private-key", "permission-contents", "permission-pull-requests"],
+            ["client-id", "private-key", "permission-contents", "permission-pull-requests"],
             {"token": APP_TOKEN},
         ),
     }
@@ -169,7 +169,7 @@ def test_refused_pull_request_opens_the_issue_and_fails(ct: dict, dispatched: tu
     assert run.returncode != 0
     app = recorded(records, "create-github-app-token")
     assert app is not None, run.tail()
-    assert app["inputs"]["app-id"] == "123456"
+    assert app["inputs"]["client-id"] == "123456"
     assert app["inputs"]["private-key"] == "-----BEGIN PRIVATE KEY-----test"
     assert recorded(records, "create-pull-request")["inputs"]["token"] == APP_TOKEN
     assert run.step(PR_STEP) == "failure"

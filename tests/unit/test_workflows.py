@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -150,7 +151,7 @@ def test_cd_builds_once_and_deploys_the_digest_to_staging_then_production() -> N
     assert "staging" in cd["jobs"]["production"]["needs"]
     assert "vars.DEPLOY_TARGET != 'none'" in cd["jobs"]["staging"]["if"]
     deploy = load(ROOT / ".github" / "workflows" / "deploy.yml")["jobs"]["deploy"]
-    runs = [s.get("run") for s in deploy["steps"]]
+    runs = [s["run"] for s in deploy["steps"] if "run" in s]
     assert runs[-4:] == ["make deploy", "make smoke-test", "make rollback", "make promote"]
     assert deploy["steps"][-2]["if"].startswith("${{ failure()")
     # MLflow champion: production only, only with a tracking server, after the rollback step (never triggers it)
@@ -242,6 +243,12 @@ def test_the_pr_report_never_shows_a_verdict_this_run_did_not_produce() -> None:
     assert "steps.pipeline.outcome == 'success' || steps.pipeline.outputs.verdict != ''" in report["if"]
     comment = step_running(job, "make pr-comment")
     assert f"steps.{report['id']}.outcome == 'success'" in comment["if"]
+    # no report this run: the one comment says so instead of keeping an earlier push's verdict (same-repo only)
+    (none,) = [s for s in job["steps"] if s.get("run") == "make pr-comment" and s is not comment]
+    assert none["if"].startswith("${{ failure()") and f"steps.{report['id']}.outcome == 'skipped'" in none["if"]
+    assert "github.event.pull_request.head.repo.full_name == github.repository" in none["if"]
+    assert "No verdict for ${{ github.event.pull_request.head.sha }}" in none["env"]["NOTE"]
+    assert '$(if $(NOTE),--note "$(NOTE)")' in (ROOT / "Makefile").read_text(encoding="utf-8")
 
 
 def test_cd_tags_checks_out_and_deploys_the_commit_ci_checked() -> None:
@@ -251,7 +258,13 @@ def test_cd_tags_checks_out_and_deploys_the_commit_ci_checked() -> None:
     checkout = next(s for s in build["steps"] if s.get("uses", "").startswith("actions/checkout@"))
     assert checkout["with"]["ref"] == "${{ github.event.workflow_run.head_sha }}"
     meta = next(s for s in build["steps"] if "docker/metadata-action@" in s.get("uses", ""))
-    assert meta["with"]["context"] == "git"  # the default `workflow` context reads GITHUB_SHA
+    head = "${{ github.event.workflow_run.head_sha }}"
+    # the default `workflow` context reads GITHUB_SHA (main's newest): tag and revision label name head_sha.
+    # `context: git` fails on the detached, ref-less HEAD that checking out a bare SHA leaves ("Cannot infer
+    # ref from detached HEAD", docker/metadata-action v6.2.0 run on such a checkout).
+    assert meta["with"].get("context", "workflow") == "workflow"
+    assert meta["with"]["tags"].splitlines() == [f"type=raw,value=sha-{head}"]
+    assert meta["with"]["labels"].splitlines() == [f"org.opencontainers.image.revision={head}"]
     for name in ("staging", "production"):
         passed = cd["jobs"][name]["with"]
         assert passed["ref"] == "${{ github.event.workflow_run.head_sha }}"
@@ -285,6 +298,21 @@ def test_version_tags_never_build_or_deploy_and_never_share_a_queue_with_main() 
         assert "build" in cd["jobs"][name]["needs"]
 
 
+def test_the_release_tags_the_lowercase_image_the_build_pushed() -> None:
+    """REGISTRY_IMAGE is ghcr.io/${{ github.repository }}, which keeps the owner's capitals; image references
+    must be lowercase (docker/metadata-action lowercases the build's). `make image-release`, engine = echo."""
+    env = load(ROOT / ".github" / "workflows" / "cd.yml")["jobs"]["release"]["steps"][-1]["env"]
+    assert env["REGISTRY_IMAGE"] == "ghcr.io/${{ github.repository }}"
+    done = subprocess.run(
+        ["make", "-s", "image-release", "REGISTRY_IMAGE=ghcr.io/MyOrg/Loans", "VERSION=v1.2.3", "COMMIT=c0ffee",
+         "CONTAINER_ENGINE=echo"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert done.stdout.split() == [
+        "buildx", "imagetools", "create", "--tag", "ghcr.io/myorg/loans:1.2.3", "ghcr.io/myorg/loans:sha-c0ffee"
+    ]  # fmt: skip
+
+
 def test_every_deploy_setting_readme_lists_can_be_set_from_github() -> None:
     env = load(ROOT / ".github" / "workflows" / "deploy.yml")["jobs"]["deploy"]["env"]
     for name in ("SERVICE_NAME", "SERVICE_URL", "CLOUD_RUN_FLAGS", "ROLLOUT_TIMEOUT", "K8S_NAMESPACE", "HEROKU_APP"):
@@ -294,6 +322,26 @@ def test_every_deploy_setting_readme_lists_can_be_set_from_github() -> None:
         assert f"${{{name}" in script, f"deploy.sh does not read {name}"
     assert env["EXPECT_MODEL_VERSION"] == "${{ inputs.model-version }}"
     assert env["EXPECT_GIT_COMMIT"] == "${{ inputs.git-commit }}"
+
+
+def test_a_private_cloud_run_service_is_smoke_tested_with_an_identity_token_iam_mints() -> None:
+    """`gcloud auth print-identity-token` fails on Workload Identity Federation credentials (external_account):
+    the token for the deployed URL comes from google-github-actions/auth (token_format id_token)."""
+    steps = load(ROOT / ".github" / "workflows" / "deploy.yml")["jobs"]["deploy"]["steps"]
+    deploy = next(s for s in steps if s.get("run") == "make deploy")
+    minted = [s for s in steps if s.get("with", {}).get("token_format") == "id_token"]
+    assert len(minted) == 1 and "google-github-actions/auth@" in minted[0]["uses"]
+    token = minted[0]
+    assert steps.index(deploy) < steps.index(token) < steps.index(step_running({"steps": steps}, "make smoke-test"))
+    assert token["with"]["id_token_audience"] == f"${{{{ steps.{deploy['id']}.outputs.url }}}}"  # the service's URL
+    assert token["with"]["workload_identity_provider"] == "${{ vars.GCP_WORKLOAD_IDENTITY_PROVIDER }}"
+    # only where deploy.sh's `token` would want one: Cloud Run deployed with --no-allow-unauthenticated
+    assert "vars.DEPLOY_TARGET == 'cloudrun'" in token["if"]
+    assert "contains(vars.CLOUD_RUN_FLAGS, '--no-allow-unauthenticated')" in token["if"]
+    assert "--no-allow-unauthenticated" in (ROOT / "deploy" / "deploy.sh").read_text(encoding="utf-8")
+    smoke = step_running({"steps": steps}, "make smoke-test")
+    assert smoke["env"]["SMOKE_TOKEN"] == f"${{{{ steps.{token['id']}.outputs.id_token }}}}"
+    assert 'SMOKE_TOKEN="$${SMOKE_TOKEN:-' in (ROOT / "Makefile").read_text(encoding="utf-8")  # taken over deploy.sh
 
 
 # The first major release of each pinned JavaScript action whose action.yml declares `using: node24` (GitHub

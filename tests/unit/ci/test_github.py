@@ -118,3 +118,21 @@ def test_missing_settings_are_user_errors() -> None:
         github.GitHub("", "o/r")
     with pytest.raises(UserError, match="owner/name"):
         github.GitHub("t", "just-a-name")
+
+
+def test_a_run_without_a_verdict_replaces_the_older_report_on_the_pull_request(
+    fake: tuple[FakeGitHub, str], tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ci.yml's step after a run that failed before the gate: `make pr-comment NOTE=...` (the CLI, no report file)
+    must overwrite the comment that still shows an earlier push's VALIDATED."""
+    from mlops_template.cli import main
+
+    state, api = fake
+    github.upsert_comment(github.GitHub("t0ken", "o/r", api), 7, f"{MARKER}\nMetric gate: **VALIDATED**", MARKER)
+    monkeypatch.chdir(tmp_path)  # no reports/report.md here, as on the runner after a failed `dvc repro`
+    env = {"GITHUB_TOKEN": "t0ken", "GITHUB_REPOSITORY": "o/r", "GITHUB_API_URL": api, "REPORT_RUN_URL": "https://r/1"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert main(["github-comment", "--pr", "7", "--note", "**No verdict for abc123**: the run failed"]) == 0
+    mine = [c["body"] for c in state.comments if c["user"]["login"] == BOT]
+    assert mine == [f"{MARKER}\n**No verdict for abc123**: the run failed\n\nRun: https://r/1"]

@@ -66,7 +66,7 @@ def test_a_lock_this_run_changed_fails_with_the_stages_the_files_and_the_fix(
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     with pytest.raises(UserError) as raised:
-        check()
+        check(remote=True)
     text = str(raised.value)
     assert "\n" not in text
     assert text.startswith("dvc.lock is not what this run produced (stages train, evaluate changed;")
@@ -89,3 +89,32 @@ def test_a_lock_git_does_not_track_fails(project: Path) -> None:
     git(project, "commit", "-qm", "no lock")
     with pytest.raises(UserError, match=r"stages train, evaluate changed; differs: dvc.lock\)"):
         check()
+
+
+def other_bytes(project: Path) -> None:
+    """What another machine's run gives: the same inputs, other model bytes and metrics."""
+    changed = yaml.safe_load((project / "dvc.lock").read_text())
+    changed["stages"]["train"]["outs"][0]["md5"] = "bbb.dir"
+    changed["stages"]["evaluate"]["deps"][0]["md5"] = "bbb.dir"  # produced by train: an output too
+    changed["stages"]["evaluate"]["outs"][0]["md5"] = "m2"
+    (project / "dvc.lock").write_text(yaml.safe_dump(changed, sort_keys=False))
+    (project / "reports" / "metrics.json").write_text('{"roc_auc": 0.8999}\n')
+
+
+def test_other_bytes_from_the_same_inputs_without_a_remote_is_a_warning(project: Path, monkeypatch, capsys) -> None:
+    """No remote: CD retrains anyway and nobody can push outputs for CI to fetch, so red would be unfixable."""
+    other_bytes(project)
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    assert check(remote=False).startswith("warning (no DVC remote, same inputs, other bytes)")
+    assert capsys.readouterr().out.startswith("::warning title=dvc.lock is not what this run produced::")
+    with pytest.raises(UserError, match="make push"):  # with a remote CD would pull outputs nobody pushed
+        check(remote=True)
+
+
+def test_a_lock_left_behind_by_a_params_change_fails_even_without_a_remote(project: Path) -> None:
+    other_bytes(project)
+    changed = yaml.safe_load((project / "dvc.lock").read_text())
+    changed["stages"]["train"]["params"] = {"params.yaml": {"train.seed": 7}}
+    (project / "dvc.lock").write_text(yaml.safe_dump(changed, sort_keys=False))
+    with pytest.raises(UserError, match="stages train, evaluate changed"):
+        check(remote=False)
