@@ -47,11 +47,15 @@ def changed_files(lock: Path) -> list[str]:
     return sorted({line[3:].strip() for line in status.stdout.splitlines() if line.strip()})
 
 
-def changed_stages(lock: Path) -> list[str]:
-    """The stages whose dvc.lock entry (dependencies, params, outputs and their hashes) differs from the commit."""
+def lock_stages(lock: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """dvc.lock's stages as committed (HEAD) and as this run left them."""
     committed = _git("show", f"HEAD:./{lock.as_posix()}")
     before = _stages(committed.stdout if committed.returncode == 0 else None)
-    after = _stages(lock.read_text(encoding="utf-8") if lock.is_file() else None)
+    return before, _stages(lock.read_text(encoding="utf-8") if lock.is_file() else None)
+
+
+def changed_stages(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """The stages whose dvc.lock entry (dependencies, params, outputs and their hashes) differs from the commit."""
     return [name for name in dict.fromkeys([*before, *after]) if before.get(name) != after.get(name)]
 
 
@@ -64,11 +68,8 @@ def message(files: list[str], stages: list[str]) -> str:
     )
 
 
-def only_outputs_differ(lock: Path) -> bool:
+def only_outputs_differ(before: dict[str, Any], after: dict[str, Any]) -> bool:
     """The same stages, commands, params and data, other output bytes (another machine's floating point)."""
-    committed = _git("show", f"HEAD:./{lock.as_posix()}")
-    before = _stages(committed.stdout if committed.returncode == 0 else None)
-    after = _stages(lock.read_text(encoding="utf-8") if lock.is_file() else None)
     if not before or set(before) != set(after):
         return False
     produced = {out["path"] for stage in (*before.values(), *after.values()) for out in stage.get("outs") or []}
@@ -97,8 +98,9 @@ def check(lock: Path = LOCK, remote: bool | None = None) -> str:
     files = changed_files(lock)
     if not files:
         return f"{lock} and the pipeline's tracked outputs are what this run produced"
-    text = message(files, changed_stages(lock))
-    warn = str(lock) in files and only_outputs_differ(lock) and not _has_remote(remote)
+    before, after = lock_stages(lock)
+    text = message(files, changed_stages(before, after))
+    warn = str(lock) in files and only_outputs_differ(before, after) and not _has_remote(remote)
     if os.environ.get("GITHUB_ACTIONS") == "true":
         print(annotation(TITLE, text, kind="warning" if warn else "error"))
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
