@@ -233,9 +233,9 @@ class Cors(CORSMiddleware):
     not allow) is the JSON error body with the request id, like every other refusal, not a text/plain 400."""
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        headers = Headers(scope=scope) if scope["type"] == "http" else Headers()
-        preflight = scope["type"] == "http" and scope["method"] == "OPTIONS" and "origin" in headers
-        if not (preflight and "access-control-request-method" in headers):  # Starlette's own test for a preflight
+        # Starlette's own test for a preflight; headers parsed only for OPTIONS (not on every /predict)
+        headers = Headers(scope=scope) if scope["type"] == "http" and scope["method"] == "OPTIONS" else None
+        if headers is None or "origin" not in headers or "access-control-request-method" not in headers:
             await super().__call__(scope, receive, send)
             return
         response = self.preflight_response(request_headers=headers)
