@@ -13,6 +13,8 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, Pydanti
 from pydantic_settings.sources.utils import parse_env_vars
 
 from mlops_template.core.errors import UserError
+from mlops_template.monitoring.experiment import CHAMPION
+from mlops_template.monitoring.feedback import SERVED
 from mlops_template.monitoring.security import ApiKeys
 
 RUNTIMES = ("auto", "onnx", "sklearn")
@@ -20,7 +22,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 SWITCHES = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
 # an arm's name: a Prometheus label value, a Redis key part and a JSON key; `champion` and `served` are taken
 ARM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
-RESERVED_ARMS = ("champion", "served")
+RESERVED_ARMS = (CHAMPION, SERVED)
 
 
 class ChallengerDir(NamedTuple):
