@@ -2,13 +2,17 @@
 
 On loopback, the service (`python -m mlops_template serve`, REDIS_URL on a redis-server of its own, the per-client
 rate limit on with a limit no client reaches, leased from Redis as params.yaml's `shared_lease` says) pinned to
-one core, wrk to the other (Redis unpinned); `make bench-soak SOAK_FLAGS="--duration 10"` for a short run:
-  1. unloaded: one connection, back to back: the reference p99;
-  2. maximum: `--connections` connections flat out: the max req/s;
-  3. soak: `--duration` seconds paced at `--load` x the maximum (wrk's per-connection pause, calibrated on a
-     short run), the service's RSS sampled every second.
-Reports errors (non-2xx, timeouts, socket errors), the soak p99 against the unloaded p99 and the RSS growth
-over the soak (bounded state: the queue, drift window and feedback store must not grow without end). Writes
+one core, the load generators to the other (Redis unpinned); `make bench-soak SOAK_FLAGS="--duration 10"` for a
+short run:
+  1. maximum: wrk, `--connections` connections flat out: the max req/s;
+  2. unloaded: `--unloaded-load` x the maximum (5 %), the reference p99;
+  3. soak: `--duration` seconds at `--load` x the maximum (80 %), the service's RSS sampled every second.
+Phases 2 and 3 use the same open-loop generator (tools/open_loop.py: a constant rate over the same
+`--connections`, latency from each request's due time, so a stall of the service counts for every request it
+delays), so the two p99s are measured alike. The same three phases run against the bare FastAPI floor
+(tools/bench_apps.py) for `--floor-seconds`: its ratio is what the framework and this machine give with no
+service code at all. Reports errors (non-2xx), the soak p99 against the unloaded p99 and the RSS growth over the
+soak (bounded state: the queue, drift window and feedback store must not grow without end). Writes
 reports/bench-soak.json and prints a markdown table.
 """
 
@@ -16,9 +20,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import threading
@@ -31,6 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_serve import (  # tools/: no package
+    TOOLS,
     check_tools,
     free_port,
     goals_table,
@@ -46,7 +51,6 @@ GOALS = {  # the issue's targets, reported (not asserted): met or not
     "p99_vs_unloaded": ("<=", 2.0, "soak p99 / unloaded p99"),
     "rss_growth_pct": ("<", 10.0, "RSS growth over the soak (%)"),
 }
-PACING_FLOOR_S = 0.01  # per-connection period at least this long: wrk's pause is whole milliseconds
 
 
 def say(message: str) -> None:
@@ -83,11 +87,6 @@ def sampling(pid: int, every: float = 1.0) -> Iterator[list[tuple[float, int]]]:
         samples.append((round(time.monotonic() - start, 2), rss_bytes(pid)))
 
 
-def pace(target_rps: float, connections: int, latency_ms: float) -> int:
-    """wrk's per-connection pause (ms) so that `connections` together send about `target_rps`."""
-    return max(0, round(connections * 1000 / target_rps - latency_ms))
-
-
 def goals(values: dict[str, float | None]) -> list[dict[str, Any]]:
     out = []
     for key, (op, target, what) in GOALS.items():
@@ -98,12 +97,15 @@ def goals(values: dict[str, float | None]) -> list[dict[str, Any]]:
 
 
 def table(report: dict[str, Any]) -> str:
-    lines = ["| phase | connections | req/s | p50 ms | p99 ms | errors |", "|---|---:|---:|---:|---:|---:|"]
-    for name, r in report["phases"].items():
-        lines.append(f"| {name} | {r['connections']} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
-                     f"{r['errors']} |")  # fmt: skip
-    rss = report["rss"]
-    lines += ["", f"RSS over the soak: {rss['start_mb']:.1f} MB -> {rss['end_mb']:.1f} MB (max {rss['max_mb']:.1f} MB)"]
+    lines = ["| server | phase | connections | req/s | p50 ms | p99 ms | max ms | errors |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for server_name, phases in (("service + Redis", report["phases"]), ("floor", report["floor"]["phases"])):
+        for name, r in phases.items():
+            lines.append(f"| {server_name} | {name} | {r['connections']} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | "
+                         f"{r['p99_ms']:.2f} | {r['max_ms']:.2f} | {r['errors']} |")  # fmt: skip
+    rss, floor = report["rss"], report["floor"]["ratios"]
+    lines += ["", f"RSS over the soak: {rss['start_mb']:.1f} MB -> {rss['end_mb']:.1f} MB (max {rss['max_mb']:.1f} MB)",
+              f"Floor (bare FastAPI, same phases): soak p99 / unloaded p99 = {floor['p99_vs_unloaded']}"]  # fmt: skip
     return "\n".join(lines + goals_table(report["goals"]))
 
 
@@ -111,14 +113,16 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=60, help="soak seconds")
     parser.add_argument("--load", type=float, default=0.8, help="soak rate as a fraction of the measured maximum")
+    parser.add_argument("--unloaded-load", type=float, default=0.05, help="the reference rate, a fraction too")
     parser.add_argument("--max-seconds", type=float, default=10, help="seconds of the maximum-rate measurement")
-    parser.add_argument("--unloaded-seconds", type=float, default=5, help="seconds of the one-connection run")
+    parser.add_argument("--unloaded-seconds", type=float, default=20, help="seconds of the reference run")
+    parser.add_argument("--floor-seconds", type=float, default=20, help="soak seconds of the floor's run")
     parser.add_argument("--warmup", type=float, default=2, help="warm-up seconds")
-    parser.add_argument("--connections", type=int, default=8, help="connections of the maximum-rate run")
+    parser.add_argument("--connections", type=int, default=8, help="connections of every phase")
     parser.add_argument("--rate-limit", choices=("on", "off"), default="on",
                         help="on: the Redis token bucket, leased (a limit no client reaches)")  # fmt: skip
-    parser.add_argument("--server-cpu", type=int, default=0, help="core for the service and Redis (taskset)")
-    parser.add_argument("--load-cpu", type=int, default=1, help="core for wrk (taskset)")
+    parser.add_argument("--server-cpu", type=int, default=0, help="core for the server (taskset)")
+    parser.add_argument("--load-cpu", type=int, default=1, help="core for the load generators (taskset)")
     parser.add_argument("--report", type=Path, default=Path("reports/bench-soak.json"))
     args = parser.parse_args()
     check_tools(args, "bench-soak")
@@ -126,8 +130,47 @@ def parse_args() -> argparse.Namespace:
 
 
 def phase(result: dict[str, Any], connections: int, **extra: Any) -> dict[str, Any]:
-    keep = ("rps", "p50_ms", "p90_ms", "p99_ms", "max_ms", "requests", "errors")
+    keep = ("rps", "p50_ms", "p99_ms", "max_ms", "requests", "errors")
     return {"connections": connections, **{k: result[k] for k in keep}, **extra}
+
+
+def open_loop(url: str, body_file: Path, rate: float, seconds: float, args: argparse.Namespace) -> dict[str, Any]:
+    """tools/open_loop.py on the load core: `rate` requests per second over `args.connections` connections."""
+    argv = [sys.executable, str(TOOLS / "open_loop.py"), url, str(body_file), f"{rate:.1f}", f"{seconds:g}",
+            "--connections", str(args.connections)]  # fmt: skip
+    result = subprocess.run(pinned(args.load_cpu, argv), capture_output=True, text=True, timeout=seconds + 120)
+    if result.returncode != 0:
+        raise RuntimeError(f"open_loop.py failed ({result.returncode}): {result.stderr[-3000:]}")
+    return json.loads(result.stdout)
+
+
+def phases(url: str, body_file: Path, args: argparse.Namespace, soak_seconds: float,
+           pid: int) -> tuple[dict[str, dict[str, Any]], list[tuple[float, int]]]:  # fmt: skip
+    """Maximum (wrk), unloaded and soak (open loop) against one server; RSS samples of `pid` over the soak."""
+    wrk(url, body_file, args.warmup, args.connections, args.load_cpu)
+    peak = wrk(url, body_file, args.max_seconds, args.connections, args.load_cpu)
+    say(f"maximum: {peak['rps']:.0f} req/s at {args.connections} connections, p99 {peak['p99_ms']:.2f} ms")
+    unloaded = open_loop(url, body_file, args.unloaded_load * peak["rps"], args.unloaded_seconds, args)
+    say(f"unloaded: {unloaded['rps']:.0f} req/s, p99 {unloaded['p99_ms']:.2f} ms")
+    target = args.load * peak["rps"]
+    say(f"soak: {soak_seconds:g} s at {target:.0f} req/s ({args.connections} connections, open loop)")
+    with sampling(pid) as samples:
+        soak = open_loop(url, body_file, target, soak_seconds, args)
+    say(f"soak: {soak['rps']:.0f} req/s, p99 {soak['p99_ms']:.2f} ms, {soak['errors']} errors")
+    return {
+        "maximum": phase(peak, args.connections),
+        "unloaded": phase(unloaded, args.connections, target_rps=round(args.unloaded_load * peak["rps"], 1)),
+        "soak": phase(soak, args.connections, target_rps=round(target, 1)),
+    }, samples
+
+
+def ratios(measured: dict[str, dict[str, Any]]) -> dict[str, float | None]:
+    unloaded, soak = measured["unloaded"], measured["soak"]
+    return {
+        "errors": soak["errors"],
+        "p99_vs_unloaded": round(soak["p99_ms"] / unloaded["p99_ms"], 3) if unloaded["p99_ms"] else None,
+        "achieved_load": round(soak["rps"] / measured["maximum"]["rps"], 3),
+    }
 
 
 def main() -> int:
@@ -138,63 +181,50 @@ def main() -> int:
 
     params = load_params()
     bundle = load_bundle(params.gate.bundle_dir)  # verified checksums, VALIDATED only
-    body = json.dumps(bundle.metadata.example).encode()
-    with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp, ExitStack() as stack:
+    with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
         workdir = Path(tmp)
         body_file = workdir / "row.json"
-        body_file.write_bytes(body)
-        params_file = unreachable_limit(workdir)
-        redis_url = stack.enter_context(redis_server(workdir))
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        env = {"HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "1", "MODEL_DIR": str(bundle.path),
-               "REDIS_URL": redis_url, "PARAMS_FILE": str(params_file), "RATE_LIMIT": args.rate_limit}  # fmt: skip
-        argv = pinned(args.server_cpu, [sys.executable, "-m", "mlops_template", "serve"])
-        process = stack.enter_context(server("service", argv, env, f"{base}/ready", timeout=180))
-        url = f"{base}/predict"
-        say(f"model {bundle.version}, Redis {redis_url}, rate limit {args.rate_limit}; warm-up {args.warmup:g} s")
-        wrk(url, body_file, args.warmup, args.connections, args.load_cpu)
-        unloaded = wrk(url, body_file, args.unloaded_seconds, 1, args.load_cpu)
-        say(f"unloaded: {unloaded['rps']:.0f} req/s, p99 {unloaded['p99_ms']:.2f} ms")
-        peak = wrk(url, body_file, args.max_seconds, args.connections, args.load_cpu)
-        say(f"maximum: {peak['rps']:.0f} req/s at {args.connections} connections, p99 {peak['p99_ms']:.2f} ms")
-        target = args.load * peak["rps"]
-        # enough connections that each waits >= PACING_FLOOR_S between requests (wrk's pause is whole ms)
-        connections = max(args.connections, math.ceil(target * PACING_FLOOR_S))
-        delay = pace(target, connections, unloaded["p50_ms"])
-        trial = wrk(url, body_file, 3, connections, args.load_cpu, delay)
-        delay = max(0, round(delay + connections * 1000 / target - connections * 1000 / max(trial["rps"], 1)))
-        say(f"soak: {args.duration:g} s at ~{target:.0f} req/s ({connections} connections, {delay} ms pause each)")
-        with sampling(process.pid) as samples:
-            soak = wrk(url, body_file, args.duration, connections, args.load_cpu, delay)
-        say(f"soak: {soak['rps']:.0f} req/s, p99 {soak['p99_ms']:.2f} ms, {soak['errors']} errors")
+        body_file.write_bytes(json.dumps(bundle.metadata.example).encode())
+        with ExitStack() as stack:
+            params_file = unreachable_limit(workdir)
+            redis_url = stack.enter_context(redis_server(workdir))
+            port = free_port()
+            base = f"http://127.0.0.1:{port}"
+            env = {"HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "1", "MODEL_DIR": str(bundle.path),
+                   "REDIS_URL": redis_url, "PARAMS_FILE": str(params_file), "RATE_LIMIT": args.rate_limit}  # fmt: skip
+            argv = pinned(args.server_cpu, [sys.executable, "-m", "mlops_template", "serve"])
+            process = stack.enter_context(server("service", argv, env, f"{base}/ready", timeout=180))
+            say(f"model {bundle.version}, Redis {redis_url}, rate limit {args.rate_limit}")
+            measured, samples = phases(f"{base}/predict", body_file, args, args.duration, process.pid)
+        with ExitStack() as stack:
+            port = free_port()
+            base = f"http://127.0.0.1:{port}"
+            argv = pinned(args.server_cpu, [sys.executable, "-m", "uvicorn", "--app-dir", str(TOOLS), "--host",
+                                            "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level",
+                                            "warning", "bench_apps:floor"])  # fmt: skip
+            process = stack.enter_context(server("floor", argv, {}, f"{base}/health"))
+            say("floor (bare FastAPI): the same phases")
+            floor, _ = phases(f"{base}/predict", body_file, args, args.floor_seconds, process.pid)
     start_rss, end_rss = samples[0][1], samples[-1][1]
-    values = {
-        "errors": soak["errors"],
-        "p99_vs_unloaded": round(soak["p99_ms"] / unloaded["p99_ms"], 3) if unloaded["p99_ms"] else None,
-        "rss_growth_pct": round(100 * (end_rss - start_rss) / start_rss, 2),
-        "achieved_load": round(soak["rps"] / peak["rps"], 3),
-    }
+    values = {**ratios(measured), "rss_growth_pct": round(100 * (end_rss - start_rss) / start_rss, 2)}
     report = {
         "command": "make bench-soak",
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "settings": {
             "duration_s": args.duration,
             "load": args.load,
+            "unloaded_load": args.unloaded_load,
             "max_seconds": args.max_seconds,
+            "floor_seconds": args.floor_seconds,
             "rate_limit": args.rate_limit,
             "server_cpu": args.server_cpu,
             "load_cpu": args.load_cpu,
-            "load_generator": "wrk -t1 (tools/bench_post.lua, paced with a per-connection pause)",
+            "load_generator": "maximum: wrk -t1 (tools/bench_post.lua); unloaded and soak: tools/open_loop.py",
             "model_version": bundle.version,
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
         },
-        "phases": {
-            "unloaded": phase(unloaded, 1),
-            "maximum": phase(peak, args.connections),
-            "soak": phase(soak, connections, target_rps=round(target, 1), pause_ms=delay),
-        },
+        "phases": measured,
         "rss": {
             "start_mb": round(start_rss / 2**20, 1),
             "end_mb": round(end_rss / 2**20, 1),
@@ -202,6 +232,7 @@ def main() -> int:
             "samples": [(t, round(b / 2**20, 1)) for t, b in samples],
         },
         "ratios": values,
+        "floor": {"phases": floor, "ratios": ratios(floor)},
         "goals": goals(values),
     }
     write_text(args.report, json.dumps(report, indent=2) + "\n")

@@ -5,11 +5,11 @@ another, the live quality windows, the per-variant experiment counts, the A/B de
 the bandit's posteriors are common, and the per-client rate limit holds across processes. The drift window stays
 per process (README "Monitoring").
 
-Cost on the hot path: none per /predict for monitoring state (predictions are filed in one pipeline per flush of
-the service's queue), one round trip per rate-limit lease (a Lua token bucket that hands a process a share of
-the burst to spend locally; `shared_lease: 0`: one per request). Faults: a Redis that does not
-answer makes every shared call fail fast for `RETRY_SECONDS` (StateUnavailable, counted per operation in
-`model_shared_state_errors_total`): /predict keeps answering (updates are dropped, the rate limit falls back to
+Cost on the hot path: none per /predict for monitoring state (the service's flush thread files its queue of
+predictions, ROWS_PER_CALL rows per script call, off the event loop), one round trip per rate-limit lease (a Lua
+token bucket that hands a process a share of the burst to spend locally; `shared_lease: 0`: one per request).
+Faults: a Redis that does not answer makes every shared call fail fast for `RETRY_SECONDS` (StateUnavailable,
+counted per operation in `model_shared_state_errors_total`): /predict keeps answering (updates are dropped, the rate limit falls back to
 the process's own bucket), reads and admin routes answer 503, and the next call after the pause tries Redis again.
 Redis restarted empty: scripts are reloaded by redis-py, predictions recorded before are unknown (404).
 
@@ -29,6 +29,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -49,6 +50,7 @@ TIMEOUT_SECONDS = 0.5  # Redis answers in well under a millisecond on a LAN: lon
 # RETRY_SECONDS; a timeout only means this process's own bucket decides
 RATE_LIMIT_TIMEOUT_SECONDS = 0.1
 LEASE_SECONDS = 1.0  # a rate-limit lease unspent by then goes back to the bucket: held tokens cannot pile up
+ROWS_PER_CALL = 64  # predictions filed per script call: Redis is busy well under a millisecond with each
 RETRY_SECONDS = 1.0  # after a failure no call tries Redis for this long (requests must not wait on a dead host)
 OPERATIONS = ("rate_limit", "record", "feedback", "experiment")
 RECONFIGURABLE = ("mode", "challenger_share", "name")  # what POST /experiment may change (routes.ExperimentChange)
@@ -76,15 +78,33 @@ redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
 redis.call('PEXPIRE', KEYS[1], math.ceil(1000 * burst / rate) + 1000)  -- full again by then: forget it
 return {tostring(granted), tostring(tokens)}
 """
-# KEYS: gone hash, gone order; remembers why an id left, the `capacity` most recent ones.
+# KEYS: order, gone hash, gone order. `gone` remembers why ids left (the `capacity` most recent); `forget` deletes
+# entries. Both take a list of ids and call Redis once per slice of SLICE ids (Lua's unpack has a stack limit).
 _GONE = """
-local function gone(id, why, now, capacity)
-  redis.call('HSET', KEYS[2], id, why)
-  redis.call('ZADD', KEYS[3], now, id)
+local SLICE = 1000
+local function gone(ids, why, now, capacity)
+  for s = 1, #ids, SLICE do
+    local reasons, scores = {}, {}
+    for i = s, math.min(s + SLICE - 1, #ids) do
+      reasons[#reasons + 1] = ids[i]; reasons[#reasons + 1] = why
+      scores[#scores + 1] = now; scores[#scores + 1] = ids[i]
+    end
+    redis.call('HSET', KEYS[2], unpack(reasons))
+    redis.call('ZADD', KEYS[3], unpack(scores))
+  end
   local extra = redis.call('ZCARD', KEYS[3]) - capacity
   if extra > 0 then
     local old = redis.call('ZPOPMIN', KEYS[3], extra)
-    for i = 1, #old, 2 do redis.call('HDEL', KEYS[2], old[i]) end
+    local names = {}
+    for i = 1, #old, 2 do names[#names + 1] = old[i] end
+    for s = 1, #names, SLICE do redis.call('HDEL', KEYS[2], unpack(names, s, math.min(s + SLICE - 1, #names))) end
+  end
+end
+local function forget(ids, prefix)
+  for s = 1, #ids, SLICE do
+    local keys = {}
+    for i = s, math.min(s + SLICE - 1, #ids) do keys[#keys + 1] = prefix .. ids[i] end
+    redis.call('DEL', unpack(keys))
   end
 end
 """
@@ -104,18 +124,18 @@ for i = 7, #ARGV, 3 do
   redis.call('EXPIREAT', key, math.ceil(tonumber(created) + ttl) + 60)  -- a safety net: the order zset rules
   redis.call('ZADD', KEYS[1], 'NX', created, id)
 end
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - ttl, 'LIMIT', 0, 10000)) do
-  redis.call('ZREM', KEYS[1], id)
-  redis.call('DEL', prefix .. id)
-  gone(id, 'expired', now, capacity)
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - ttl, 'LIMIT', 0, 10000)
+if #expired > 0 then
+  for s = 1, #expired, SLICE do redis.call('ZREM', KEYS[1], unpack(expired, s, math.min(s + SLICE - 1, #expired))) end
+  forget(expired, prefix)
+  gone(expired, 'expired', now, capacity)
 end
 local extra = redis.call('ZCARD', KEYS[1]) - capacity
 if extra > 0 then
-  local old = redis.call('ZPOPMIN', KEYS[1], extra)
-  for i = 1, #old, 2 do
-    redis.call('DEL', prefix .. old[i])
-    gone(old[i], 'evicted', now, capacity)
-  end
+  local old, ids = redis.call('ZPOPMIN', KEYS[1], extra), {}
+  for i = 1, #old, 2 do ids[#ids + 1] = old[i] end
+  forget(ids, prefix)
+  gone(ids, 'evicted', now, capacity)
 end
 return redis.call('ZCARD', KEYS[1])
 """
@@ -132,10 +152,10 @@ redis.call('ZREM', KEYS[1], id)
 local created = 0
 for i = 1, #entry, 2 do if entry[i] == 'c' then created = tonumber(entry[i + 1]) end end
 if now - created >= ttl then
-  gone(id, 'expired', now, capacity)
+  gone({id}, 'expired', now, capacity)
   return {'gone', 'expired'}
 end
-gone(id, 'answered', now, capacity)
+gone({id}, 'answered', now, capacity)
 return {'ok', entry}
 """
 )
@@ -273,23 +293,27 @@ class SharedFeedbackStore(FeedbackStore):
         return int(self.shared.call("feedback", lambda: self.shared.client.zcard(self._order)))
 
     def record_groups(self, groups: Sequence[tuple[Any, ...]]) -> None:
-        """Several `record_batch` argument tuples in one pipeline (one round trip per flush)."""
-        pipe = self.shared.client.pipeline(transaction=False)
-        for args in groups:
-            self._record_into(pipe, *args)
-        self.shared.call("record", pipe.execute)
+        """Several `record_batch` argument tuples, ROWS_PER_CALL rows per script call.
+
+        Redis runs one script at a time: short calls let every other client's commands (another process's
+        rate-limit lease, a feedback) through in between instead of waiting for a whole flush.
+        """
+        for request_ids, predictions, proba, variant, served, created, *scores in groups:
+            labels, values = self._labels_scores(predictions, proba, scores[0] if scores else None, len(request_ids))
+            times = [self.clock()] * len(request_ids) if created is None else created
+            for start in range(0, len(request_ids), ROWS_PER_CALL):
+                stop = start + ROWS_PER_CALL
+                self._record_slice(request_ids[start:stop], labels[start:stop], values[start:stop], times[start:stop],
+                                   variant, served)  # fmt: skip
 
     def record_batch(self, request_ids: Sequence[str], predictions: Sequence[Any], proba: Any | None = None,
                      variant: str = "champion", served: bool = True, created: Sequence[float] | None = None,
                      scores: Sequence[float | None] | None = None) -> None:  # fmt: skip
         self.record_groups([(request_ids, predictions, proba, variant, served, created, scores)])
 
-    def _record_into(self, pipe: Any, request_ids: Sequence[str], predictions: Sequence[Any], proba: Any | None,
-                     variant: str, served: bool, created: Sequence[float] | None,
-                     scores: Sequence[float | None] | None = None) -> None:  # fmt: skip
+    def _record_slice(self, request_ids: Sequence[str], labels: Sequence[Any], scores: Sequence[float | None],
+                      times: Sequence[float], variant: str, served: bool) -> None:  # fmt: skip
         now = self.clock()
-        labels, scores = self._labels_scores(predictions, proba, scores, len(request_ids))
-        times = [now] * len(request_ids) if created is None else created
         rows = [
             value
             for request_id, label, score, at in zip(request_ids, labels, scores, times, strict=True)
@@ -297,7 +321,8 @@ class SharedFeedbackStore(FeedbackStore):
         ]
         args = [repr(now), self.config.ttl_seconds, self.config.capacity, self.shared.key("fb", ""), variant,
                 int(served), *rows]  # fmt: skip
-        self._record(keys=[self._order, *self._gone_keys], args=args, client=pipe)
+        keys = [self._order, *self._gone_keys]
+        self.shared.call("record", lambda: self._record(keys=keys, args=args))
 
     def _take(self, request_id: str) -> Pending:
         keys = [self._order, *self._gone_keys, self.shared.key("fb", request_id)]
@@ -442,15 +467,25 @@ class SharedExperiment(Experiment):
         return super().stats()
 
 
-def flush_every(seconds: float, flush: Callable[[], None]) -> threading.Event:
-    """Call `flush` every `seconds` in a daemon thread (a quiet process's predictions reach Redis anyway).
+@dataclass(frozen=True)
+class Flusher:
+    """The thread that files a process's queued predictions into Redis: `wake()` files now, `stop()` ends it."""
 
-    Returns the event that stops it.
-    """
-    stop = threading.Event()
+    wake: Callable[[], None]
+    stop: Callable[[], None]
+
+
+def flush_every(seconds: float, flush: Callable[[], None]) -> Flusher:
+    """Call `flush` in a daemon thread every `seconds` (a quiet process's predictions reach Redis anyway) and
+    whenever woken (a full queue: the request that filled it does not wait for Redis, nor does the event loop)."""
+    woken, stopped = threading.Event(), threading.Event()
 
     def loop() -> None:
-        while not stop.wait(seconds):
+        while True:
+            woken.wait(seconds)
+            if stopped.is_set():
+                return
+            woken.clear()
             try:
                 flush()
             except StateUnavailable:
@@ -458,5 +493,9 @@ def flush_every(seconds: float, flush: Callable[[], None]) -> threading.Event:
             except Exception:
                 log.exception("periodic flush of the monitoring state failed")
 
+    def stop() -> None:
+        stopped.set()
+        woken.set()
+
     threading.Thread(target=loop, name="shared-state-flush", daemon=True).start()
-    return stop
+    return Flusher(woken.set, stop)

@@ -9,8 +9,9 @@ Wires the pure modules of `mlops_template.monitoring` into the app (see README "
 
 Without REDIS_URL the state is per process: with WEB_CONCURRENCY > 1 or several replicas each has its own
 feedback store, experiment counts and rate limit (a feedback must reach the process that predicted). With
-REDIS_URL those live in Redis (monitoring/shared.py) and the queue is also filed every `feedback.flush_seconds`
-and once more at shutdown (`close`, on SIGTERM); the drift window stays per process either way.
+REDIS_URL those live in Redis (monitoring/shared.py) and a flush thread files the queue: when it is full (so no
+request, and not the event loop, waits for Redis), every `feedback.flush_seconds`, and once more at shutdown
+(`close`, on SIGTERM); the drift window stays per process either way.
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ DRIFT_GAUGES = (
 )
 LIVE_GAUGES = ("model_live_feedback", "model_live_accuracy", "model_live_roc_auc", "model_live_mae")
 QUEUE_ROWS = 256  # predictions waiting to be filed (bounded: a read or the 256th row files them)
+# with REDIS_URL the flush thread files a full queue; a request files it itself only when the thread is this far
+# behind (Redis slow), so the queue stays bounded
+BACKLOG_ROWS = 8 * QUEUE_ROWS
 
 
 def load_monitoring(params_file: Path) -> MonitoringConfig:
@@ -140,7 +144,7 @@ class Live:
         self._queued_rows = 0
         self._queue_lock = threading.Lock()
         self._filing_lock = threading.Lock()  # a read waits until rows taken off the queue are filed
-        self._stop_flushing = flush_every(config.feedback.flush_seconds, self.flush) if self.shared else None
+        self._flusher = flush_every(config.feedback.flush_seconds, self.flush) if self.shared else None
 
     # ---- per request ---------------------------------------------------------------------------------------
     def record(self, request_id: str, batch: bool, columns: Columns, predictions: Predictions,
@@ -152,8 +156,12 @@ class Live:
         with self._queue_lock:
             self._queue.append(queued)
             self._queued_rows += rows
-            full = self._queued_rows >= QUEUE_ROWS
-        if full:
+            queued_rows = self._queued_rows
+        if queued_rows < QUEUE_ROWS:
+            return
+        if self._flusher is not None and queued_rows < BACKLOG_ROWS:
+            self._flusher.wake()  # filing waits on Redis: off the event loop, in the flush thread
+        else:
             self.flush()
 
     def flush(self) -> None:
@@ -195,8 +203,8 @@ class Live:
         With REDIS_URL the predictions of the last `flush_seconds` and the unsent request counts would otherwise be
         lost; a Redis that does not answer drops them (counted), the shutdown goes on.
         """
-        if self._stop_flushing is not None:
-            self._stop_flushing.set()
+        if self._flusher is not None:
+            self._flusher.stop()
         self.flush()
 
     def answer(self, request_id: str, actual: Any) -> Any:

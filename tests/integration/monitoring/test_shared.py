@@ -18,6 +18,7 @@ from mlops_template.monitoring.feedback import (
 from mlops_template.monitoring.shared import (
     LEASE_SECONDS,
     RETRY_SECONDS,
+    ROWS_PER_CALL,
     Shared,
     SharedExperiment,
     SharedFeedbackStore,
@@ -184,3 +185,22 @@ def test_redis_down_fails_fast_counts_and_recovers(redis_server: RedisServer, re
     store.record_batch(["after"], ["Y"], [[0.1, 0.9]])  # scripts reloaded after the restart
     assert store.feedback("after", "Y").success == {CHAMPION: True}
     assert limiter.allow("c").allowed
+
+
+def test_a_flush_goes_in_short_script_calls_and_a_mass_expiry_in_slices(redis_url: str) -> None:
+    a, b = stores(redis_url, capacity=10_000, ttl_seconds=60)
+    calls = lambda: redis.Redis.from_url(redis_url).info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)  # noqa: E731
+    before = calls()
+    now = time.time()
+    ids = [f"r{i}" for i in range(4_500)]
+    a.record_batch(ids, ["Y"] * len(ids), [[0.3, 0.7]] * len(ids), created=[now] * len(ids))
+    assert calls() - before == -(-len(ids) // ROWS_PER_CALL)  # Redis is never held by one long script
+    assert len(b) == len(ids)
+    a.clock = lambda: now + 61  # one call finds all 4,500 past their TTL: more ids than Lua's unpack takes at once
+    a.record_batch(["new"], ["Y"], [[0.3, 0.7]])
+    assert len(b) == 1
+    with pytest.raises(ExpiredRequest, match="expired"):
+        b.feedback("r0", "Y")
+    with pytest.raises(ExpiredRequest, match="expired"):
+        b.feedback("r4499", "Y")
+    assert b.feedback("new", "Y").success == {CHAMPION: True}
