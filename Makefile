@@ -124,7 +124,7 @@ image-test: pipeline ## build and run the image: /ready, /predict, HEALTHCHECK, 
 bench-serve: pipeline ## /predict vs bare FastAPI, mlflow serve, pandas baseline (wrk) -> reports/bench-serve.json
 	python tools/bench_serve.py
 
-bench-soak: pipeline ## 60 s at 80% of the max /predict rate, one service with Redis: errors, p99, RSS -> reports/bench-soak.json
+bench-soak: pipeline ## 60 s at 80% of the max /predict rate (open loop), one service with Redis, then the floor: errors, p99, RSS -> reports/bench-soak.json
 	python tools/bench_soak.py $(SOAK_FLAGS)
 
 clean: ## remove pipeline outputs and caches (keeps .venv and data/)

@@ -9,9 +9,10 @@ Cost on the hot path: none per /predict for monitoring state (the service's flus
 predictions, ROWS_PER_CALL rows per script call, off the event loop), one round trip per rate-limit lease (a Lua
 token bucket that hands a process a share of the burst to spend locally; `shared_lease: 0`: one per request).
 Faults: a Redis that does not answer makes every shared call fail fast for `RETRY_SECONDS` (StateUnavailable,
-counted per operation in `model_shared_state_errors_total`): /predict keeps answering (updates are dropped, the rate limit falls back to
-the process's own bucket), reads and admin routes answer 503, and the next call after the pause tries Redis again.
-Redis restarted empty: scripts are reloaded by redis-py, predictions recorded before are unknown (404).
+counted per operation in `model_shared_state_errors_total`): /predict keeps answering (updates are dropped, the rate
+limit falls back to the process's own bucket), reads and admin routes answer 503, and the next call after the pause
+tries Redis again. Redis restarted empty: scripts are reloaded by redis-py, predictions recorded before are unknown
+(404).
 
 Keys (one Redis database per service: pick it with the /N of REDIS_URL): `mlops:rate:<client>`,
 `mlops:fb:<request id>` (hash: created, served variant, one field per variant's prediction),
