@@ -214,7 +214,7 @@ def test_monitoring_shows_live_drift_and_experiment(binary_stack: Stack, browser
     for name in CHALLENGERS:
         test = experiment["comparisons"][name]
         assert test["reached"] == {"champion": 30, name: outcomes[name]} and test["decision"] == "not enough data"
-        row = next(line for line in table.splitlines() if line.startswith(f"{name} "))
+        row = next(line for line in table.splitlines() if line.split()[:1] == [name])
         for cell in (f"30 / {outcomes[name]}", "0.025", f"{test['p_value']:.3g}", test["decision"], test["reason"]):
             assert cell in row, (cell, row)
     # the tables (drift, experiment, live quality) as the grid renders them: the rows in view (here every feature)
@@ -239,6 +239,10 @@ def test_redis_down_is_a_503_sentence_and_the_page_recovers(binary_stack: Stack,
         assert "retry once it is back" in text and "starting or overloaded" not in text
         assert text.count("(503)") == 1 and "Traceback" not in text and "Service unavailable" not in text
         assert "Drift of recent requests vs training" in text  # the rest of the page still answers
+        browser.execute_script(
+            "const a = document.querySelectorAll('[data-testid=\"stAlert\"]'); "
+            'a[a.length - 1].scrollIntoView({block: "center"})'
+        )  # the 503 in the screenshot
         ui.screenshot("monitoring-503")
     finally:
         redis.start()  # empty, as a restarted Redis without persistence
