@@ -209,14 +209,16 @@ def test_monitoring_shows_live_drift_and_experiment(binary_stack: Stack, browser
     experiment = httpx.get(f"{service}/experiment", timeout=10).json()
     # each challenger's test against the champion, as the service reports it (Bonferroni: alpha 0.05 / 2)
     assert "Bonferroni: each of the 2 challengers against the champion at alpha 0.05 / 2 = 0.025" in text
-    table = ui.element_text('[data-testid="stTable"]')  # the one static table: each challenger's test
+    rows = {row["challenger"]: row for row in ui.table_rows()}  # the one static table: each challenger's test
     assert outcomes["champion"] == 30 and all(outcomes[name] for name in CHALLENGERS), outcomes
+    assert sorted(rows) == sorted(CHALLENGERS)
     for name in CHALLENGERS:
-        test = experiment["comparisons"][name]
+        test, row = experiment["comparisons"][name], rows[name]
         assert test["reached"] == {"champion": 30, name: outcomes[name]} and test["decision"] == "not enough data"
-        row = next(line for line in table.splitlines() if line.split()[:1] == [name])
-        for cell in (f"30 / {outcomes[name]}", "0.025", f"{test['p_value']:.3g}", test["decision"], test["reason"]):
-            assert cell in row, (cell, row)
+        assert row["feedback (champion / challenger)"] == f"30 / {outcomes[name]}"
+        assert row["alpha"] == "0.025" and row["p-value"] == f"{test['p_value']:.3g}"  # sequential: from the start
+        assert row["champion rate"] == row["challenger rate"] == "1"  # actual = the answer, the same model
+        assert (row["decision"], row["reason"]) == (test["decision"], test["reason"])
     # the tables (drift, experiment, live quality) as the grid renders them: the rows in view (here every feature)
     features = [i["name"] for i in report["features"] if i["drifted"]]
     ui.hidden_text('[data-testid="stDataFrame"]', *features, "accuracy")
@@ -253,8 +255,9 @@ def test_redis_down_is_a_503_sentence_and_the_page_recovers(binary_stack: Stack,
         ui.click("Refresh")
         text = ui.wait_text("Drift of recent requests vs training")
     assert "(503)" not in text and "mode shadow" in text
-    table = ui.element_text('[data-testid="stTable"]')
-    assert all(name in table for name in CHALLENGERS)  # a new, empty experiment (Redis restarted empty)
+    rows = ui.table_rows()  # a new, empty experiment (Redis restarted empty)
+    assert [row["challenger"] for row in rows] == list(CHALLENGERS)
+    assert all(row["feedback (champion / challenger)"] == "0 / 0" and row["p-value"] == "—" for row in rows), rows
 
 
 def test_rate_limit_then_service_down_are_sentences(binary_stack: Stack, browser: Any):
