@@ -104,11 +104,14 @@ USER 10001:10001
 EXPOSE 8000
 # The commit the image is built from (CD: the commit CI checked; `make image`: HEAD), reported by GET /model,
 # and the bundle's model_version (metadata.json; `make image` and CD pass it) as a label. Last, so another
-# commit or model reuses every layer above. The bundle records no commit: it is reproducible.
+# commit or model reuses every layer above. The bundle records no commit: it is reproducible. MODEL_COMMITTED_AT:
+# when a commit first recorded the bundle in dvc.lock (`make bundle-check`), the time GET /model reports (the image
+# has no git history to read it from); empty: unknown.
 ARG GIT_COMMIT=""
 ARG MODEL_VERSION=unknown
+ARG MODEL_COMMITTED_AT=""
 LABEL org.opencontainers.image.revision="${GIT_COMMIT}" model_version="${MODEL_VERSION}"
-ENV GIT_COMMIT="${GIT_COMMIT}"
+ENV GIT_COMMIT="${GIT_COMMIT}" MODEL_COMMITTED_AT="${MODEL_COMMITTED_AT}"
 # Liveness through the service's own /health (slim images have no curl).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('PORT', '8000'), timeout=4)"]

@@ -224,7 +224,7 @@ image-release: ## tag REGISTRY_IMAGE:sha-COMMIT (built by CD after CI passed on 
 	image="$$(printf '%s' "$(REGISTRY_IMAGE)" | tr '[:upper:]' '[:lower:]')" && \
 		$(CONTAINER_ENGINE) buildx imagetools create --tag "$$image:$(VERSION:v%=%)" "$$image:sha-$(COMMIT)"
 
-bundle-check: $(STAMP) ## verify the gated bundle (checksums, VALIDATED); in Actions: model_version, git_commit outputs
+bundle-check: $(STAMP) ## verify the gated bundle (checksums, VALIDATED); in Actions: model_version, git_commit, committed_at outputs
 	$(CLI) bundle-check
 
 deploy: ## deploy IMAGE (name@sha256:digest) to DEPLOY_TARGET=heroku|cloudrun|gke|none; remembers the previous image

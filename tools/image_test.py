@@ -109,12 +109,15 @@ def build(engine: list[str], context: Path, image: str, bundle: Path, flags: lis
     say(f"building {image}{f' (target {target})' if target else ''} with bundle {bundle} ({shlex.join(engine)})")
     started = time.monotonic()
     from mlops_template.core.bundle import git_commit
+    from mlops_template.core.provenance import LOCK, committed_at
 
     version = read_metadata(context / bundle).model_version
-    # GIT_COMMIT: the service reports it in /model (the bundle records no commit: it is reproducible)
+    # GIT_COMMIT, MODEL_COMMITTED_AT: the service reports them in /model (the bundle records no commit nor time:
+    # it is reproducible; the image has no git history to read them from)
     argv = [*engine, "build", *flags, *(["--target", target] if target else []),
             "--build-arg", f"BUNDLE_DIR={bundle.as_posix()}", "--build-arg", f"MODEL_VERSION={version}",
             "--build-arg", f"GIT_COMMIT={git_commit(context) or ''}",
+            "--build-arg", f"MODEL_COMMITTED_AT={committed_at(context / bundle, context / LOCK) or ''}",
             "-t", image, "-f"]  # fmt: skip
     run([*argv, str(context / "Dockerfile"), str(context)], timeout=1800)
     say(f"built in {time.monotonic() - started:.0f} s")
@@ -163,7 +166,7 @@ def healthcheck(engine: list[str], name: str, timeout: float) -> str:
 
 
 def container_checks(engine: list[str], image: str, bundle: Path, port: int, timeout: float,
-                     ui_image: str | None = None) -> dict[str, Any]:  # fmt: skip
+                     ui_image: str | None = None, committed: str | None = None) -> dict[str, Any]:  # fmt: skip
     name = f"mlops-image-test-{os.getpid()}-{port}"
     base = f"http://127.0.0.1:{port}"
     from mlops_template.core.bundle import git_commit, read_metadata
@@ -190,6 +193,10 @@ def container_checks(engine: list[str], image: str, bundle: Path, port: int, tim
         if model.get("git_commit") != git_commit(bundle):  # the bundle lies inside the build context
             raise CheckError(f"GET /model: git_commit {model.get('git_commit')!r}, built from {git_commit(bundle)!r}")
         checks["git_commit"] = model.get("git_commit")
+        if model.get("model_committed_at") != committed:  # MODEL_COMMITTED_AT: the build argument, not recomputed
+            raise CheckError(f"GET /model: model_committed_at {model.get('model_committed_at')!r}, built with "
+                             f"{committed!r}")  # fmt: skip
+        checks["model_committed_at"] = committed
         say(f"/predict ok: {json.dumps(body)[:200]}")
 
         checks["healthcheck"] = healthcheck(engine, name, timeout)
@@ -354,8 +361,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             say(f"image {args.ui_image}: {ui_size / 1e6:.0f} MB")
         if args.build_only:
             return 0
+        from mlops_template.core.provenance import LOCK, committed_at
+
         checks = container_checks(engine, args.image, context / bundle, args.port or free_port(), args.timeout,
-                                  args.ui_image or None)  # fmt: skip
+                                  args.ui_image or None, committed_at(context / bundle, context / LOCK))  # fmt: skip
         checks["bundle"] = image_bundle(engine, args.image, context, bundle, checks["model_version"])
     except CheckError as exc:
         say(f"FAILED: {exc}")

@@ -369,14 +369,17 @@ def _bundle_check_args(parser: argparse.ArgumentParser) -> None:
 )
 def _bundle_check(args: argparse.Namespace) -> None:
     from mlops_template.core.bundle import git_commit, load_bundle
+    from mlops_template.core.provenance import LOCK, committed_at
 
     bundle = load_bundle(args.dir or load_params(args.params).gate.bundle_dir)
     log.info("bundle-check: %s model %s is %s", bundle.path, bundle.version, bundle.verdict)
     output = os.environ.get("GITHUB_OUTPUT")
     if output:  # CD builds the image with this GIT_COMMIT and hands both to the smoke test: it checks the
-        # deployed service runs this very bundle, built from this commit (the bundle itself records no commit)
+        # deployed service runs this very bundle, built from this commit (the bundle itself records no commit);
+        # committed_at (MODEL_COMMITTED_AT): when dvc.lock's history first recorded the bundle, empty when unknown
         with open(output, "a", encoding="utf-8") as handle:
-            handle.write(f"model_version={bundle.version}\ngit_commit={git_commit() or ''}\n")
+            handle.write(f"model_version={bundle.version}\ngit_commit={git_commit() or ''}\n"
+                         f"committed_at={committed_at(bundle.path, args.params.parent / LOCK) or ''}\n")  # fmt: skip
     print(bundle.path)
 
 
@@ -407,7 +410,17 @@ def _serve(args: argparse.Namespace) -> None:
 
         # downloaded once, before the workers start: each of them then loads (and checks) the same folder
         env["MODEL_DIR"] = os.environ["MODEL_DIR"] = str(fetch_model(env["MODEL_URI"].strip()))
-    serve(Settings.from_env(env))
+    settings = Settings.from_env(env)
+    if settings.model_committed_at is None and not env.get("MODEL_URI", "").strip():
+        from mlops_template.core.provenance import LOCK, committed_at
+
+        # in a checkout (`make run`, `make serve`) the history of the dvc.lock next to params.yaml dates the bundle
+        # (an image gets it as a build argument); set in the environment too: WEB_CONCURRENCY workers read it there
+        found = committed_at(settings.model_dir, settings.params_file.parent / LOCK)
+        if found:
+            os.environ["MODEL_COMMITTED_AT"] = found
+            settings = settings.model_copy(update={"model_committed_at": found})
+    serve(settings)
 
 
 def _ui_args(parser: argparse.ArgumentParser) -> None:

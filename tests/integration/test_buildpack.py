@@ -188,6 +188,7 @@ def test_the_procfile_web_line_serves_the_bundle(heroku: dict) -> None:
     assert heroku["ready"].status_code == 200, heroku["served"][-3000:]
     metadata = json.loads((heroku["build"] / "artifacts/model/metadata.json").read_text())
     assert heroku["model"].json()["model_version"] == metadata["model_version"]
+    assert heroku["model"].json()["model_committed_at"] is None  # no git history in a slug: unknown, not guessed
     predicted = heroku["predict"]
     assert predicted.status_code == 200, predicted.text
     assert predicted.json()["model_version"] == metadata["model_version"]

@@ -21,6 +21,7 @@ from sklearn.dummy import DummyClassifier
 
 from mlops_template.core.bundle import REJECTED, save_bundle
 from mlops_template.core.config import load_params
+from mlops_template.core.provenance import utc_text
 from tests.conftest import ROOT, free_port, missing, model_record, require_tool
 
 pytestmark = pytest.mark.integration
@@ -196,6 +197,9 @@ def test_image_builds_runs_and_passes_its_checks(validated_project: Path, tmp_pa
     metadata = json.loads((bundle_dir(context) / "metadata.json").read_text())
     assert checks["model_version"] == metadata["model_version"]
     assert checks["git_commit"] == head and len(head) == 40  # GIT_COMMIT: the bundle records no commit
+    # MODEL_COMMITTED_AT: the time of the commit whose dvc.lock recorded the bundle (the bundle records no time)
+    epoch = subprocess.run(["git", "log", "-1", "--format=%ct"], cwd=context, capture_output=True, text=True).stdout
+    assert checks["model_committed_at"] == utc_text(int(epoch))
     # the image carries the bundle dvc.lock records (DVC's own hash of it) and its model_version as a label
     assert checks["bundle"] == {"model_version_label": metadata["model_version"], "bundle_md5": locked,
                                 "dvc_lock_md5": locked}  # fmt: skip

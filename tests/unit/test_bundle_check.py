@@ -51,17 +51,24 @@ def test_default_is_the_gated_bundle_dir_from_params(tmp_path: Path, capsys, mon
 def test_in_actions_the_release_identity_becomes_step_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """CD builds the image with git_commit and passes both to the smoke test, which checks the service runs them.
 
-    The bundle records no commit (reproducible bundles): git_commit is the commit checked out, the one built.
+    The bundle records no commit nor time (reproducible bundles): git_commit is the commit checked out, the one
+    built, and committed_at (MODEL_COMMITTED_AT) the time of the commit whose dvc.lock recorded the bundle.
     """
+    import os
     import subprocess
 
     model = DummyClassifier().fit([[0], [1]], ["N", "Y"])
     bundle = save_bundle(tmp_path / "model", model, model_record(gate={"verdict": VALIDATED}))
+    (tmp_path / "dvc.lock").write_text(
+        "schema: '2.0'\nstages:\n  gate:\n    outs:\n    - path: model\n      md5: a.dir\n"
+    )
+    dated = {**os.environ, "GIT_COMMITTER_DATE": "@1780000000 +0000"}
     for command in (
         ["init", "-q"],
-        ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "c"],
+        ["add", "dvc.lock"],
+        ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "c"],
     ):
-        subprocess.run(["git", *command], cwd=tmp_path, check=True)
+        subprocess.run(["git", *command], cwd=tmp_path, check=True, env=dated)
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
     monkeypatch.chdir(tmp_path)
     output = tmp_path / "github_output"
@@ -71,3 +78,4 @@ def test_in_actions_the_release_identity_becomes_step_outputs(tmp_path: Path, mo
     lines = output.read_text().splitlines()
     assert lines[1] == f"git_commit={head}" and len(head) == 40
     assert lines[0].startswith("model_version=") and lines[0].split("=")[1] in version
+    assert lines[2] == "committed_at=2026-05-28T20:26:40+00:00"

@@ -80,11 +80,12 @@ def test_dockerignore_keeps_the_context_small():
 
 
 def test_runtime_reports_the_commit_it_was_built_from():
-    """/model's git_commit is the image's (GIT_COMMIT build argument) and the model_version a label: both declared
-    last, so other layers stay cached."""
+    """/model's git_commit and model_committed_at are the image's (GIT_COMMIT, MODEL_COMMITTED_AT build arguments)
+    and the model_version a label: all declared last, so other layers stay cached."""
     runtime = stages()["runtime"]
     names = [name for name, _ in runtime]
-    assert ("ARG", 'GIT_COMMIT=""') in runtime and ("ENV", 'GIT_COMMIT="${GIT_COMMIT}"') in runtime
+    assert ("ARG", 'GIT_COMMIT=""') in runtime and ("ARG", 'MODEL_COMMITTED_AT=""') in runtime
+    assert ("ENV", 'GIT_COMMIT="${GIT_COMMIT}" MODEL_COMMITTED_AT="${MODEL_COMMITTED_AT}"') in runtime
     assert ("ARG", "MODEL_VERSION=unknown") in runtime  # `docker inspect` shows which model an image serves
     assert ("LABEL", 'org.opencontainers.image.revision="${GIT_COMMIT}" model_version="${MODEL_VERSION}"') in runtime
     assert names.index("ARG") > max(i for i, name in enumerate(names) if name in {"COPY", "RUN"})

@@ -277,7 +277,11 @@ def test_cd_tags_checks_out_and_deploys_the_commit_ci_checked() -> None:
         f"${{{{ steps.{bundle['id']}.outputs.git_commit }}}}"  # the image reports the commit the smoke test expects
     )
     version = f"${{{{ steps.{bundle['id']}.outputs.model_version }}}}"  # the image's model_version label
-    assert image["with"]["build-args"].splitlines() == [f"MODEL_VERSION={version}", f"GIT_COMMIT={commit}"]
+    committed = f"${{{{ steps.{bundle['id']}.outputs.committed_at }}}}"  # /model's model_committed_at
+    assert image["with"]["build-args"].splitlines() == [f"MODEL_VERSION={version}", f"GIT_COMMIT={commit}",
+                                                        f"MODEL_COMMITTED_AT={committed}"]  # fmt: skip
+    checkout = next(s for s in build["steps"] if "actions/checkout@" in s.get("uses", ""))
+    assert checkout["with"]["fetch-depth"] == 0  # the whole history: a shallow one cannot date the bundle
     assert build["outputs"]["git-commit"] == commit
     deploy = load(ROOT / ".github" / "workflows" / "deploy.yml")
     deploy_checkout = next(s for s in deploy["jobs"]["deploy"]["steps"] if "actions/checkout@" in s.get("uses", ""))

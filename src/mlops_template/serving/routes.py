@@ -129,6 +129,8 @@ def add_ops_routes(app: FastAPI, metrics: ServiceMetrics, guard: Sequence[Any] =
                 # the rest of ModelInfo is metadata.json's fields of the same names
                 **variant.bundle.metadata.model_dump(mode="json", include=set(ModelInfo.model_fields)),
                 "git_commit": app.state.settings.git_commit,  # the deployment's: a bundle records no commit
+                # when dvc.lock's history first recorded the bundle (MODEL_COMMITTED_AT): it records no clock time
+                "model_committed_at": app.state.settings.model_committed_at,
             }
         )
 

@@ -47,6 +47,11 @@ class ModelInfo(BaseModel):
     example: dict[str, Any] | None = Field(None, description="a real training row: a valid /predict body")
     training_data: dict[str, Any] | None
     git_commit: str | None = Field(None, description="the commit the service was built from (GIT_COMMIT)")
+    model_committed_at: str | None = Field(
+        None,
+        description="ISO 8601 UTC time of the first commit whose dvc.lock records the bundle (MODEL_COMMITTED_AT); "
+        "the model was trained before it (a bundle records no clock time: rebuilds are byte-identical); null: unknown",
+    )
 
 
 def predict_response_model(contract: Contract) -> type[BaseModel]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
 
@@ -112,6 +113,9 @@ class Settings(BaseSettings):
     model_uri: str | None = env("MODEL_URI", None)  # models:/<name>@champion: downloaded first (serving.model_uri)
     # the commit the deployment was built from (the image's build argument); the bundle records none (reproducible)
     git_commit: str | None = env("GIT_COMMIT", None)
+    # when a commit first recorded the served bundle in dvc.lock (core/provenance.py; the image's build argument,
+    # `make serve` in a checkout): the bundle records no clock time (reproducible). ISO 8601 with an offset
+    model_committed_at: str | None = env("MODEL_COMMITTED_AT", None)
     # /predict needs one of these keys (or an admin key) in X-API-Key; unset: /predict is open. Read straight into
     # sha256 digests (security.ApiKeys): no key is held, and `exclude` keeps even those out of public() and dumps
     predict_api_keys: Annotated[ApiKeys, NoDecode] = env("PREDICT_API_KEYS", ApiKeys(()), exclude=True)
@@ -153,6 +157,19 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("expected redis://[user:password@]host:port[/db], rediss://... (TLS) or unix://path")
         return value
+
+    @field_validator("model_committed_at")
+    @classmethod
+    def _time(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            moment = None
+        if moment is None or moment.tzinfo is None:
+            raise ValueError("expected an ISO 8601 time with its offset, e.g. 2026-01-31T12:00:00+00:00")
+        return moment.astimezone(UTC).isoformat(timespec="seconds")
 
     @field_validator("predict_api_keys", mode="before")
     @classmethod

@@ -66,8 +66,9 @@ def problem(response: httpx.Response) -> ApiProblem:
     elif status in (401, 403):
         text = (f"The service refused the API key ({status}): {message}; set PREDICT_API_KEY (or ADMIN_API_KEY) "
                 "for the UI to one of the service's keys")  # fmt: skip
-    elif status == 503:
-        text = f"The service is not available (503): {message}; it may be starting or overloaded, retry shortly"
+    elif status == 503:  # the shared state's message says itself what is down and when it is tried again
+        hint = "" if body.get("error") == "state_unavailable" else "; it may be starting or overloaded, retry shortly"
+        text = f"The service is not available (503): {message}{hint}"
     else:
         text = f"The service answered HTTP {status}: {message}"
     return ApiProblem(text, status, str(body.get("error", "")), details, retry_after)

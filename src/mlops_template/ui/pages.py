@@ -17,7 +17,15 @@ from mlops_template.core.errors import UserError
 from mlops_template.ui.client import ApiDown, ApiProblem, Client, api_url
 from mlops_template.ui.form import EXAMPLE, TYPICAL, flag_sentences, inputs, probability_rows
 from mlops_template.ui.scoring import CHUNK_ROWS, read_upload, score, to_csv
-from mlops_template.ui.tables import drift_table, gate_table, importance_table, metric_table, quality_table
+from mlops_template.ui.tables import (
+    committed_sentence,
+    comparison_table,
+    drift_table,
+    gate_table,
+    importance_table,
+    metric_table,
+    quality_table,
+)
 
 MODEL_TTL_SECONDS = 30  # a redeployed model shows up within this time
 REFUSED_SHOWN = 20  # refused rows listed on the page; all of them are in the download
@@ -189,9 +197,9 @@ def model_page() -> None:
         f"**Target**: `{model['target']}`{classes}",
         f"**Estimator**: {model.get('estimator')}",
         f"**Service built from commit**: {model.get('git_commit') or 'not recorded (GIT_COMMIT unset)'}",
-        # bundles are byte-reproducible (metadata format 3): no clock time inside, the version is a content hash
-        "**Trained at**: not recorded in the bundle (a re-run of the pipeline is byte-identical; the model version "
-        "is the hash of its content, `git log dvc.lock` dates it)",
+        # bundles are byte-reproducible (metadata format 3): no clock time inside; git's history of dvc.lock dates it
+        f"**Committed at** (not the training time: a bundle records none, so a rebuild is byte-identical): "
+        f"{committed_sentence(model)}",
         f"**Runtime in use**: {runtime_sentence(model)}",
     ]
     if model.get("training_data"):
@@ -257,11 +265,16 @@ def monitoring_page() -> None:
         st.dataframe(frame.style.apply(lambda _: highlight, axis=0), hide_index=True)
     thresholds = (report.get("thresholds") or {}).items()
     st.caption("thresholds: " + ", ".join(f"{k} {v:g}" for k, v in thresholds if isinstance(v, int | float)))
-    experiment = client().experiment()
-    st.subheader("Experiment (champion / challenger)")
+    st.subheader("Experiment (champion / challengers)")
+    experiment = client().experiment()  # a 503 (REDIS_URL's Redis down) ends the page here with its sentence
     comparison = experiment.get("comparison") or {}
     st.markdown(f"mode **{experiment.get('mode')}**, challenger loaded: {experiment.get('challenger_loaded')}; "
                 f"decision: **{comparison.get('decision')}**, {comparison.get('reason', '')}")  # fmt: skip
+    comparisons = comparison_table(experiment)
+    if not comparisons.empty:
+        if comparison.get("correction"):
+            st.caption(comparison["correction"])
+        st.table(comparisons.set_index("challenger"))
     variants = experiment.get("variants") or {}
     if variants:
         st.dataframe(pd.DataFrame([{"variant": k, **v} for k, v in variants.items()]), hide_index=True)

@@ -1,7 +1,9 @@
-"""The API's JSON turned into the tables the pages show (pure functions: no Streamlit, no HTTP)."""
+"""The API's JSON turned into the tables (and a few sentences) the pages show (pure functions: no Streamlit, no
+HTTP)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -58,3 +60,47 @@ def quality_table(experiment: dict[str, Any]) -> pd.DataFrame:
     """Live quality per variant (accuracy / ROC AUC / MAE from the feedback received)."""
     quality = experiment.get("live_quality") or {}
     return pd.DataFrame([{"variant": k, **v} for k, v in quality.items()])
+
+
+COMPARISON_COLUMNS = ["challenger", "feedback (champion / challenger)", "champion rate", "challenger rate", "alpha",
+                      "p-value", "decision", "reason"]  # fmt: skip
+
+
+def _number(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, int | float) else "—"
+
+
+def comparison_table(experiment: dict[str, Any]) -> pd.DataFrame:
+    """Each challenger's test against the champion (GET /experiment `comparisons`): its feedback, success rates,
+    alpha (Bonferroni: the configured alpha / challengers), p-value ("—" until the test computes one) and decision."""
+    rows = []
+    for name, test in (experiment.get("comparisons") or {}).items():
+        reached = test.get("reached") or {}
+        rows.append({
+            "challenger": name,
+            "feedback (champion / challenger)": f"{reached.get('champion', 0)} / {reached.get(name, 0)}",
+            "champion rate": _number(test.get("champion_rate")),
+            "challenger rate": _number(test.get("challenger_rate")),
+            "alpha": _number(test.get("alpha")),
+            "p-value": _number(test.get("p_value")),
+            "decision": test.get("decision"),
+            "reason": test.get("reason", ""),
+        })  # fmt: skip
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+
+
+UNKNOWN_COMMIT_TIME = ("not known: the service was started without MODEL_COMMITTED_AT (no git history where it "
+                       "started, or a bundle no commit records yet)")  # fmt: skip
+
+
+def committed_sentence(model: dict[str, Any]) -> str:
+    """GET /model's model_committed_at in words that say what it is: when a commit first recorded the bundle in
+    dvc.lock, not the training time (training ran before it; the bundle holds no clock time)."""
+    moment = model.get("model_committed_at")
+    if not moment:
+        return UNKNOWN_COMMIT_TIME
+    try:
+        when = datetime.fromisoformat(moment).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (TypeError, ValueError):
+        when = str(moment)
+    return f"{when}, when a commit first recorded this bundle in dvc.lock (the model was trained before)"

@@ -120,6 +120,14 @@ class Ui:
             raise AssertionError(f"{needles} not in {css}: {self.driver.execute_script(script, css)}") from None
         return self.driver.execute_script(script, css)
 
+    def table_rows(self, css: str = '[data-testid="stTable"]') -> list[dict[str, str]]:
+        """The rows of the first static table (st.table) as {header: cell text}, the index column included."""
+        self.find(css)
+        script = ("const rows = Array.from(document.querySelector(arguments[0]).querySelectorAll('tr'));"
+                  "return rows.map(r => Array.from(r.children).map(c => c.textContent.trim()));")  # fmt: skip
+        header, *rows = self.driver.execute_script(script, css)
+        return [dict(zip(header, row, strict=True)) for row in rows]
+
     def upload(self, path: Path) -> None:
         self.find('[data-testid="stFileUploader"] input[type="file"]').send_keys(str(path))
 

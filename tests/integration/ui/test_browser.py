@@ -2,10 +2,13 @@
 
 For the sample (binary) model: the form answers what the API answers (with the probabilities' chart), the
 out-of-range and unknown-category flags and a 422 read as sentences, a CSV scored through the UI downloads the same
-predictions as `python -m mlops_template predict` (what `make predict` runs), the Model page shows the gate table
-and the importance chart, the Monitoring page names the features a drifted batch moved and the live quality from
-feedback, the service's rate limit (429) reads as a sentence, and a stopped service shows one banner. For a
-regression and a multiclass model: the same form and batch checks, with no change to the UI's code.
+predictions as `python -m mlops_template predict` (what `make predict` runs), the Model page shows the gate table,
+the importance chart and when a commit recorded the bundle (from the dvc.lock history the service was started in),
+the Monitoring page names the features a drifted batch moved, each challenger's test (p-value, decision) and the
+live quality from feedback, the service's 503 while its Redis is stopped reads as a sentence and the page recovers
+once Redis is back, the service's rate limit (429) reads as a sentence, and a stopped service shows one banner. For
+a regression and a multiclass model: the same form and batch checks, with no change to the UI's code (and the card
+says the commit time is unknown: their services were not started in a checkout that records them).
 Screenshots of each page land in $UI_SCREENSHOTS (reports/ui to refresh the committed ones), else a scratch folder.
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +26,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlops_template.core.provenance import utc_text
+from mlops_template.ui.tables import UNKNOWN_COMMIT_TIME
 from tests.conftest import ROOT
 from tests.integration.serving.test_monitoring import records
-from tests.integration.ui.conftest import ADMIN_KEY, PREDICT_KEY, Stack
+from tests.integration.ui.conftest import ADMIN_KEY, CHALLENGERS, COMMITTED_EPOCH, PREDICT_KEY, Stack
 from tests.integration.ui.driver import Ui
 
 
@@ -158,6 +164,10 @@ def test_model_card_shows_the_bundle(binary_stack: Stack, browser: Any):
     text = ui.wait_text("Features (the request contract)")
     assert model["model_version"] in text and model["gate"]["verdict"] in text and model["estimator"] in text
     assert ("ONNX Runtime" if model["runtime"] == "onnx" else "scikit-learn") in text
+    # dated by the dvc.lock history of the checkout the service started in (no MODEL_COMMITTED_AT given)
+    assert model["model_committed_at"] == utc_text(COMMITTED_EPOCH) == "2026-05-29T20:26:40+00:00"
+    assert "Committed at (not the training time" in text
+    assert "2026-05-29 20:26:40 UTC, when a commit first recorded this bundle in dvc.lock" in text
     assert "records no feature importance" not in text  # the pipeline recorded it: the chart is drawn
     ui.find('[data-testid="stVegaLiteChart"]')
     for name in [*model["metrics"], *(t["metric"] for t in model["gate"].get("thresholds", []))]:
@@ -180,10 +190,14 @@ def test_monitoring_shows_live_drift_and_experiment(binary_stack: Stack, browser
                             timeout=60)  # fmt: skip
         assert answer.status_code == 200, answer.text
     answered = answer.json()
-    for row, item in enumerate(answered["predictions"][:30]):  # ground truth = the answer: live accuracy 1
+    # per arm, the feedback that met its prediction: a challenger's shadow prediction is filed after the answer is
+    # sent, so the first feedback may come before it (then it counts for the champion only)
+    outcomes: Counter[str] = Counter()
+    for row, item in enumerate(answered["predictions"][:30]):
         body = {"request_id": answered["feedback_key"].format(row=row), "actual": item["prediction"]}
         response = httpx.post(f"{service}/feedback", json=body, headers={"X-API-Key": ADMIN_KEY}, timeout=10)
         assert response.status_code == 200, response.text
+        outcomes.update(response.json()["success"])  # ground truth = the answer: live accuracy 1
     time.sleep(1.2)  # the service's drift report is recomputed at most every second (the stack's params)
     report = httpx.get(f"{service}/monitoring/drift", timeout=30).json()
     names = [i["name"] for i in report["features"] + report["outputs"] if i["drifted"]]
@@ -191,13 +205,59 @@ def test_monitoring_shows_live_drift_and_experiment(binary_stack: Stack, browser
     ui.open("monitoring", "Drift of recent requests vs training")
     text = ui.wait_text("Live quality")
     assert f"Drift detected in {', '.join(names)}: status {report['status']}" in text
-    assert "decision:" in text and "mode single" in text
+    assert "decision:" in text and "mode shadow" in text
+    experiment = httpx.get(f"{service}/experiment", timeout=10).json()
+    # each challenger's test against the champion, as the service reports it (Bonferroni: alpha 0.05 / 2)
+    assert "Bonferroni: each of the 2 challengers against the champion at alpha 0.05 / 2 = 0.025" in text
+    rows = {row["challenger"]: row for row in ui.table_rows()}  # the one static table: each challenger's test
+    assert outcomes["champion"] == 30 and all(outcomes[name] for name in CHALLENGERS), outcomes
+    assert sorted(rows) == sorted(CHALLENGERS)
+    for name in CHALLENGERS:
+        test, row = experiment["comparisons"][name], rows[name]
+        assert test["reached"] == {"champion": 30, name: outcomes[name]} and test["decision"] == "not enough data"
+        assert row["feedback (champion / challenger)"] == f"30 / {outcomes[name]}"
+        assert row["alpha"] == "0.025" and row["p-value"] == f"{test['p_value']:.3g}"  # sequential: from the start
+        assert row["champion rate"] == row["challenger rate"] == "1"  # actual = the answer, the same model
+        assert (row["decision"], row["reason"]) == (test["decision"], test["reason"])
     # the tables (drift, experiment, live quality) as the grid renders them: the rows in view (here every feature)
     features = [i["name"] for i in report["features"] if i["drifted"]]
     ui.hidden_text('[data-testid="stDataFrame"]', *features, "accuracy")
-    experiment = httpx.get(f"{service}/experiment", timeout=10).json()
     assert experiment["live_quality"]["served"]["accuracy"] == 1.0
     ui.screenshot("monitoring")
+
+
+def test_redis_down_is_a_503_sentence_and_the_page_recovers(binary_stack: Stack, browser: Any):
+    """REDIS_URL's Redis stopped: the service keeps answering (drift is per process) but /experiment answers 503; the
+    Monitoring page shows the service's own sentence, then the experiment again once Redis is back."""
+    ui, service, redis = Ui(browser, binary_stack.ui), binary_stack.service.url, binary_stack.redis
+    assert redis is not None
+    redis.stop()
+    try:
+        answer = httpx.get(f"{service}/experiment", timeout=10)
+        assert answer.status_code == 503 and answer.json()["error"] == "state_unavailable", answer.text
+        ui.open("monitoring", "The service is not available (503)")
+        text = ui.text()
+        assert f"shared monitoring state unavailable: Redis at 127.0.0.1:{redis.port} (REDIS_URL)" in text
+        assert "retry once it is back" in text and "starting or overloaded" not in text
+        assert text.count("(503)") == 1 and "Traceback" not in text and "Service unavailable" not in text
+        assert "Drift of recent requests vs training" in text  # the rest of the page still answers
+        browser.execute_script(
+            "const a = document.querySelectorAll('[data-testid=\"stAlert\"]'); "
+            'a[a.length - 1].scrollIntoView({block: "center"})'
+        )  # the 503 in the screenshot
+        ui.screenshot("monitoring-503")
+    finally:
+        redis.start()  # empty, as a restarted Redis without persistence
+    deadline = time.monotonic() + 30
+    while "Live quality" not in text:  # the service tries Redis again a second after a failure
+        assert time.monotonic() < deadline, text
+        time.sleep(1.2)
+        ui.click("Refresh")
+        text = ui.wait_text("Drift of recent requests vs training")
+    assert "(503)" not in text and "mode shadow" in text
+    rows = ui.table_rows()  # a new, empty experiment (Redis restarted empty)
+    assert [row["challenger"] for row in rows] == list(CHALLENGERS)
+    assert all(row["feedback (champion / challenger)"] == "0 / 0" and row["p-value"] == "—" for row in rows), rows
 
 
 def test_rate_limit_then_service_down_are_sentences(binary_stack: Stack, browser: Any):
@@ -205,7 +265,7 @@ def test_rate_limit_then_service_down_are_sentences(binary_stack: Stack, browser
     ui.open("", f"Predict {binary_stack.model['target']}")
     ui.wait_text("Predict")
     headers = {"X-API-Key": PREDICT_KEY}  # the UI's key: its bucket, emptied here (no refill to speak of)
-    for _ in range(101):
+    for _ in range(150):  # the 100 of the bucket (in Redis, leased 10 at a time), then a 429
         if httpx.post(f"{service}/predict", json=binary_stack.model["example"], headers=headers).status_code == 429:
             break
     ui.click("Predict")
@@ -235,6 +295,7 @@ def test_other_model_kinds(other_stack: Stack, browser: Any, tmp_path: Path):
     ui.open("model", "Model card")  # the other pages too: built from this model's contract, no error on them
     text = ui.wait_text("Features (the request contract)")
     assert model["task"] in text and model["model_version"] in text and "The service" not in text
+    assert model["model_committed_at"] is None and UNKNOWN_COMMIT_TIME in text  # served outside a checkout
     assert all(name in text for name in model["metrics"])
     ui.open("monitoring", "Drift of recent requests vs training")
     text = ui.wait_text("Live quality")

@@ -14,6 +14,7 @@ from mlops_template.serving.settings import Settings
 from tests.serving_helpers import REGRESSION, build_bundle
 
 COMMIT = "5e1ec7ed" * 5  # the image's GIT_COMMIT
+COMMITTED_AT = "2026-05-29T20:26:40+00:00"  # the image's MODEL_COMMITTED_AT
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,8 @@ def events() -> list[PredictionEvent]:
 
 @pytest.fixture(scope="module")
 def client(bundle: Path, events: list) -> TestClient:
-    settings = Settings(model_dir=bundle, max_batch_rows=50, max_body_bytes=20_000, git_commit=COMMIT)
+    settings = Settings(model_dir=bundle, max_batch_rows=50, max_body_bytes=20_000, git_commit=COMMIT,
+                        model_committed_at=COMMITTED_AT)  # fmt: skip
     app = create_app(settings, observers=[events.append])
     return TestClient(app, raise_server_exceptions=False)
 
@@ -148,8 +150,10 @@ def test_ops_endpoints(client: TestClient, bundle: Path):
     # the shape of /model: the variant and runtime, then these metadata.json fields as they are in the file
     shown = ["model_version", "task", "target", "estimator", "classes", "metrics", "gate", "onnx",
              "features", "example", "training_data"]  # fmt: skip
-    # git_commit is the deployment's (GIT_COMMIT): a bundle records no commit, nor a time (reproducible)
-    assert info == {"variant": "champion", "runtime": "onnx", "git_commit": COMMIT, **{k: metadata[k] for k in shown}}
+    # git_commit is the deployment's (GIT_COMMIT): a bundle records no commit, nor a time (reproducible); the time
+    # is MODEL_COMMITTED_AT's (dvc.lock's history, handed over by the build)
+    assert info == {"variant": "champion", "runtime": "onnx", "git_commit": COMMIT,
+                    "model_committed_at": COMMITTED_AT, **{k: metadata[k] for k in shown}}  # fmt: skip
     assert error(client.get("/nope"), 404)["error"] == "not_found"
     assert error(client.get("/predict"), 405)["error"] == "method_not_allowed"
 

@@ -25,6 +25,18 @@ from mlops_template.serving.settings import Settings
         ("OUTPUT_PRECISION", "2.5", "environment variable OUTPUT_PRECISION='2.5': expected an integer"),
         ("OUTPUT_PRECISION", "-1", "environment variable OUTPUT_PRECISION=-1: must be at least 0"),
         ("OUTPUT_PRECISION", "16", "environment variable OUTPUT_PRECISION=16: must be at most 15"),
+        (
+            "MODEL_COMMITTED_AT",
+            "yesterday",
+            "environment variable MODEL_COMMITTED_AT='yesterday': expected an ISO "
+            "8601 time with its offset, e.g. 2026-01-31T12:00:00+00:00",
+        ),
+        (
+            "MODEL_COMMITTED_AT",
+            "2026-01-31T12:00:00",
+            "environment variable MODEL_COMMITTED_AT='2026-01-31T12:00:00': "
+            "expected an ISO 8601 time with its offset, e.g. 2026-01-31T12:00:00+00:00",
+        ),
     ],
 )
 def test_each_bad_variable_is_one_message_naming_it(variable: str, value: str, message: str) -> None:
@@ -78,6 +90,14 @@ def test_git_commit_is_the_images_build_argument() -> None:
     """The Dockerfile turns the GIT_COMMIT build argument into this variable; unset or blank (a local run): None."""
     assert Settings.from_env({"MODEL_DIR": "m", "GIT_COMMIT": "ab" * 20}).git_commit == "ab" * 20
     assert Settings.from_env({"MODEL_DIR": "m", "GIT_COMMIT": ""}).git_commit is None
+
+
+def test_model_committed_at_is_an_iso_time_kept_in_utc() -> None:
+    """MODEL_COMMITTED_AT (the image's build argument, `make serve`'s dvc.lock history): any offset, reported in UTC;
+    unset or blank: None (unknown)."""
+    moment = Settings.from_env({"MODEL_DIR": "m", "MODEL_COMMITTED_AT": "2026-05-29T22:26:40+02:00"})
+    assert moment.model_committed_at == "2026-05-29T20:26:40+00:00"
+    assert Settings.from_env({"MODEL_DIR": "m", "MODEL_COMMITTED_AT": " "}).model_committed_at is None
 
 
 def test_access_settings_default_off_and_keys_held_as_digests_only() -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 
-from mlops_template.ui.client import ApiDown, ApiProblem, Client, api_url, detail_text
+from mlops_template.ui.client import ApiDown, ApiProblem, Client, api_url, detail_text, problem
 from tests.conftest import FakeHandler, free_port, loopback_server
 
 ANSWERS = {
@@ -69,6 +70,15 @@ def test_503_and_other_errors_are_sentences(client: Client):
         client.drift()
     with pytest.raises(ApiProblem, match=r"answered HTTP 500: Internal Server Error"):
         client.experiment()
+
+
+def test_a_503_of_the_shared_state_is_its_own_sentence():
+    """Redis down (REDIS_URL): the service's message names what is down and when it retries; no guess added."""
+    message = ("shared monitoring state unavailable: Redis at 127.0.0.1:6399 (REDIS_URL) did not answer; "
+               "retry once it is back (tried again every 1 s)")  # fmt: skip
+    body = {"error": "state_unavailable", "message": message, "details": []}
+    sentence = str(problem(httpx.Response(503, json=body)))
+    assert sentence == f"The service is not available (503): {message}"
 
 
 def test_nothing_listening_is_service_down(monkeypatch: pytest.MonkeyPatch):

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from mlops_template.ui.form import EXAMPLE, TYPICAL, flag_sentences, inputs, probability_rows
-from mlops_template.ui.tables import drift_table, gate_table, importance_table, metric_table, quality_table
+from mlops_template.ui.tables import (
+    UNKNOWN_COMMIT_TIME,
+    committed_sentence,
+    comparison_table,
+    drift_table,
+    gate_table,
+    importance_table,
+    metric_table,
+    quality_table,
+)
 
 MODEL = {
     "task": "binary",
@@ -70,3 +79,40 @@ def test_flags_and_probabilities_in_words():
     ]
     assert probability_rows(item) == [{"class": "N", "probability": 0.2}, {"class": "Y", "probability": 0.8}]
     assert probability_rows({"prediction": 3.0}) == []
+
+
+def test_comparison_table_one_row_per_challenger_from_the_experiments_own_stats():
+    """Three challengers against the champion (the service's own Experiment, Bonferroni alpha 0.05 / 3): one row
+    each with its feedback, rates, alpha, p-value and decision; the clear winner is decided, the others not yet.
+    ("worse" gets no feedback at all.)"""
+    from mlops_template.core.config import ExperimentConfig
+    from mlops_template.monitoring.experiment import CHAMPION, Experiment
+
+    experiment = Experiment(ExperimentConfig(mode="shadow", test="sequential", min_samples=20),
+                            challengers=("better", "same", "worse"))  # fmt: skip
+    for i in range(300):
+        experiment.observe(CHAMPION, i % 2 == 0)  # 50 %
+        experiment.observe("better", i % 10 != 0)  # 90 %
+        experiment.observe("same", i % 2 == 1)  # 50 %
+    stats = experiment.stats()
+    table = comparison_table(stats).set_index("challenger")
+    assert table.index.tolist() == ["better", "same", "worse"]
+    assert table["alpha"].tolist() == ["0.0167"] * 3  # 0.05 / 3
+    assert table.loc["better", "feedback (champion / challenger)"] == "300 / 300"
+    assert table.loc["worse", "feedback (champion / challenger)"] == "300 / 0"
+    assert table.loc["better", "decision"] == stats["comparisons"]["better"]["decision"] == "promote challenger"
+    assert float(table.loc["better", "p-value"]) < 0.0167
+    assert table.loc["better", "challenger rate"] == "0.9" and table.loc["better", "champion rate"] == "0.5"
+    assert table.loc["same", "decision"] == "not enough data" and float(table.loc["same", "p-value"]) > 0.0167
+    assert table.loc["worse", "p-value"] == "—"  # no feedback yet: the test has computed none
+    for name in table.index:
+        assert table.loc[name, "reason"] == stats["comparisons"][name]["reason"]
+    assert comparison_table({"comparisons": {}}).empty and comparison_table({}).empty
+
+
+def test_committed_sentence_says_what_the_time_is_or_that_it_is_unknown():
+    sentence = committed_sentence({"model_committed_at": "2026-05-29T22:26:40+02:00"})
+    assert sentence.startswith("2026-05-29 20:26:40 UTC, when a commit first recorded this bundle in dvc.lock")
+    assert "trained before" in sentence
+    assert committed_sentence({"model_committed_at": None}) == UNKNOWN_COMMIT_TIME
+    assert committed_sentence({}) == UNKNOWN_COMMIT_TIME and "MODEL_COMMITTED_AT" in UNKNOWN_COMMIT_TIME
