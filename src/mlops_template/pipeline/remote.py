@@ -18,6 +18,7 @@ import sys
 from dataclasses import dataclass
 
 from mlops_template.core.errors import UserError, one_line
+from mlops_template.pipeline import remote_probe
 
 log = logging.getLogger(__name__)
 DVC = [sys.executable, "-m", "dvc"]  # this interpreter's DVC, whatever PATH says
@@ -104,6 +105,15 @@ def failure(action: str, remote: Remote, output: str) -> UserError:
     return UserError(f"`dvc {action}` with {where} failed: {one_line(errors[-1])}")
 
 
+def check(action: str, remote: Remote) -> None:
+    """Refused credentials or an unreachable gs:// remote: the one line now, not after gcsfs's minutes of retries."""
+    if not remote.url.startswith(("gs://", "gcs://")):
+        return
+    config = dvc("config", "--list")
+    if reason := remote_probe.problem(remote.url, remote_probe.options(config.stdout, remote.name)):
+        raise failure(action, remote, f"ERROR: {reason}")
+
+
 def fetch_outputs(remote: Remote) -> None:
     """`dvc fetch --run-cache` into the DVC cache: the outputs dvc.lock names and the run-cache, as far as the remote
     has them, so `dvc repro` checks out what someone pushed for this lock instead of training it again. What nobody
@@ -128,6 +138,7 @@ def transfer(action: str, *targets: str, run_cache: bool = False, remote: Remote
     remote = remote or default_remote()
     if remote is None:
         raise UserError(f"`dvc {action}`: no DVC remote is configured; set {URL_VARIABLE} or see {SETUP}")
+    check(action, remote)
     result = dvc(action, *(["--run-cache"] if run_cache else []), *targets)
     if result.returncode != 0:
         raise failure(action, remote, result.stdout + result.stderr)

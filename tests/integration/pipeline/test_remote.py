@@ -114,8 +114,10 @@ def one_error(process: subprocess.Popen) -> str:
 
 
 def test_wrong_credentials_and_unreachable_remote_are_one_clear_line(pushed, object_store: ObjectStore, tmp_path: Path):
-    """Both at once: gcsfs retries each with back-off (about 40 s) before DVC gives up."""
+    """Both at once. Neither waits for gcsfs's retries (six tries per request with back-off, minutes per `dvc pull`,
+    for errors no retry fixes): the remote is probed first (pipeline/remote_probe.py)."""
     origin, env = pushed
+    tried = sum(r["kid"] == "test-key-revoked" for r in object_store.token_requests)
     revoked = {**env, **object_store.env(object_store.revoked)}
     closed = {**env, "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{free_port()}"}
     clones = {name: fresh_clone(origin, tmp_path / name) for name in ("revoked", "closed")}
@@ -135,6 +137,8 @@ def test_wrong_credentials_and_unreachable_remote_are_one_clear_line(pushed, obj
     assert error.startswith("error: `dvc pull`: the DVC remote 'storage' (gs://mlops-template-dvc/data-test) refused")
     assert "invalid_grant" in error and "README 'Set up CI/CD in your fork'" in error
     assert any(r["kid"] == "test-key-revoked" for r in object_store.token_requests)  # the refused key was tried
+    # once: a refusal for good (invalid_grant) is not retried (gcsfs alone sent it again and again for minutes)
+    assert sum(r["kid"] == "test-key-revoked" for r in object_store.token_requests) == tried + 1
 
     error = one_error(runs["closed"])
     assert error.startswith("error: `dvc pull`: cannot reach the DVC remote 'storage' (gs://mlops-template-dvc/")
