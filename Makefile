@@ -73,9 +73,15 @@ format: $(STAMP) ## apply ruff fixes and formatting
 	ruff check --fix src tests tools
 	ruff format src tests tools
 
-test: lint ## lint + the whole test suite, JUnit (reports/junit.xml) and coverage (fails under 85%)
+# `make test` runs the suite on TEST_WORKERS pytest-xdist processes: most integration tests wait on DVC, act, servers
+# or containers, not on the CPU. A module's tests stay on one worker, and so do the modules that share a machine-wide
+# tool (act, the container engine: tests/conftest.py SERIAL_GROUPS).
+TEST_WORKERS ?= 2
+
+test: lint ## lint + the whole test suite on TEST_WORKERS (2) processes, JUnit (reports/junit.xml) and coverage (fails under 85%)
 	@mkdir -p reports
-	pytest --durations=25 --junitxml=reports/junit.xml --cov --cov-report=term --cov-report=xml:reports/coverage.xml
+	pytest -n $(TEST_WORKERS) --dist loadscope --durations=25 --junitxml=reports/junit.xml \
+		--cov --cov-report=term --cov-report=xml:reports/coverage.xml
 
 workflow-test: $(STAMP) ## run the GitHub Actions workflows for real with act (ACT=<act wrapper>): the `workflows` tests
 	pytest -m workflows -v
