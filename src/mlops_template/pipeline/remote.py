@@ -39,6 +39,7 @@ REFUSED = re.compile(
     re.IGNORECASE,
 )
 MISSING = re.compile(r"failed to (download|pull)|missing|not found|no such", re.IGNORECASE)
+REMOTE_URL = re.compile(r"remote\..+\.url")  # a `dvc config --list` key: remote.<name>.url
 
 
 @dataclass(frozen=True)
@@ -68,12 +69,16 @@ def configure() -> None:
 def default_remote() -> Remote | None:
     """The DVC remote `dvc pull` would use (DVC_REMOTE_URL first): the default one, else the first listed."""
     configure()
-    result = dvc("remote", "list")
+    # `dvc config --list`, not `dvc remote list`: that one is a table wrapped at the terminal's width (80 columns
+    # without a terminal), which puts a long URL and its "(default)" on lines of their own
+    result = dvc("config", "--list")
     if result.returncode != 0:
-        raise UserError(f"`dvc remote list` failed: {result.stderr.strip() or result.stdout.strip()}")
-    rows = [line.split() for line in result.stdout.splitlines() if len(line.split()) >= 2]
-    rows.sort(key=lambda row: "(default)" not in row)
-    return Remote(rows[0][0], rows[0][1]) if rows else None
+        raise UserError(f"`dvc config --list` failed: {result.stderr.strip() or result.stdout.strip()}")
+    settings = [line.partition("=")[::2] for line in result.stdout.splitlines()]
+    urls = {key[len("remote.") : -len(".url")]: value for key, value in settings if REMOTE_URL.fullmatch(key)}
+    default = dict(settings).get("core.remote", "")
+    name = default if default in urls else next(iter(urls), None)
+    return Remote(name, urls[name]) if name is not None else None
 
 
 def failure(action: str, remote: Remote, output: str) -> UserError:

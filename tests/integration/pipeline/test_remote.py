@@ -167,3 +167,20 @@ def test_fetching_outputs_the_remote_lacks_is_a_warning_and_the_pipeline_makes_t
     assert len(warned) == 1, warned
     assert "are not on the DVC remote 'storage'" in warned[0]
     assert "nobody pushed them: the pipeline makes them" in warned[0]
+
+
+def test_the_default_remote_is_found_whatever_the_length_of_its_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`dvc remote list` wraps its table at 80 columns without a terminal: a long URL (a pytest-xdist worker's
+    temporary folder was enough) and its "(default)" came on lines of their own, and `make data` said the clone had
+    no DVC remote."""
+    from mlops_template.pipeline.remote import Remote, default_remote
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DVC_REMOTE_URL", raising=False)
+    long = str(tmp_path / ("a-folder-name-long-enough-to-wrap-dvc-remote-list-" * 2) / "storage")
+    sh(tmp_path, "dvc", "init", "-q", "--no-scm")
+    assert default_remote() is None
+    sh(tmp_path, "dvc", "remote", "add", "-q", "first", str(tmp_path / "first"))
+    assert default_remote() == Remote("first", str(tmp_path / "first"))  # no default: the first listed
+    sh(tmp_path, "dvc", "remote", "add", "-q", "--local", "-d", "backup", long)
+    assert default_remote() == Remote("backup", long)
