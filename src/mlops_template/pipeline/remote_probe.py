@@ -12,7 +12,9 @@ schemes (s3://, azure://, paths) are not probed.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+from pathlib import Path
 
 GOOGLE = "https://storage.googleapis.com"
 SCOPE = "https://www.googleapis.com/auth/devstorage.full_control"  # gcsfs's default access, as DVC opens it
@@ -34,14 +36,20 @@ def endpoint(remote_options: dict[str, str]) -> str:
 
 def refused(key_file: str) -> str | None:
     """Why the token endpoint refuses the key file's credentials for good; None when it accepts them or the
-    failure may pass (a retryable error, an unreadable file: DVC reports those)."""
-    import google.auth
+    failure may pass (a retryable error, a file that is no service-account or user key: DVC reports those)."""
     from google.auth.exceptions import GoogleAuthError, RefreshError
     from google.auth.transport.requests import Request
+    from google.oauth2 import credentials as user
+    from google.oauth2 import service_account
 
+    load = {"service_account": service_account.Credentials.from_service_account_info,
+            "authorized_user": user.Credentials.from_authorized_user_info}  # fmt: skip
     try:
-        credentials, _ = google.auth.load_credentials_from_file(key_file, scopes=[SCOPE])
-        credentials.refresh(Request())
+        info = json.loads(Path(key_file).read_text(encoding="utf-8"))
+        kind = load.get(info.get("type")) if isinstance(info, dict) else None
+        if kind is None:
+            return None  # e.g. external_account (Workload Identity Federation): google-auth's own flow, in DVC
+        kind(info, scopes=[SCOPE]).refresh(Request())
     except RefreshError as error:
         return None if error.retryable else f"RefreshError: {error.args[0] if error.args else error}"
     except (GoogleAuthError, OSError, ValueError):

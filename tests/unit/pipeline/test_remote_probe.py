@@ -3,6 +3,8 @@ nobody answers counts as unreachable (any HTTP answer, even an error status, is 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from mlops_template.pipeline import remote_probe
@@ -40,3 +42,10 @@ def test_only_a_connection_nobody_answers_is_unreachable() -> None:
 def test_other_schemes_are_left_to_dvc() -> None:
     assert remote_probe.problem("s3://bucket/dvc", {}) is None
     assert remote_probe.problem("/mnt/storage", {}) is None
+
+
+def test_a_key_file_it_cannot_use_is_left_to_dvc(tmp_path: Path) -> None:
+    """No such file, or not a key file: no token request is possible, so DVC runs and reports it."""
+    (tmp_path / "not-a-key.json").write_text("{}", encoding="utf-8")
+    assert remote_probe.refused(str(tmp_path / "absent.json")) is None
+    assert remote_probe.refused(str(tmp_path / "not-a-key.json")) is None
