@@ -186,12 +186,54 @@ def model_record(**changes: object) -> ModelRecord:
     return ModelRecord.model_validate(record | changes)
 
 
+# `make test` runs on pytest-xdist workers (`-n 2 --dist loadscope`): each module's tests run on one worker (its
+# module-scoped fixtures are built once), and so do the modules of one group below, one after another, because
+# they share something machine-wide. act: the act wrapper (its first call installs act), act's cache server
+# (ACT_CACHE_DIR) and `npm ci` into this checkout's node_modules (gitlab-ci-local, `make lint-workflows`).
+# containers: the container engine (its first use builds the base images; image tags; compose projects).
+SERIAL_GROUPS = {
+    "act": (
+        "tests/integration/pipeline/test_fork_data.py",
+        "tests/integration/test_ci_lint.py",
+        "tests/integration/test_gitlab_ci.py",
+        "tests/integration/test_workflow_ci.py",
+        "tests/integration/test_workflow_ct.py",
+        "tests/integration/test_workflow_deploy.py",
+    ),
+    "containers": (
+        "tests/integration/test_compose.py",
+        "tests/integration/test_runtime.py",
+        "tests/integration/tracking/test_compose_mlflow.py",
+    ),
+}
+SERIAL_MODULES = {module: group for group, modules in SERIAL_GROUPS.items() for module in modules}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Everything under tests/integration runs real tools: it carries the `integration` marker."""
+    """Everything under tests/integration runs real tools: it carries the `integration` marker. A module with a
+    `workflows` test (act) must be in SERIAL_GROUPS["act"]."""
     folder = ROOT / "tests" / "integration"
     for item in items:
         if item.path.is_relative_to(folder):
             item.add_marker(pytest.mark.integration)
+    act = {item.path.relative_to(ROOT).as_posix() for item in items if item.get_closest_marker("workflows")}
+    if unlisted := sorted(act - set(SERIAL_GROUPS["act"])):
+        raise pytest.UsageError(f"tests/conftest.py: add {unlisted} to SERIAL_GROUPS['act'] (act runs one at a time)")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """`--dist loadscope` by module, and by group for the modules of SERIAL_GROUPS."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return SERIAL_MODULES.get(module, module)
+
+    return ModuleScheduling(config, log)
 
 
 def sh(cwd: Path, *command: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:

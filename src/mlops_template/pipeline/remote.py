@@ -18,6 +18,7 @@ import sys
 from dataclasses import dataclass
 
 from mlops_template.core.errors import UserError, one_line
+from mlops_template.pipeline import remote_probe
 
 log = logging.getLogger(__name__)
 DVC = [sys.executable, "-m", "dvc"]  # this interpreter's DVC, whatever PATH says
@@ -38,6 +39,7 @@ REFUSED = re.compile(
     re.IGNORECASE,
 )
 MISSING = re.compile(r"failed to (download|pull)|missing|not found|no such", re.IGNORECASE)
+REMOTE_URL = re.compile(r"remote\..+\.url")  # a `dvc config --list` key: remote.<name>.url
 
 
 @dataclass(frozen=True)
@@ -67,12 +69,16 @@ def configure() -> None:
 def default_remote() -> Remote | None:
     """The DVC remote `dvc pull` would use (DVC_REMOTE_URL first): the default one, else the first listed."""
     configure()
-    result = dvc("remote", "list")
+    # `dvc config --list`, not `dvc remote list`: that one is a table wrapped at the terminal's width (80 columns
+    # without a terminal), which puts a long URL and its "(default)" on lines of their own
+    result = dvc("config", "--list")
     if result.returncode != 0:
-        raise UserError(f"`dvc remote list` failed: {result.stderr.strip() or result.stdout.strip()}")
-    rows = [line.split() for line in result.stdout.splitlines() if len(line.split()) >= 2]
-    rows.sort(key=lambda row: "(default)" not in row)
-    return Remote(rows[0][0], rows[0][1]) if rows else None
+        raise UserError(f"`dvc config --list` failed: {result.stderr.strip() or result.stdout.strip()}")
+    settings = [line.partition("=")[::2] for line in result.stdout.splitlines()]
+    urls = {key[len("remote.") : -len(".url")]: value for key, value in settings if REMOTE_URL.fullmatch(key)}
+    default = dict(settings).get("core.remote", "")
+    name = default if default in urls else next(iter(urls), None)
+    return Remote(name, urls[name]) if name is not None else None
 
 
 def failure(action: str, remote: Remote, output: str) -> UserError:
@@ -104,6 +110,15 @@ def failure(action: str, remote: Remote, output: str) -> UserError:
     return UserError(f"`dvc {action}` with {where} failed: {one_line(errors[-1])}")
 
 
+def check(action: str, remote: Remote) -> None:
+    """Refused credentials or an unreachable gs:// remote: the one line now, not after gcsfs's minutes of retries."""
+    if not remote.url.startswith(("gs://", "gcs://")):
+        return
+    config = dvc("config", "--list")
+    if reason := remote_probe.problem(remote.url, remote_probe.options(config.stdout, remote.name)):
+        raise failure(action, remote, f"ERROR: {reason}")
+
+
 def fetch_outputs(remote: Remote) -> None:
     """`dvc fetch --run-cache` into the DVC cache: the outputs dvc.lock names and the run-cache, as far as the remote
     has them, so `dvc repro` checks out what someone pushed for this lock instead of training it again. What nobody
@@ -128,6 +143,7 @@ def transfer(action: str, *targets: str, run_cache: bool = False, remote: Remote
     remote = remote or default_remote()
     if remote is None:
         raise UserError(f"`dvc {action}`: no DVC remote is configured; set {URL_VARIABLE} or see {SETUP}")
+    check(action, remote)
     result = dvc(action, *(["--run-cache"] if run_cache else []), *targets)
     if result.returncode != 0:
         raise failure(action, remote, result.stdout + result.stderr)

@@ -114,8 +114,10 @@ def one_error(process: subprocess.Popen) -> str:
 
 
 def test_wrong_credentials_and_unreachable_remote_are_one_clear_line(pushed, object_store: ObjectStore, tmp_path: Path):
-    """Both at once: gcsfs retries each with back-off (about 40 s) before DVC gives up."""
+    """Both at once. Neither waits for gcsfs's retries (six tries per request with back-off, minutes per `dvc pull`,
+    for errors no retry fixes): the remote is probed first (pipeline/remote_probe.py)."""
     origin, env = pushed
+    tried = sum(r["kid"] == "test-key-revoked" for r in object_store.token_requests)
     revoked = {**env, **object_store.env(object_store.revoked)}
     closed = {**env, "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{free_port()}"}
     clones = {name: fresh_clone(origin, tmp_path / name) for name in ("revoked", "closed")}
@@ -135,6 +137,8 @@ def test_wrong_credentials_and_unreachable_remote_are_one_clear_line(pushed, obj
     assert error.startswith("error: `dvc pull`: the DVC remote 'storage' (gs://mlops-template-dvc/data-test) refused")
     assert "invalid_grant" in error and "README 'Set up CI/CD in your fork'" in error
     assert any(r["kid"] == "test-key-revoked" for r in object_store.token_requests)  # the refused key was tried
+    # once: a refusal for good (invalid_grant) is not retried (gcsfs alone sent it again and again for minutes)
+    assert sum(r["kid"] == "test-key-revoked" for r in object_store.token_requests) == tried + 1
 
     error = one_error(runs["closed"])
     assert error.startswith("error: `dvc pull`: cannot reach the DVC remote 'storage' (gs://mlops-template-dvc/")
@@ -163,3 +167,20 @@ def test_fetching_outputs_the_remote_lacks_is_a_warning_and_the_pipeline_makes_t
     assert len(warned) == 1, warned
     assert "are not on the DVC remote 'storage'" in warned[0]
     assert "nobody pushed them: the pipeline makes them" in warned[0]
+
+
+def test_the_default_remote_is_found_whatever_the_length_of_its_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`dvc remote list` wraps its table at 80 columns without a terminal: a long URL (a pytest-xdist worker's
+    temporary folder was enough) and its "(default)" came on lines of their own, and `make data` said the clone had
+    no DVC remote."""
+    from mlops_template.pipeline.remote import Remote, default_remote
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DVC_REMOTE_URL", raising=False)
+    long = str(tmp_path / ("a-folder-name-long-enough-to-wrap-dvc-remote-list-" * 2) / "storage")
+    sh(tmp_path, "dvc", "init", "-q", "--no-scm")
+    assert default_remote() is None
+    sh(tmp_path, "dvc", "remote", "add", "-q", "first", str(tmp_path / "first"))
+    assert default_remote() == Remote("first", str(tmp_path / "first"))  # no default: the first listed
+    sh(tmp_path, "dvc", "remote", "add", "-q", "--local", "-d", "backup", long)
+    assert default_remote() == Remote("backup", long)
