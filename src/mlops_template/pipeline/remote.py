@@ -15,7 +15,8 @@ import os
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from mlops_template.core.errors import UserError, one_line
 from mlops_template.pipeline import remote_probe
@@ -46,6 +47,8 @@ REMOTE_URL = re.compile(r"remote\..+\.url")  # a `dvc config --list` key: remote
 class Remote:
     name: str
     url: str
+    # its options as `dvc config --list` gave them (endpointurl, credentialpath...: what the gs:// probe reads)
+    options: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 
 def dvc(*args: str) -> subprocess.CompletedProcess:
@@ -78,7 +81,9 @@ def default_remote() -> Remote | None:
     urls = {key[len("remote.") : -len(".url")]: value for key, value in settings if REMOTE_URL.fullmatch(key)}
     default = dict(settings).get("core.remote", "")
     name = default if default in urls else next(iter(urls), None)
-    return Remote(name, urls[name]) if name is not None else None
+    if name is None:
+        return None
+    return Remote(name, urls[name], remote_probe.options(result.stdout, name))
 
 
 def failure(action: str, remote: Remote, output: str) -> UserError:
@@ -112,10 +117,7 @@ def failure(action: str, remote: Remote, output: str) -> UserError:
 
 def check(action: str, remote: Remote) -> None:
     """Refused credentials or an unreachable gs:// remote: the one line now, not after gcsfs's minutes of retries."""
-    if not remote.url.startswith(("gs://", "gcs://")):
-        return
-    config = dvc("config", "--list")
-    if reason := remote_probe.problem(remote.url, remote_probe.options(config.stdout, remote.name)):
+    if reason := remote_probe.problem(remote.url, remote.options):
         raise failure(action, remote, f"ERROR: {reason}")
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 GOOGLE = "https://storage.googleapis.com"
@@ -28,7 +29,7 @@ def options(config_list: str, name: str) -> dict[str, str]:
     return {key.removeprefix(prefix): value.strip() for key, _, value in pairs}
 
 
-def endpoint(remote_options: dict[str, str]) -> str:
+def endpoint(remote_options: Mapping[str, str]) -> str:
     """The storage endpoint gcsfs sends requests to (its own order: endpointurl, emulator, Google)."""
     url = remote_options.get("endpointurl") or os.environ.get("STORAGE_EMULATOR_HOST", "").strip() or GOOGLE
     return url if url.startswith(("http://", "https://")) else f"http://{url}"
@@ -79,7 +80,7 @@ def unreachable(url: str) -> str | None:
     return None
 
 
-def problem(url: str, remote_options: dict[str, str]) -> str | None:
+def problem(url: str, remote_options: Mapping[str, str]) -> str | None:
     """Credentials refused or endpoint unreachable for the gs:// remote at `url`, as one line; None otherwise."""
     if not url.startswith(("gs://", "gcs://")):
         return None
